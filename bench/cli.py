@@ -1,0 +1,230 @@
+"""The `captcha-bench` command: a thin click skin over the library, one call per command."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from captchas import dataset as ds
+from captchas import generate as gen
+from captchas import imports, schemes
+from captchas.render import IllegibleError, measure_legibility
+from captchas.spec import KNOBS, PRESETS, SpecError
+
+USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError)
+
+
+class _Group(click.Group):
+    """Turns the library's user errors into one-line messages with exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="captcha-bench")
+def cli() -> None:
+    """captcha-bench: do machines beat humans at image CAPTCHAs? Measure it on the same items."""
+
+
+def parse_options(pairs: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
+    """KEY=VALUE strings to a dict; values go through ast.literal_eval, falling back to str."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.ClickException(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            options[key.strip()] = text
+    return options
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[ds.Progress]:
+    """A progress callback for the library, drawn as a click progress bar on stderr."""
+    bar: Any = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def _default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@cli.command()
+@click.option("--preset", default=None, help="Difficulty preset (see `captcha-bench presets`); default medium.")
+@click.option("--scheme", default=schemes.DEFAULT_SCHEME, show_default=True, help="Installed scheme name or module:attr.")
+@click.option("--count", type=int, default=1000, show_default=True, help="Number of images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed gives the same bytes.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create (must be empty).")
+@click.option("--set", "knobs", multiple=True, metavar="KNOB=VALUE", help="Override a knob; repeatable.")
+@click.option("--workers", type=int, default=_default_workers, help="Worker processes [default: CPU count].")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out once the new set is complete.")
+@click.option("--reuse", is_flag=True, help="Keep --out if it already holds exactly this data set.")
+def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, knobs: tuple[str, ...],
+             workers: int, force: bool, reuse: bool) -> None:
+    """Generate a seeded data set of CAPTCHA images.
+
+    Example: captcha-bench generate --preset hard --count 1000 --seed 7 --out results/datasets/hard-7
+    """
+    made = schemes.load(scheme, preset, parse_options(knobs))
+    reused = reuse and (out / ds.MANIFEST).is_file()
+    start = time.perf_counter()
+    with progress_bar("Generating") as progress:
+        data = gen.make_dataset(made, count, seed, out, workers=workers, force=force, reuse=reuse,
+                                scheme_name=scheme, preset=preset, progress=progress)
+    seconds = time.perf_counter() - start
+    what = f"{len(data.samples)} images in {out} (scheme {scheme}, preset {preset or 'medium'}, seed {seed})"
+    if reused:
+        click.echo(f"Reused {what}: it already held this data set and its files match the manifest")
+    else:
+        click.echo(f"{what}; {len(data.samples) / seconds:,.0f} images/s with {workers} worker(s)")
+    click.echo(f"data set sha256 {data.hash}")
+
+
+@cli.command()
+@click.option("--measure", type=int, default=0, metavar="N", help="Also render N answers per preset and count clipped ones.")
+def presets(measure: int) -> None:
+    """List the difficulty presets and their knobs, and the installed schemes.
+
+    Example: captcha-bench presets --measure 1000
+    """
+    names = list(PRESETS)
+    rows = [[knob, *(_show(getattr(PRESETS[n], knob)) for n in names)] for knob in KNOBS]
+    if measure > 0:
+        with progress_bar("Measuring") as progress:
+            stats = []
+            for k, n in enumerate(names):
+                stats.append(measure_legibility(PRESETS[n], measure))
+                progress(k + 1, len(names))
+        rows.append(["redrawn (clipped)", *(f"{s.rejected_rate:.1%} ({s.clipped})" for s in stats)])
+    elif measure < 0:
+        raise click.ClickException(f"--measure must be 0 or more, got {measure}")
+    click.echo(_table(["knob", *names], rows))
+    installed = sorted(set(schemes.available()) | {schemes.DEFAULT_SCHEME})
+    click.echo(f"\nschemes: {', '.join(installed)}")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--regenerate/--no-regenerate", default=True, show_default=True,
+              help="For generated sets, render every item again from the seed and compare hashes.")
+@click.option("--workers", type=int, default=_default_workers, help="Worker processes [default: CPU count].")
+def verify(dataset: Path, regenerate: bool, workers: int) -> None:
+    """Check every file of a data set against its manifest, and regenerate it from its seed.
+
+    Example: captcha-bench verify results/datasets/default
+    """
+    data = ds.read_dataset(dataset)
+    with progress_bar("Checking files") as progress:
+        problems = ds.check_files(data, progress)
+    regenerated = regenerate and data.info.get("kind") == "generated"
+    if regenerated:
+        with progress_bar("Regenerating") as progress:
+            problems += gen.regenerate(data, workers=workers, progress=progress)
+    for line in problems[:20]:
+        click.echo(line)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in {dataset}" + (" (first 20 shown)" if len(problems) > 20 else ""))
+    how = "files match the manifest" + ("; regenerated from the seed: identical" if regenerated else "")
+    click.echo(f"OK: {len(data.samples)} items, {how}; data set sha256 {data.hash}")
+
+
+@cli.group("import")
+def import_() -> None:
+    """Import labelled images from elsewhere as a data set."""
+
+
+@import_.command("folder")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create (must be empty).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="CSV with columns file,answer.")
+@click.option("--pattern", default=None, help="Regular expression on the file stem; its first group is the answer.")
+@click.option("--case-sensitive/--case-insensitive", default=False, show_default=True, help="How answers are scored.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffle that assigns opaque ids.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out once the new set is complete.")
+def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None, case_sensitive: bool,
+                  seed: int, force: bool) -> None:
+    """Import a folder of images labelled by file name (or a CSV), renamed to opaque ids.
+
+    Example: captcha-bench import folder ~/captchas --pattern '(.+)_\\d+' --out results/datasets/mine
+    """
+    with progress_bar("Importing") as progress:
+        result = imports.import_folder(src, out, labels=labels, pattern=pattern, case_sensitive=case_sensitive,
+                                       seed=seed, force=force, progress=progress)
+    for s in result.skipped[:20]:
+        click.echo(f"skipped {s.file}: {s.reason}")
+    more = f" (first 20 listed)" if len(result.skipped) > 20 else ""
+    click.echo(f"{len(result.dataset.samples)} images imported to {out}, {len(result.skipped)} skipped{more}; "
+               f"data set sha256 {result.dataset.hash}")
+
+
+@cli.command("generator-speed")
+@click.option("--preset", default="medium", show_default=True)
+@click.option("--count", type=int, default=100, show_default=True, help="Images per contender per round.")
+@click.option("--rounds", type=int, default=10, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="Workers of the parallel run.")
+def generator_speed(preset: str, count: int, rounds: int, workers: int) -> None:
+    """Benchmark the generator beside the raw captcha library on the same texts.
+
+    Example: captcha-bench generator-speed --count 100 --rounds 10 --workers 2
+    """
+    from captchas.speed import measure_generation
+
+    if preset not in PRESETS:
+        raise click.ClickException(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch, progress_bar("Timing") as progress:
+        try:
+            r = measure_generation(Path(scratch), preset, count, rounds, workers, progress=progress)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(_table(["contender", "images/s"], [
+        ["captcha ImageCaptcha.generate_image (in memory)", f"{r.library:.0f}"],
+        ["captcha ImageCaptcha.write (PNG files)", f"{r.library_files:.0f}"],
+        ["file creation alone (same PNG bytes, same count)", f"{r.file_writes:.0f}"],
+        ["captcha-bench, 1 worker, in memory (render, legibility, PNG)", f"{r.ours_memory:.0f}"],
+        ["captcha-bench generate, 1 worker (files + manifest)", f"{r.ours:.0f}"],
+        [f"captcha-bench generate, {workers} workers", f"{r.ours_parallel:.0f}"],
+    ]))
+    click.echo(f"per core, median of rounds: {r.ratio_memory:.2f} x the library in memory, {r.ratio:.2f} x with files "
+               "(target >= 0.90); "
+               f"{workers} workers: {r.speedup:.2f} x one worker (target >= 1.70 on 2 cores); "
+               f"{r.count} {preset} images x {r.rounds} rounds, {os.cpu_count()} CPUs")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,152 @@
+"""Importing a folder of labelled images."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from captchas import dataset as ds
+from captchas.imports import import_folder
+
+SHARED_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "turingpass" / "static" / "dataset"
+
+
+def _image(fmt: str = "PNG", shade: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (30, 12), (shade, 100, 200)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "AB3D.png").write_bytes(_image(shade=1))
+    (src / "xy9.jpg").write_bytes(_image("JPEG", shade=2))
+    (src / "K7MP.png").write_bytes(_image(shade=3))
+    (src / "notes.png").write_text("this is text, not an image")
+    (src / "cut.png").write_bytes(_image(shade=4)[:60])  # truncated
+    (src / "again.png").write_bytes(_image(shade=1))  # same bytes as AB3D.png
+    (src / ".hidden.png").write_bytes(_image(shade=5))
+    (src / "sub").mkdir()
+    return src
+
+
+def test_imports_labels_from_names_and_reports_bad_files(tmp_path: Path, labelled: Path) -> None:
+    result = import_folder(labelled, tmp_path / "out")
+    answers = sorted(s.answer for s in result.dataset.samples)
+    assert answers == ["AB3D", "K7MP", "xy9"]
+    reasons = {s.file: s.reason for s in result.skipped}
+    assert reasons["notes.png"] == "not an image"
+    assert reasons["cut.png"].startswith("unreadable")
+    assert reasons["again.png"] == "same bytes as AB3D.png"  # the first in name order is kept
+    assert len(result.skipped) == 3
+    info = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert info["kind"] == "imported" and info["count"] == 3 and info["skipped"] == 3
+    assert info["case_sensitive"] is False
+
+
+def test_imported_bytes_are_unchanged_and_names_are_opaque(tmp_path: Path, labelled: Path) -> None:
+    data = import_folder(labelled, tmp_path / "out").dataset
+    for s in data.samples:
+        assert (data.path / s.file).read_bytes() == (labelled / s.source).read_bytes()
+        assert s.answer.lower() not in s.file.lower()
+        assert s.file.split(".")[0] == s.id and s.id.isdigit()
+    assert {Path(s.file).suffix for s in data.samples} == {".png", ".jpg"}
+    assert ds.check_files(data) == []
+
+
+def test_ids_follow_a_seeded_shuffle_not_the_names(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(30):
+        (src / f"{k:02d}AAA.png").write_bytes(_image(shade=k))
+    a = import_folder(src, tmp_path / "a", seed=1).dataset
+    b = import_folder(src, tmp_path / "b", seed=1).dataset
+    c = import_folder(src, tmp_path / "c", seed=2).dataset
+    order = [s.answer for s in a.samples]
+    assert order == [s.answer for s in b.samples]  # reproducible
+    assert order != sorted(order)  # the id order does not follow the (answer-bearing) names
+    assert order != [s.answer for s in c.samples]
+
+
+def test_labels_from_a_csv(tmp_path: Path, labelled: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,answer\nAB3D.png,first\nK7MP.png, second \nxy9.jpg,\nmissing.png,gone\n")
+    result = import_folder(labelled, tmp_path / "out", labels=labels, case_sensitive=True)
+    assert sorted(s.answer for s in result.dataset.samples) == ["first", "second"]
+    reasons = {s.file: s.reason for s in result.skipped}
+    assert reasons["xy9.jpg"] == "empty label"
+    assert reasons["missing.png"] == "listed in the labels file but missing"
+    assert reasons["notes.png"] == "not in the labels file"
+    assert result.dataset.case_sensitive
+
+
+def test_labels_from_a_pattern(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "AB3D_1.png").write_bytes(_image(shade=1))
+    (src / "AB3D_2.png").write_bytes(_image(shade=2))
+    (src / "plain.png").write_bytes(_image(shade=3))
+    result = import_folder(src, tmp_path / "out", pattern=r"(.+)_\d+")
+    assert [s.answer for s in result.dataset.samples] == ["AB3D", "AB3D"]
+    assert [(s.file, s.reason) for s in result.skipped] == [("plain.png", "name does not match --pattern")]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pattern": "(unclosed"}, "is not a regular expression"),
+        ({"pattern": "no-group"}, "needs one group"),
+        ({"labels": "nope.csv"}, "labels file .* does not exist"),
+    ],
+)
+def test_bad_options_are_refused(tmp_path: Path, labelled: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ds.DatasetError, match=message):
+        import_folder(labelled, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_labels_csv_without_the_columns_is_refused(tmp_path: Path, labelled: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("name,text\nAB3D.png,x\n")
+    with pytest.raises(ds.DatasetError, match="needs a header with the columns file,answer"):
+        import_folder(labelled, tmp_path / "out", labels=labels)
+
+
+def test_nothing_importable_is_an_error(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.png").write_text("text")
+    with pytest.raises(ds.DatasetError, match="no image in .* could be imported \\(1 skipped; e.g. a.png: not an image\\)"):
+        import_folder(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ds.DatasetError, match="does not exist"):
+        import_folder(tmp_path / "absent", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ds.DatasetError, match="holds no files"):
+        import_folder(tmp_path / "empty", tmp_path / "out")
+
+
+def test_refuses_a_non_empty_output(tmp_path: Path, labelled: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("keep")
+    with pytest.raises(ds.DatasetError, match="is not empty"):
+        import_folder(labelled, tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "keep"
+
+
+@pytest.mark.skipif(not SHARED_SET.is_dir(), reason="../shared/data/turingpass is absent (it is present in CI)")
+def test_real_turingpass_images_import(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for path in sorted(SHARED_SET.iterdir())[:25]:
+        (src / path.name).symlink_to(path)
+    data = import_folder(src, tmp_path / "out").dataset
+    assert len(data.samples) == 25
+    assert all(len(s.answer) == 5 and s.file.endswith(".jpg") for s in data.samples)
+    assert ds.check_files(data) == []
