@@ -11,6 +11,7 @@ bench: install
 	$(BIN)/captcha-bench verify $(DEFAULT_SET) --workers 2
 
 test: dev
+	$(BIN)/python -m mypy captchas bench solvers
 	$(BIN)/python -m pytest -q
 
 install: $(VENV)/.installed

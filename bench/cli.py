@@ -90,6 +90,7 @@ def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, 
              workers: int, force: bool, reuse: bool) -> None:
     """Generate a seeded data set of CAPTCHA images.
 
+    \b
     Example: captcha-bench generate --preset hard --count 1000 --seed 7 --out results/datasets/hard-7
     """
     made = schemes.load(scheme, preset, parse_options(knobs))
@@ -112,6 +113,7 @@ def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, 
 def presets(measure: int) -> None:
     """List the difficulty presets and their knobs, and the installed schemes.
 
+    \b
     Example: captcha-bench presets --measure 1000
     """
     names = list(PRESETS)
@@ -122,7 +124,13 @@ def presets(measure: int) -> None:
             for k, n in enumerate(names):
                 stats.append(measure_legibility(PRESETS[n], measure))
                 progress(k + 1, len(names))
-        rows.append(["redrawn (clipped)", *(f"{s.rejected_rate:.1%} ({s.clipped})" for s in stats)])
+        rows += [
+            ["renders measured", *(str(s.renders) for s in stats)],
+            ["any glyph ink cut off", *(f"{s.cut / s.renders:.1%}" for s in stats)],
+            ["cut beyond max_clip", *(f"{s.clipped / s.renders:.1%}" for s in stats)],
+            ["squeezed below min_scale", *(f"{s.squeezed / s.renders:.1%}" for s in stats)],
+            ["redrawn (either)", *(f"{s.rejected_rate:.1%}" for s in stats)],
+        ]
     elif measure < 0:
         raise click.ClickException(f"--measure must be 0 or more, got {measure}")
     click.echo(_table(["knob", *names], rows))
@@ -138,6 +146,7 @@ def presets(measure: int) -> None:
 def verify(dataset: Path, regenerate: bool, workers: int) -> None:
     """Check every file of a data set against its manifest, and regenerate it from its seed.
 
+    \b
     Example: captcha-bench verify results/datasets/default
     """
     data = ds.read_dataset(dataset)
@@ -172,6 +181,7 @@ def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None
                   seed: int, force: bool) -> None:
     """Import a folder of images labelled by file name (or a CSV), renamed to opaque ids.
 
+    \b
     Example: captcha-bench import folder ~/captchas --pattern '(.+)_\\d+' --out results/datasets/mine
     """
     with progress_bar("Importing") as progress:
@@ -192,6 +202,7 @@ def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None
 def generator_speed(preset: str, count: int, rounds: int, workers: int) -> None:
     """Benchmark the generator beside the raw captcha library on the same texts.
 
+    \b
     Example: captcha-bench generator-speed --count 100 --rounds 10 --workers 2
     """
     from captchas.speed import measure_generation

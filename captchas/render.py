@@ -79,7 +79,7 @@ class _TracedCaptcha(ImageCaptcha):
     """
 
     def create_captcha_image_traced(
-        self, chars: str, color: tuple[int, ...], background: tuple[int, ...]
+        self, chars: str, color: _lib.ColorTuple, background: _lib.ColorTuple
     ) -> tuple[Image.Image, float, float]:
         secrets = _lib.secrets
         image = Image.new("RGB", (self._width, self._height), background)
@@ -112,7 +112,7 @@ class _TracedCaptcha(ImageCaptcha):
             image = image.resize((self._width, self._height))
         return image, clip, self._width / width
 
-    def create_captcha_image(self, chars: str, color: tuple[int, ...], background: tuple[int, ...]) -> Image.Image:  # type: ignore[override]
+    def create_captcha_image(self, chars: str, color: _lib.ColorTuple, background: _lib.ColorTuple) -> Image.Image:
         return self.create_captcha_image_traced(chars, color, background)[0]
 
 
@@ -207,6 +207,7 @@ class Legibility:
     """How often single renders of a spec break the legibility rule (measured, not assumed)."""
 
     renders: int
+    cut: int  # some glyph lost any ink beyond the image edge
     clipped: int  # a glyph lost more than max_clip of its ink beyond the image edge
     squeezed: int  # the text was squeezed below min_scale
     rejected: int  # either; these get redrawn by `render`
@@ -220,14 +221,15 @@ def measure_legibility(spec: Spec, renders: int, seed: int = 0) -> Legibility:
     """Render `renders` random answers once each and count the ones the rule rejects."""
     generator = make_captcha(spec)
     rng = random.Random(f"legibility:{seed}")
-    clipped = squeezed = rejected = 0
+    cut = clipped = squeezed = rejected = 0
     for _ in range(renders):
         text = "".join(rng.choice(spec.charset) for _ in range(rng.randint(*spec.length)))
         attempt = render_attempt(text, spec, rng, generator, full=False)
+        cut += attempt.clip > 0
         clipped += attempt.clip > spec.max_clip
         squeezed += attempt.scale < spec.min_scale
         rejected += not is_legible(attempt, spec)
-    return Legibility(renders=renders, clipped=clipped, squeezed=squeezed, rejected=rejected)
+    return Legibility(renders=renders, cut=cut, clipped=clipped, squeezed=squeezed, rejected=rejected)
 
 
 def library_captcha(spec: Spec) -> ImageCaptcha:

@@ -33,8 +33,13 @@ class SchemeError(ValueError):
 class Scheme(Protocol):
     """What a generator plugin provides. Heavy setup belongs in the factory, never at import."""
 
-    name: str
-    case_sensitive: bool  # how answers are scored
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def case_sensitive(self) -> bool:
+        """How answers are scored."""
+        ...
 
     def sample_answer(self, rng: random.Random) -> str: ...
 

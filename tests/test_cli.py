@@ -1,0 +1,168 @@
+"""The command line: help for every command, the happy paths, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from bench.cli import cli
+
+SMALL = ["--set", "width=96", "--set", "height=36", "--set", "font_sizes=(26,30,34)", "--set", "length=3"]
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        found.append(prefix + (name,))
+        if isinstance(command, click.Group):
+            found += _commands(command, prefix + (name,))
+    return found
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def assert_one_line_error(result: Result, message: str) -> None:
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and message in lines[0], result.output
+
+
+@pytest.mark.parametrize("command", _commands(cli), ids=" ".join)
+def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    target = cli
+    for name in command:
+        target = target.commands[name]  # type: ignore[attr-defined]
+    assert target.help, f"{command} has no docstring"
+    if not isinstance(target, click.Group):
+        assert "Example: captcha-bench" in result.output
+
+
+def test_generate_then_verify(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    result = invoke("generate", "--preset", "medium", "--count", "6", "--seed", "7", "--out", str(out), *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "6 images in" in result.output and "data set sha256" in result.output
+    verified = invoke("verify", str(out), "--workers", "1")
+    assert verified.exit_code == 0 and "regenerated from the seed: identical" in verified.output
+
+
+def test_the_same_seed_twice_prints_the_same_hash(tmp_path: Path) -> None:
+    hashes = []
+    for name in ("a", "b"):
+        result = invoke("generate", "--count", "5", "--seed", "3", "--workers", "2", "--out", str(tmp_path / name), *SMALL)
+        hashes.append(result.output.split("data set sha256 ")[1].strip())
+    assert hashes[0] == hashes[1]
+
+
+def test_reuse_says_so(tmp_path: Path) -> None:
+    args = ["generate", "--count", "3", "--out", str(tmp_path / "s"), "--reuse", *SMALL]
+    assert invoke(*args).exit_code == 0
+    again = invoke(*args)
+    assert again.exit_code == 0 and again.output.startswith("Reused 3 images")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "brutal"], "unknown preset 'brutal': choose one of easy, medium, hard, extreme"),
+        (["--set", "blur=3"], "unknown knob 'blur': valid knobs are length"),
+        (["--set", "blur"], "--set expects KEY=VALUE, got 'blur'"),
+        (["--count", "0"], "count must be at least 1, got 0"),
+        (["--count", "-3"], "count must be at least 1, got -3"),
+        (["--set", "charset=''"], "charset is empty"),
+        (["--set", "length=(6,2)"], "length (6, 2) is impossible"),
+        (["--set", "length=0"], "length (0, 0) is impossible"),
+        (["--set", "fonts=Comic"], "font 'Comic' not found"),
+        (["--scheme", "nosuch"], "unknown scheme 'nosuch'"),
+        (["--workers", "0"], "workers must be at least 1"),
+        (["--set", "height=20", "--set", "font_sizes=(60,)"], "clipped or squeezed in all 100 tries"),
+    ],
+)
+def test_bad_generate_input_gets_a_one_line_error(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "out"
+    result = invoke("generate", "--count", "2", "--out", str(out), *args)
+    assert_one_line_error(result, message)
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_non_empty_output_is_refused_then_forced(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("precious")
+    result = invoke("generate", "--count", "2", "--out", str(out), *SMALL)
+    assert_one_line_error(result, "is not empty: choose another --out, or pass --force to replace it")
+    assert (out / "mine.txt").read_text() == "precious"
+    assert invoke("generate", "--count", "2", "--out", str(out), "--force", *SMALL).exit_code == 0
+    assert not (out / "mine.txt").exists()
+
+
+def test_verify_reports_tampering(tmp_path: Path) -> None:
+    out = tmp_path / "set"
+    invoke("generate", "--count", "4", "--out", str(out), *SMALL)
+    (out / "000002.png").write_bytes(b"tampered")
+    result = invoke("verify", str(out))
+    assert "000002: 000002.png does not match its sha256 in the manifest" in result.output
+    assert_one_line_error(result, "1 problem(s) in")
+
+
+def test_verify_missing_folder(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("verify", str(tmp_path / "none")), "does not exist")
+    assert_one_line_error(invoke("verify", str(tmp_path)), "manifest.csv is missing")
+
+
+def test_import_folder_reports_and_counts_skips(tmp_path: Path) -> None:
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (20, 10), "white").save(src / "AB3D.png")
+    (src / "broken.png").write_bytes(b"\x89PNG but not really")
+    result = invoke("import", "folder", str(src), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0
+    assert "skipped broken.png: not an image" in result.output
+    assert "1 images imported" in result.output and "1 skipped" in result.output
+
+
+def test_import_errors_are_one_line(tmp_path: Path) -> None:
+    result = invoke("import", "folder", str(tmp_path / "absent"), "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "source folder")
+    result = invoke("import", "folder", str(tmp_path), "--out", str(tmp_path / "o"), "--pattern", "(")
+    assert_one_line_error(result, "is not a regular expression")
+
+
+def test_presets_lists_every_preset_and_knob_and_measures() -> None:
+    result = invoke("presets", "--measure", "20")
+    assert result.exit_code == 0
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["knob", "easy", "medium", "hard", "extreme"]
+    assert "redrawn (either)" in result.output and "max_clip" in result.output
+    assert "schemes: image" in result.output
+
+
+def test_generator_speed_runs_and_reports_the_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("generator-speed", "--count", "3", "--rounds", "2", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert "x the library in memory" in result.output and "target >= 1.70" in result.output
+    assert list(tmp_path.iterdir()) == []  # scratch files are gone
+
+
+def test_importing_the_cli_does_not_import_torch() -> None:
+    code = "import sys, bench.cli; sys.exit('torch' in sys.modules or 'torchvision' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "captcha-bench"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "generate" in result.stdout
