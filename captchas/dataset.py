@@ -118,6 +118,8 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
         info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetError(f"{info_path} is not valid JSON ({e}): regenerate the data set") from None
+    if not isinstance(info, dict):
+        raise DatasetError(f"{info_path} is not a JSON object: regenerate the data set")
     return Dataset(path=folder, info=info, samples=samples, hash=sha256_bytes(data))
 
 

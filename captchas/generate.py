@@ -182,16 +182,17 @@ def generation_info(
     scheme: Scheme, scheme_name: str, preset: str | None, count: int, seed: int, manifest_hash: str
 ) -> dict[str, Any]:
     """dataset.json of a generated set: enough to regenerate it and to tell why bytes differ."""
+    knobs = scheme.knobs()
     return {
         "format": ds.FORMAT_VERSION,
         "kind": "generated",
         "scheme": scheme_name,
         "preset": preset,
-        "knobs": scheme.knobs(),
+        "knobs": knobs,
         "seed": seed,
         "count": count,
         "case_sensitive": bool(scheme.case_sensitive),
-        "charset": scheme.knobs().get("charset"),
+        "charset": knobs.get("charset"),
         "manifest_sha256": manifest_hash,
         "item_seed": "random.Random(f'{seed}:{index}'): answer first, then the image",
         "encoding": {"format": "PNG", "filter": "none", "zlib_level": PNG_LEVEL},
@@ -227,17 +228,21 @@ def regenerate(
     info = dataset.info
     if info.get("kind") != "generated":
         raise ds.DatasetError(f"{dataset.path} was not generated from a seed: there is nothing to regenerate")
-    scheme = load(info.get("scheme", "image"), None, info.get("knobs", {}))
+    missing = [k for k in ("scheme", "knobs", "seed") if k not in info]
+    if missing or not isinstance(info["knobs"], dict) or not isinstance(info["seed"], int):
+        raise ds.DatasetError(f"{dataset.path / ds.INFO} lacks a valid {', '.join(missing) or 'seed or knobs'}: "
+                              "it cannot be regenerated (check it with --no-regenerate)")
+    scheme = load(info["scheme"], None, info["knobs"])
     by_index = {int(s.id): s for s in dataset.samples if s.id.isdigit()}
     problems = [f"{s.id}: not a generated item id" for s in dataset.samples if not s.id.isdigit()]
-    job = Job(scheme, int(info["seed"]), int(info.get("count", len(dataset.samples))), None)
+    job = Job(scheme, info["seed"], len(dataset.samples), None)
     for item in make_items(job, sorted(by_index), workers, progress):
         sample = by_index[item.index]
         if item.sha256 != sample.sha256 or item.answer != sample.answer:
             problems.append(f"{sample.id}: regenerated image differs from the data set")
-    recorded, now = info.get("versions", {}), versions(scheme)
     if problems:
-        changed = [f"{k} {recorded.get(k)} -> {now.get(k)}" for k in now if k != "created" and recorded.get(k) != now[k]]
+        recorded, now = info.get("versions", {}), versions(scheme)
+        changed = [f"{k} {recorded.get(k)} -> {now[k]}" for k in now if recorded.get(k) != now[k]]
         if changed:
             problems.append("versions differ from the ones that made the set: " + "; ".join(changed))
     return problems

@@ -4,7 +4,8 @@ The only module that touches the `captcha` library. captcha 0.7.1 draws every ra
 the `secrets` module, so a seed alone fixes nothing: `_seeded` swaps that module, inside
 `captcha.image` only and only while one image is drawn, for an object backed by our seeded
 `random.Random`. tests/test_render.py proves the swap catches every draw; an upgrade that adds
-another source of randomness fails those tests.
+another source of randomness fails those tests. The swap is process-wide, so render from one
+thread per process (make_dataset uses processes).
 """
 
 from __future__ import annotations

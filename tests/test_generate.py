@@ -166,6 +166,20 @@ def test_imported_sets_cannot_be_regenerated(tiny_dataset: ds.Dataset) -> None:
         regenerate(imported)
 
 
+@pytest.mark.parametrize("info", [{"kind": "generated", "scheme": "image", "knobs": {}},
+                                  {"kind": "generated", "scheme": "image", "knobs": [], "seed": 1}])
+def test_regenerate_refuses_a_broken_dataset_json(tiny_dataset: ds.Dataset, info: dict) -> None:
+    broken = ds.Dataset(tiny_dataset.path, info, tiny_dataset.samples, tiny_dataset.hash)
+    with pytest.raises(ds.DatasetError, match="cannot be regenerated"):
+        regenerate(broken)
+
+
+def test_read_dataset_refuses_a_dataset_json_that_is_not_an_object(tiny_dataset: ds.Dataset) -> None:
+    (tiny_dataset.path / "dataset.json").write_text("[1, 2]")
+    with pytest.raises(ds.DatasetError, match="is not a JSON object"):
+        ds.read_dataset(tiny_dataset.path)
+
+
 def test_make_item_is_independent_of_other_items(tiny_spec: Spec) -> None:
     job = Job(ImageScheme(tiny_spec), 9, 100, None)
     assert make_item(job, 57) == make_item(job, 57)
