@@ -27,7 +27,7 @@ from captchas import dataset as ds
 from captchas.schemes import Scheme, load
 
 PNG_LEVEL = 1  # zlib level: fast to write, within 10 % of the size of level 6
-CHUNK = 16  # items per task handed to a worker
+CHUNK = 16  # most items per task handed to a worker; fewer for small runs, so workers finish together
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ def make_items(job: Job, indices: Sequence[int], workers: int = 1, progress: ds.
             if progress:
                 progress(done, total)
         return
-    chunks = [indices[k : k + CHUNK] for k in range(0, total, CHUNK)]
+    size = max(1, min(CHUNK, total // (workers * 8)))
+    chunks = [indices[k : k + size] for k in range(0, total, size)]
     # fork: the workers inherit the loaded scheme and fonts instead of importing them again.
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
     done = 0
