@@ -14,13 +14,15 @@ from typing import Any
 
 import click
 
+from bench.report import format_table
 from captchas import dataset as ds
 from captchas import generate as gen
 from captchas import imports, schemes
 from captchas.render import IllegibleError, measure_legibility
 from captchas.spec import KNOBS, PRESETS, SpecError
+from solvers import registry
 
-USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError)
+USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError, registry.SolverError)
 
 
 class _Group(click.Group):
@@ -108,6 +110,88 @@ def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, 
     click.echo(f"data set sha256 {data.hash}")
 
 
+def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, ...]:
+    """-o key=value applies to every solver, -o NAME.key=value to the solver NAME only."""
+    from bench.run import SolverSpec
+
+    options: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for key, value in parse_options(pairs, "-o").items():
+        target, dot, option = key.rpartition(".")
+        if dot and target not in options:
+            raise click.ClickException(f"-o {key}=...: {target!r} is not one of the solvers of this run ({', '.join(names)})")
+        for name in ([target] if dot else names):
+            options[name][option] = value
+    return tuple(SolverSpec(n, options[n]) for n in names)
+
+
+@cli.command()
+@click.option("--dataset", type=click.Path(path_type=Path), default=None,
+              help="Data set folder [default: the embedded default, generated or reused].")
+@click.option("--solver", "names", multiple=True, metavar="NAME",
+              help="Solver name or module:attr; repeatable [default: every solver that can run here].")
+@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: results/run-<time>].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out: finished attempts are kept, not redone.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per item before a solver is restarted.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Challenges per call in the throughput pass.")
+@click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in the throughput pass; 0 skips it.")
+@click.option("--limit", type=int, default=None, help="Attempt only the first N items.")
+def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
+        timeout: float, batch_size: int, throughput_items: int, limit: int | None) -> None:
+    """Run solvers on a data set; write attempts.csv, summary.csv and summary.json.
+
+    \b
+    Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7
+    """
+    from bench.run import RunConfig
+    from bench.report import to_table
+    from bench.session import default_dataset, run_benchmark, with_dataset_options
+
+    if timeout <= 0 or batch_size < 1 or throughput_items < 0 or (limit is not None and limit < 1):
+        raise click.ClickException("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
+    if dataset is None:
+        with progress_bar("Default data set") as progress:
+            data = default_dataset(_default_workers(), progress)
+    else:
+        data = ds.read_dataset(dataset)
+    names = names or tuple(registry.default_solvers())
+    if not names:
+        raise click.ClickException("no solver can run here: see captcha-bench solvers")
+    config = with_dataset_options(RunConfig(solver_specs(names, pairs), timeout, batch_size, throughput_items, limit), data)
+    out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    bars: dict[str, Any] = {}
+
+    def progress(solver: str, done: int, total: int) -> None:
+        if solver not in bars:
+            for bar in bars.values():
+                bar.__exit__(None, None, None)
+            bars.clear()
+            bars[solver] = click.progressbar(length=total, label=f"{solver:>10}", file=sys.stderr, show_pos=True)
+            bars[solver].__enter__()
+        bars[solver].update(done - bars[solver].pos)
+
+    try:
+        result = run_benchmark(data, config, out, resume=resume, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.__exit__(None, None, None)
+    click.echo(f"\n{len(data.samples) if limit is None else min(limit, len(data.samples))} items of {data.path} "
+               f"(sha256 {data.hash[:12]}), case-{'sensitive' if data.case_sensitive else 'insensitive'}")
+    click.echo(to_table(result.summaries))
+    click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json)")
+
+
+@cli.command("solvers")
+def solvers_() -> None:
+    """List installed solvers: where each comes from and whether it can run here.
+
+    \b
+    Example: captcha-bench solvers
+    """
+    rows = [[i.name, i.origin, i.target, "yes" if i.problem is None else f"no: {i.problem}"] for i in registry.describe()]
+    click.echo(format_table(["solver", "from", "entry point", "can run here"], rows))
+
+
 @cli.command()
 @click.option("--measure", type=int, default=0, metavar="N", help="Also render N answers per preset and count clipped ones.")
 def presets(measure: int) -> None:
@@ -133,7 +217,7 @@ def presets(measure: int) -> None:
         ]
     elif measure < 0:
         raise click.ClickException(f"--measure must be 0 or more, got {measure}")
-    click.echo(_table(["knob", *names], rows))
+    click.echo(format_table(["knob", *names], rows))
     installed = sorted(set(schemes.available()) | {schemes.DEFAULT_SCHEME})
     click.echo(f"\nschemes: {', '.join(installed)}")
 
@@ -214,7 +298,7 @@ def generator_speed(preset: str, count: int, rounds: int, workers: int) -> None:
             r = measure_generation(Path(scratch), preset, count, rounds, workers, progress=progress)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
-    click.echo(_table(["contender", "images/s"], [
+    click.echo(format_table(["contender", "images/s"], [
         ["captcha ImageCaptcha.generate_image (in memory)", f"{r.library:.0f}"],
         ["captcha ImageCaptcha.write (PNG files)", f"{r.library_files:.0f}"],
         ["file creation alone (same PNG bytes, same count)", f"{r.file_writes:.0f}"],
@@ -232,10 +316,3 @@ def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""Run a solver in its own process, so that a hang, a crash or a leak cannot take the run down.
+
+The process is spawned (not forked), so it holds no copy of the answers, and it works in an
+empty temporary folder. It receives challenges (id and pixels) and sends back answers with the
+seconds its solve() call took, measured inside it: from decoded image in to answer out.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from PIL import Image
+
+from captchas.dataset import Challenge
+
+Pixels = tuple[str, str, tuple[int, int], bytes]  # id, mode, size, raw bytes: cheap to send
+START_TIMEOUT = 300.0  # seconds for the process to start and the solver to load
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The outcome of one solve() call."""
+
+    answers: list[str] | None  # one str per challenge, or None on error
+    seconds: float  # inside the solver process, the solve() call alone
+    error: str = ""
+
+
+class HostError(RuntimeError):
+    """The solver could not be started."""
+
+
+def pixels(challenge: Challenge) -> Pixels:
+    image = challenge.image
+    return (challenge.id, image.mode, image.size, image.tobytes())
+
+
+class SolverHost:
+    """A solver living in a child process; restart() after a timeout or crash."""
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name, self.options = name, options
+        self.cold_start = 0.0  # seconds to import and construct the solver in a fresh process
+        self.restarts = 0
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self._start()
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, self.name, self.options), daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
+        if not parent.poll(START_TIMEOUT):
+            self.close()
+            raise HostError(f"solver {self.name!r} did not start within {START_TIMEOUT:.0f} s")
+        try:
+            kind, value = parent.recv()
+        except (EOFError, OSError):
+            self.close()
+            raise HostError(f"solver {self.name!r} process died while starting (exit code {self._process.exitcode})") from None
+        if kind != "ready":
+            self.close()
+            raise HostError(value)
+        self.cold_start = value
+
+    def restart(self) -> None:
+        self.close()
+        self.restarts += 1
+        self._start()
+
+    def solve(self, batch: list[Pixels], timeout: float) -> Reply:
+        """Answers for a batch; on timeout or crash the process is replaced and the reply says why."""
+        assert self._conn is not None
+        try:
+            self._conn.send(("solve", batch))
+            if not self._conn.poll(timeout):
+                self.restart()
+                return Reply(None, timeout, f"timeout: no answer within {timeout:g} s")
+            kind, answers, seconds, error = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            code = self._process.exitcode if self._process is not None else None
+            self.restart()
+            return Reply(None, 0.0, f"solver process died (exit code {code})")
+        if kind != "ok":
+            return Reply(None, seconds, error)
+        problem = _check_error(answers, len(batch))
+        return Reply(None, seconds, problem) if problem else Reply(answers, seconds)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(("stop", None))
+            except (OSError, BrokenPipeError):
+                pass
+            self._conn.close()
+            self._conn = None
+        if self._process is not None:
+            self._process.join(timeout=2)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._process = None
+
+
+def _check_error(answers: Any, n: int) -> str | None:
+    """Why a solver's return value is not one str per challenge, or None."""
+    if not isinstance(answers, list):
+        return f"solve() returned {type(answers).__name__}, not a list"
+    if len(answers) != n:
+        return f"solve() returned {len(answers)} answers for {n} challenges"
+    for a in answers:
+        if not isinstance(a, str):
+            return f"solve() returned a {type(a).__name__} answer, not str"
+    return None
+
+
+def _serve(conn: Connection, name: str, options: dict[str, Any]) -> None:
+    """The child process: load the solver, then answer batches until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    with tempfile.TemporaryDirectory(prefix="captcha-bench-solver-") as empty:
+        os.chdir(empty)  # nothing of the data set nearby
+        _loop(conn, name, options)
+
+
+def _loop(conn: Connection, name: str, options: dict[str, Any]) -> None:
+    from solvers.registry import load
+
+    start = time.perf_counter()
+    try:
+        solver = load(name, **options)
+    except Exception as e:  # sent back as one line, never a traceback
+        conn.send(("error", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e)))
+        return
+    conn.send(("ready", time.perf_counter() - start))
+    while True:
+        try:
+            kind, batch = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if kind == "stop":
+            return
+        challenges = [Challenge(i, Image.frombytes(mode, size, data)) for i, mode, size, data in batch]
+        start = time.perf_counter()
+        try:
+            answers = solver.solve(challenges)
+            seconds = time.perf_counter() - start
+            reply: tuple[Any, ...] = ("ok", answers, seconds, "")
+        except Exception as e:
+            reply = ("error", None, time.perf_counter() - start, f"{type(e).__name__}: {e}")
+        try:
+            conn.send(reply)
+        except Exception as e:  # an answer that cannot be pickled
+            conn.send(("error", None, reply[2], f"solve() returned something unsendable: {type(e).__name__}"))

@@ -1,0 +1,112 @@
+"""Summaries of attempts: accuracy with a Wilson 95 % interval, CER, latency, throughput.
+
+Pure functions over records; `to_csv_rows` and `to_table` only build values and strings.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench.run import Attempt, Timing
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One solver on one data set."""
+
+    solver: str
+    n: int  # items attempted
+    correct: int
+    accuracy: float
+    accuracy_low: float  # Wilson 95 % interval
+    accuracy_high: float
+    cer: float  # mean character error rate
+    errors: int  # attempts where the solver raised, hung, crashed or answered malformed
+    median_seconds: float | None  # latency per item at batch size 1, warm
+    p90_seconds: float | None
+    throughput: float | None  # items/s, batched
+    cold_start: float | None  # seconds
+    restarts: int
+    failure: str = ""  # why the solver could not run at all
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None) -> Summary:
+    """Aggregate one solver's attempts (and its session timing) into a Summary."""
+    n = len(attempts)
+    correct = sum(a.correct for a in attempts)
+    low, high = wilson(correct, n)
+    answered = [a.seconds for a in attempts if not a.error]
+    return Summary(
+        solver=solver,
+        n=n,
+        correct=correct,
+        accuracy=correct / n if n else 0.0,
+        accuracy_low=low,
+        accuracy_high=high,
+        cer=statistics.fmean(a.cer for a in attempts) if n else 1.0,
+        errors=sum(bool(a.error) for a in attempts),
+        median_seconds=statistics.median(answered) if answered else None,
+        p90_seconds=percentile(answered, 90) if answered else None,
+        throughput=timing.throughput if timing else None,
+        cold_start=timing.cold_start if timing else None,
+        restarts=timing.restarts if timing else 0,
+        failure=timing.error if timing else "",
+    )
+
+
+def to_table(summaries: Sequence[Summary]) -> str:
+    """The terminal table."""
+    header = ["solver", "n", "accuracy [95% CI]", "CER", "median ms", "p90 ms", "items/s", "cold s", "errors"]
+    rows = []
+    for s in summaries:
+        if s.failure and not s.n:
+            rows.append([s.solver, "0", f"could not run: {s.failure}", "", "", "", "", "", ""])
+            continue
+        rows.append([
+            s.solver,
+            str(s.n),
+            f"{s.accuracy:6.1%} [{s.accuracy_low:.1%}, {s.accuracy_high:.1%}]",
+            f"{s.cer:.3f}",
+            _ms(s.median_seconds),
+            _ms(s.p90_seconds),
+            f"{s.throughput:,.0f}" if s.throughput else "-",
+            f"{s.cold_start:.2f}" if s.cold_start is not None else "-",
+            str(s.errors),
+        ])
+    return format_table(header, rows)
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, a rule under the header."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _ms(seconds: float | None) -> str:
+    return f"{seconds * 1000:.2f}" if seconds is not None else "-"

@@ -1,0 +1,160 @@
+"""Pit a solver against a data set: load and check the images, ask, score, time.
+
+`run_solver` yields one Attempt per item as it goes (the caller writes them), then a Timing.
+Scoring is `is_correct` and `cer`, used everywhere. Timing follows DESIGN.md: latency is each
+item alone (batch size 1) with the solver warm; throughput is batched; cold start is apart.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from bench.host import HostError, Pixels, SolverHost, pixels
+from captchas import dataset as ds
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """A solver as asked for: registry name or module:attr, and constructor options."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How a run asks its questions."""
+
+    solvers: tuple[SolverSpec, ...]
+    timeout: float = 30.0  # seconds per item before the solver process is replaced
+    batch_size: int = 32  # challenges per solve() call in the throughput pass
+    throughput_items: int = 256  # items in the throughput pass (the first ones); 0 skips it
+    limit: int | None = None  # attempt only the first N items of the data set
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One row of attempts.csv. `expected` is written by the runner, never by the solver."""
+
+    run_id: str
+    solver: str
+    item_id: str
+    expected: str
+    predicted: str
+    correct: bool
+    cer: float  # edit distance / answer length
+    seconds: float  # solve() time for this item alone, inside the solver process
+    error: str  # empty when the solver answered
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What a solver's session measured apart from the attempts."""
+
+    solver: str
+    cold_start: float | None  # seconds to import and construct it in a fresh process
+    throughput: float | None  # items/s over batches of batch_size
+    throughput_items: int
+    batch_size: int
+    restarts: int  # processes replaced after timeouts or crashes
+    error: str = ""  # why the solver could not run at all
+
+
+def normalise(text: str, case_sensitive: bool) -> str:
+    """The comparison form: white space removed, case folded unless case-sensitive."""
+    text = "".join(text.split())
+    return text if case_sensitive else text.casefold()
+
+
+def is_correct(expected: str, predicted: str, case_sensitive: bool = False) -> bool:
+    """The one scoring rule."""
+    return normalise(expected, case_sensitive) == normalise(predicted, case_sensitive)
+
+
+def cer(expected: str, predicted: str, case_sensitive: bool = False) -> float:
+    """Character error rate: Levenshtein distance over the expected length, after normalise()."""
+    a, b = normalise(expected, case_sensitive), normalise(predicted, case_sensitive)
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1] / max(len(a), 1)
+
+
+def load_challenges(dataset: ds.Dataset, limit: int | None = None) -> list[tuple[ds.Sample, Pixels]]:
+    """Read, hash-check and decode every image once; raise DatasetError on the first bad one."""
+    samples = dataset.samples[:limit] if limit else dataset.samples
+    loaded = []
+    for s in samples:
+        path = dataset.path / s.file
+        if not path.is_file():
+            raise ds.DatasetError(f"{s.file} (item {s.id}) is missing: the data set is incomplete; run captcha-bench verify")
+        data = path.read_bytes()
+        if ds.sha256_bytes(data) != s.sha256:
+            raise ds.DatasetError(f"{s.file} (item {s.id}) does not match its sha256 in the manifest: run captcha-bench verify")
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                image = im if im.mode in ("RGB", "L") else im.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ds.DatasetError(f"{s.file} (item {s.id}) cannot be decoded ({e}): re-import or regenerate it") from None
+        loaded.append((s, pixels(ds.Challenge(s.id, image))))
+    return loaded
+
+
+def run_solver(
+    run_id: str,
+    spec: SolverSpec,
+    items: Sequence[tuple[ds.Sample, Pixels]],
+    config: RunConfig,
+    case_sensitive: bool,
+    done: set[str] = frozenset(),  # type: ignore[assignment]
+) -> Iterator[Attempt | Timing]:
+    """Yield an Attempt per item not in `done`, then the solver's Timing."""
+    try:
+        host = SolverHost(spec.name, spec.options)
+    except HostError as e:
+        yield Timing(spec.name, None, None, 0, config.batch_size, 0, error=str(e))
+        return
+    try:
+        todo = [(s, p) for s, p in items if s.id not in done]
+        if todo:
+            host.solve([todo[0][1]], config.timeout)  # warm-up, not recorded
+        for sample, image in todo:
+            reply = host.solve([image], config.timeout)
+            predicted = reply.answers[0] if reply.answers else ""
+            yield Attempt(
+                run_id=run_id,
+                solver=spec.name,
+                item_id=sample.id,
+                expected=sample.answer,
+                predicted=predicted,
+                correct=not reply.error and is_correct(sample.answer, predicted, case_sensitive),
+                cer=cer(sample.answer, predicted, case_sensitive),  # no answer: 1.0
+                seconds=reply.seconds,
+                error=reply.error,
+            )
+        yield _throughput(host, spec, items, config)
+    finally:
+        host.close()
+
+
+def _throughput(host: SolverHost, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig) -> Timing:
+    batch = [p for _, p in items[: config.throughput_items]]
+    seconds, answered = 0.0, 0
+    for k in range(0, len(batch), config.batch_size):
+        chunk = batch[k : k + config.batch_size]
+        reply = host.solve(chunk, config.timeout * len(chunk))
+        if reply.error:
+            continue  # failed batches are left out of the rate, and counted in restarts if they hung
+        seconds += reply.seconds
+        answered += len(chunk)
+    rate = answered / seconds if answered and seconds > 0 else None
+    return Timing(spec.name, host.cold_start, rate, answered, config.batch_size, host.restarts)

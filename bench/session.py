@@ -1,0 +1,236 @@
+"""A benchmark run on disk: results/<run>/ with run.json, attempts.csv, timing.jsonl, summaries.
+
+Attempts are appended and flushed one by one, so an interrupted run keeps every finished one;
+`resume=True` continues it without redoing or duplicating rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.report import Summary, summarize
+from bench.run import Attempt, RunConfig, Timing, load_challenges, run_solver
+from captchas import dataset as ds
+
+RUN, ATTEMPTS, TIMING = "run.json", "attempts.csv", "timing.jsonl"
+SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"
+COLUMNS = [f.name for f in dataclasses.fields(Attempt)]
+LIBRARIES = ("captcha", "pillow", "click", "numpy", "tesserocr", "ddddocr", "onnxruntime", "torch", "torchvision")
+
+Progress = Callable[[str, int, int], None]  # (solver, done, total)
+
+# The embedded default: what `captcha-bench run` with no arguments (and `make bench`) uses.
+DEFAULT_DATASET = Path("results/datasets/default-medium-s7-n300")
+DEFAULT_PRESET, DEFAULT_COUNT, DEFAULT_SEED = "medium", 300, 7
+
+
+@dataclass(frozen=True)
+class RunResult:
+    path: Path
+    run_id: str
+    summaries: list[Summary]
+
+
+def run_benchmark(
+    dataset: ds.Dataset, config: RunConfig, out: str | Path, resume: bool = False, progress: Progress | None = None
+) -> RunResult:
+    """Run every solver of `config` on `dataset`, writing results under `out` as it goes."""
+    out = Path(out)
+    names = [s.name for s in config.solvers]
+    if not names:
+        raise ds.DatasetError("no solver to run: give --solver NAME (see captcha-bench solvers)")
+    if len(set(names)) != len(names):
+        raise ds.DatasetError(f"solver {next(n for n in names if names.count(n) > 1)!r} is given twice: give it once")
+    items = load_challenges(dataset, config.limit)  # bad images stop the run before anything is written
+    request = _request(dataset, config)
+    if resume:
+        _check_resumable(out, request)
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN).write_text(json.dumps({**request, "provenance": provenance(dataset, config)}, indent=2) + "\n")
+    done = _done(out / ATTEMPTS)
+    with (out / ATTEMPTS).open("a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if f.tell() == 0:
+            writer.writerow(COLUMNS)
+        for spec in config.solvers:
+            finished = {item for solver, item in done if solver == spec.name}
+            count = len(finished & {s.id for s, _ in items})
+            if progress:
+                progress(spec.name, count, len(items))
+            for record in run_solver(out.name, spec, items, config, dataset.case_sensitive, finished):
+                if isinstance(record, Attempt):
+                    writer.writerow(_row(record))
+                    f.flush()
+                    count += 1
+                    if progress:
+                        progress(spec.name, count, len(items))
+                else:
+                    with (out / TIMING).open("a", encoding="utf-8") as t:
+                        t.write(json.dumps({**dataclasses.asdict(record), "time": _now()}) + "\n")
+    summaries = write_summaries(out, {s.id for s, _ in items})
+    return RunResult(out, out.name, summaries)
+
+
+def default_dataset(workers: int = 1, progress: ds.Progress | None = None) -> ds.Dataset:
+    """Generate the default data set, or reuse it if it is already there and intact."""
+    from captchas.generate import make_dataset
+    from captchas.schemes import image_scheme
+
+    scheme = image_scheme(DEFAULT_PRESET)
+    return make_dataset(scheme, DEFAULT_COUNT, DEFAULT_SEED, DEFAULT_DATASET, workers=workers, reuse=True,
+                        preset=DEFAULT_PRESET, progress=progress)
+
+
+def with_dataset_options(config: RunConfig, dataset: ds.Dataset) -> RunConfig:
+    """Give the data set's charset to solvers that take a `charset` option and were not given one."""
+    from solvers.registry import accepts
+
+    charset = dataset.info.get("charset")
+    if not charset:
+        return config
+    specs = tuple(
+        dataclasses.replace(s, options={"charset": charset, **s.options})
+        if "charset" not in s.options and accepts(s.name, "charset") else s
+        for s in config.solvers
+    )
+    return dataclasses.replace(config, solvers=specs)
+
+
+def write_summaries(out: Path, item_ids: set[str] | None = None) -> list[Summary]:
+    """Summarise attempts.csv (and the latest timing of each solver) into summary.csv and .json."""
+    request = json.loads((out / RUN).read_text())
+    attempts = [a for a in read_attempts(out / ATTEMPTS) if item_ids is None or a.item_id in item_ids]
+    timings: dict[str, Timing] = {}
+    if (out / TIMING).is_file():
+        for line in (out / TIMING).read_text().splitlines():
+            record = json.loads(line)
+            record.pop("time", None)
+            timings[record["solver"]] = Timing(**record)
+    summaries = [
+        summarize(spec["name"], [a for a in attempts if a.solver == spec["name"]], timings.get(spec["name"]))
+        for spec in request["solvers"]
+    ]
+    fields = [f.name for f in dataclasses.fields(Summary)]
+    with (out / SUMMARY_CSV).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run_id", "dataset_sha256", *fields])
+        for s in summaries:
+            writer.writerow([out.name, request["dataset_sha256"], *(_cell(getattr(s, k)) for k in fields)])
+    report = {"run_id": out.name, **request, "solvers_summary": [dataclasses.asdict(s) for s in summaries]}
+    (out / SUMMARY_JSON).write_text(json.dumps(report, indent=2) + "\n")
+    return summaries
+
+
+def read_attempts(path: Path) -> list[Attempt]:
+    """attempts.csv back as records (the last line is ignored if a kill cut it short)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        Attempt(r["run_id"], r["solver"], r["item_id"], r["expected"], r["predicted"], r["correct"] == "1",
+                float(r["cer"]), float(r["seconds"]), r["error"])
+        for r in rows
+        if r.get("error") is not None  # a row cut short lacks its last column
+    ]
+
+
+def _row(a: Attempt) -> list[Any]:
+    return [a.run_id, a.solver, a.item_id, a.expected, a.predicted, int(a.correct), f"{a.cer:.6f}", f"{a.seconds:.9f}", a.error]
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else f"{value:.6g}" if isinstance(value, float) else value
+
+
+def _done(path: Path) -> set[tuple[str, str]]:
+    """(solver, item) pairs already in attempts.csv, after cutting off a half-written last line."""
+    if not path.is_file():
+        return set()
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as f:  # a kill mid-write: drop the partial row, it will be redone
+            f.truncate(data.rfind(b"\n") + 1)
+    return {(a.solver, a.item_id) for a in read_attempts(path)}
+
+
+def _request(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
+    """What must match for --resume to continue a run."""
+    return {
+        "dataset": str(dataset.path.resolve()),
+        "dataset_sha256": dataset.hash,
+        "case_sensitive": dataset.case_sensitive,
+        "solvers": [{"name": s.name, "options": s.options} for s in config.solvers],
+        "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "solvers"},
+    }
+
+
+def _check_resumable(out: Path, request: dict[str, Any]) -> None:
+    if not (out / RUN).is_file():
+        raise ds.DatasetError(f"{out} holds no run to resume: drop --resume to start one")
+    before = json.loads((out / RUN).read_text())
+    for key in ("dataset_sha256", "solvers", "config"):
+        if json.loads(json.dumps(request[key])) != before.get(key):
+            raise ds.DatasetError(f"cannot resume {out}: its {key.replace('_', ' ')} differ from this command's")
+
+
+def provenance(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
+    """Where a result comes from: data set, solvers, libraries, code, machine, time."""
+    return {
+        "started": _now(),
+        "command": sys.argv,
+        "dataset": {k: dataset.info.get(k) for k in ("kind", "scheme", "preset", "seed", "count", "source")},
+        "solver_versions": {s.name: _solver_version(s.name) for s in config.solvers},
+        "libraries": {name: _version(name) for name in LIBRARIES},
+        "python": platform.python_version(),
+        "git": _git(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(), "node": platform.node()},
+    }
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _solver_version(name: str) -> str:
+    from solvers.registry import available
+
+    ep = available().get(name)
+    if ep is not None and ep.dist is not None:
+        return f"{ep.dist.name} {ep.dist.version}"
+    return f"{name} (module:attr, not installed)"
+
+
+def _git() -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": "unknown"}
+    if commit.returncode != 0:
+        return {"commit": "unknown"}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

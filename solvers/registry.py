@@ -1,0 +1,121 @@
+"""Find solvers: the entry-point group `captcha_bench.solvers` (built-ins too) or "module:attr".
+
+`available()` imports nothing; `load()` imports one solver and constructs it; `describe()`
+imports each one to ask, through its optional `check()`, whether it can run here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Any
+
+GROUP = "captcha_bench.solvers"
+
+
+class SolverError(ValueError):
+    """An unknown, broken or misconfigured solver; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class SolverInfo:
+    """One line of `captcha-bench solvers`."""
+
+    name: str
+    target: str  # module:attr
+    origin: str  # distribution and version that registered it
+    problem: str | None  # why it cannot run here; None when it can
+
+
+def available() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed solvers by name; imports nothing."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=GROUP)}
+
+
+def resolve(name: str) -> Any:
+    """The solver class (or factory) for an entry-point name or a "module:attr" string."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise SolverError(f"cannot load solver {name!r}: {e}") from None
+        return obj
+    eps = available()
+    if name not in eps:
+        raise SolverError(
+            f"unknown solver {name!r}: choose one of {', '.join(sorted(eps)) or '(none installed)'}, or give module:attr"
+        )
+    try:
+        return eps[name].load()
+    except Exception as e:  # a broken plugin must not take the CLI down
+        raise SolverError(f"solver {name!r} failed to load: {type(e).__name__}: {e}") from None
+
+
+def problem(name: str) -> str | None:
+    """Why `name` cannot run here (from its optional check()), or None."""
+    try:
+        cls = resolve(name)
+    except SolverError as e:
+        return str(e)
+    check = getattr(cls, "check", None)
+    if check is None:
+        return None
+    try:
+        return check()  # type: ignore[no-any-return]
+    except Exception as e:
+        return f"check() failed: {type(e).__name__}: {e}"
+
+
+def load(name: str, **options: Any) -> Any:
+    """Construct a solver; bad options and failed set-up become SolverError."""
+    cls = resolve(name)
+    reason = problem(name)
+    if reason:
+        raise SolverError(f"solver {name!r} cannot run here: {reason}")
+    try:
+        solver = cls(**options)
+    except TypeError as e:
+        raise SolverError(f"solver {name!r} rejected its options ({e}): check -o KEY=VALUE") from None
+    except ValueError as e:
+        raise SolverError(f"solver {name!r}: {e}") from None
+    if not callable(getattr(solver, "solve", None)):
+        raise SolverError(f"solver {name!r} has no solve(batch) method: see solvers/base.py")
+    return solver
+
+
+def describe() -> list[SolverInfo]:
+    """Every installed solver, where it comes from, and whether it can run here."""
+    infos = []
+    for name, ep in sorted(available().items()):
+        dist = ep.dist
+        origin = f"{dist.name} {dist.version}" if dist is not None else "unknown"
+        infos.append(SolverInfo(name=name, target=ep.value, origin=origin, problem=problem(name)))
+    return infos
+
+
+def accepts(name: str, option: str) -> bool:
+    """Whether the solver's constructor takes `option` (by name or through **kwargs)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(resolve(name)).parameters
+    except (SolverError, TypeError, ValueError):
+        return False
+    return option in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def default_solvers() -> list[str]:
+    """Every installed solver that can run here, less those that opt out (baselines)."""
+    names = []
+    for name in sorted(available()):
+        try:
+            cls = resolve(name)
+        except SolverError:
+            continue
+        if getattr(cls, "in_default_run", True) and problem(name) is None:
+            names.append(name)
+    return names
