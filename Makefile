@@ -2,20 +2,28 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEFAULT_SET := results/datasets/default-medium-s7-n300
+# Debian packages the ocr solver needs (tesseract's trained data); tesserocr's wheel brings the library.
+SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng
 
-.PHONY: bench test install dev clean
+.PHONY: bench test install dev system clean
 
-bench: install
-	$(BIN)/captcha-bench generate --preset medium --count 300 --seed 7 --workers 2 --out $(DEFAULT_SET) --reuse
-	$(BIN)/captcha-bench verify $(DEFAULT_SET) --workers 2
+bench: install system
+	$(BIN)/captcha-bench run
 
-test: dev
+test: dev system
 	$(BIN)/python -m mypy captchas bench solvers
 	$(BIN)/python -m pytest -q
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
+
+system:
+	@if dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	else \
+		echo "note: cannot install $(SYSTEM_PACKAGES) here (needs apt-get as root); the ocr solver will be skipped"; \
+	fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

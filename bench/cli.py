@@ -150,8 +150,8 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     if timeout <= 0 or batch_size < 1 or throughput_items < 0 or (limit is not None and limit < 1):
         raise click.ClickException("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
     if dataset is None:
-        with progress_bar("Default data set") as progress:
-            data = default_dataset(_default_workers(), progress)
+        with progress_bar("Default data set") as generating:
+            data = default_dataset(_default_workers(), generating)
     else:
         data = ds.read_dataset(dataset)
     names = names or tuple(registry.default_solvers())
@@ -161,7 +161,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     bars: dict[str, Any] = {}
 
-    def progress(solver: str, done: int, total: int) -> None:
+    def asking(solver: str, done: int, total: int) -> None:
         if solver not in bars:
             for bar in bars.values():
                 bar.__exit__(None, None, None)
@@ -171,7 +171,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
         bars[solver].update(done - bars[solver].pos)
 
     try:
-        result = run_benchmark(data, config, out, resume=resume, progress=progress)
+        result = run_benchmark(data, config, out, resume=resume, progress=asking)
     finally:
         for bar in bars.values():
             bar.__exit__(None, None, None)
@@ -179,6 +179,31 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
                f"(sha256 {data.hash[:12]}), case-{'sensitive' if data.case_sensitive else 'insensitive'}")
     click.echo(to_table(result.summaries))
     click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json)")
+
+
+@cli.command("runner-speed")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None, help="Data set [default: the embedded default].")
+@click.option("--rounds", type=int, default=5, show_default=True)
+def runner_speed(dataset: Path | None, rounds: int) -> None:
+    """Measure the harness's own overhead with a constant-answer solver.
+
+    \b
+    Example: captcha-bench runner-speed --rounds 5
+    """
+    from bench.session import default_dataset
+    from bench.speed import measure_runner
+
+    data = ds.read_dataset(dataset) if dataset else default_dataset(_default_workers())
+    if rounds < 1:
+        raise click.ClickException(f"--rounds must be at least 1, got {rounds}")
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
+        r = measure_runner(data, Path(scratch), rounds)
+    click.echo(format_table(["stage", "items/s"], [
+        ["load: read, sha256 check, decode", f"{r.load:,.0f}"],
+        ["loop: ask (solver process), score, append attempts.csv", f"{r.loop:,.0f}"],
+        ["whole run, start-up and summaries included", f"{r.total:,.0f}"],
+    ]))
+    click.echo(f"{r.items} attempts of the constant solver on {data.path}; target: loop >= 5,000 items/s")
 
 
 @cli.command("solvers")

@@ -1,15 +1,18 @@
 """Run a solver in its own process, so that a hang, a crash or a leak cannot take the run down.
 
-The process is spawned (not forked), so it holds no copy of the answers, and it works in an
-empty temporary folder. It receives challenges (id and pixels) and sends back answers with the
+The process is a fresh interpreter (`python -m bench.host FD`), so it holds no copy of the answers
+and re-imports nothing of the caller; it works in an empty temporary folder, its stdout goes
+nowhere (solvers that advertise on stdout cannot garble anything), and it talks over a socket. It receives challenges (id and pixels) and sends back answers with the
 seconds its solve() call took, measured inside it: from decoded image in to answer out.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from captchas.dataset import Challenge
 
 Pixels = tuple[str, str, tuple[int, int], bytes]  # id, mode, size, raw bytes: cheap to send
 START_TIMEOUT = 300.0  # seconds for the process to start and the solver to load
+LOAD_CHUNK = 256  # images per message when the images are handed over
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,9 @@ def pixels(challenge: Challenge) -> Pixels:
 class SolverHost:
     """A solver living in a child process; restart() after a timeout or crash."""
 
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
+    def __init__(self, name: str, options: dict[str, Any], images: list[Pixels]) -> None:
         self.name, self.options = name, options
+        self._images = images  # sent once per process start; solve() then names items by id
         self.cold_start = 0.0  # seconds to import and construct the solver in a fresh process
         self.restarts = 0
         self._process: Any = None
@@ -54,32 +59,38 @@ class SolverHost:
         self._start()
 
     def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, self.name, self.options), daemon=True)
-        self._process.start()
-        child.close()
-        self._conn = parent
+        ours, theirs = socket.socketpair()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.host", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+        theirs.close()
+        self._conn = parent = Connection(ours.detach())
+        parent.send((self.name, self.options))
         if not parent.poll(START_TIMEOUT):
             self.close()
             raise HostError(f"solver {self.name!r} did not start within {START_TIMEOUT:.0f} s")
         try:
             kind, value = parent.recv()
         except (EOFError, OSError):
+            code = self._process.wait()
             self.close()
-            raise HostError(f"solver {self.name!r} process died while starting (exit code {self._process.exitcode})") from None
+            raise HostError(f"solver {self.name!r} process died while starting (exit code {code})") from None
         if kind != "ready":
             self.close()
             raise HostError(value)
         self.cold_start = value
+        for k in range(0, len(self._images), LOAD_CHUNK):
+            parent.send(("load", self._images[k : k + LOAD_CHUNK]))
 
     def restart(self) -> None:
         self.close()
         self.restarts += 1
         self._start()
 
-    def solve(self, batch: list[Pixels], timeout: float) -> Reply:
-        """Answers for a batch; on timeout or crash the process is replaced and the reply says why."""
+    def solve(self, batch: list[str], timeout: float) -> Reply:
+        """Answers for a batch of item ids; on timeout or crash the process is replaced and the reply says why."""
         assert self._conn is not None
         try:
             self._conn.send(("solve", batch))
@@ -87,8 +98,8 @@ class SolverHost:
                 self.restart()
                 return Reply(None, timeout, f"timeout: no answer within {timeout:g} s")
             kind, answers, seconds, error = self._conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            code = self._process.exitcode if self._process is not None else None
+        except (EOFError, OSError):
+            code = self._process.poll() if self._process is not None else None
             self.restart()
             return Reply(None, 0.0, f"solver process died (exit code {code})")
         if kind != "ok":
@@ -100,15 +111,16 @@ class SolverHost:
         if self._conn is not None:
             try:
                 self._conn.send(("stop", None))
-            except (OSError, BrokenPipeError):
+            except OSError:
                 pass
             self._conn.close()
             self._conn = None
         if self._process is not None:
-            self._process.join(timeout=2)
-            if self._process.is_alive():
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.join()
+                self._process.wait()
             self._process = None
 
 
@@ -124,8 +136,9 @@ def _check_error(answers: Any, n: int) -> str | None:
     return None
 
 
-def _serve(conn: Connection, name: str, options: dict[str, Any]) -> None:
+def _serve(conn: Connection) -> None:
     """The child process: load the solver, then answer batches until told to stop."""
+    name, options = conn.recv()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     with tempfile.TemporaryDirectory(prefix="captcha-bench-solver-") as empty:
         os.chdir(empty)  # nothing of the data set nearby
@@ -142,14 +155,19 @@ def _loop(conn: Connection, name: str, options: dict[str, Any]) -> None:
         conn.send(("error", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e)))
         return
     conn.send(("ready", time.perf_counter() - start))
+    images: dict[str, Image.Image] = {}
     while True:
         try:
-            kind, batch = conn.recv()
+            kind, payload = conn.recv()
         except (EOFError, OSError, KeyboardInterrupt):
             return
         if kind == "stop":
             return
-        challenges = [Challenge(i, Image.frombytes(mode, size, data)) for i, mode, size, data in batch]
+        if kind == "load":
+            images.update((i, Image.frombytes(mode, size, data)) for i, mode, size, data in payload)
+            continue
+        # A fresh copy each time, so a solver that draws on its image cannot change a later attempt.
+        challenges = [Challenge(i, images[i].copy()) for i in payload]
         start = time.perf_counter()
         try:
             answers = solver.solve(challenges)
@@ -161,3 +179,7 @@ def _loop(conn: Connection, name: str, options: dict[str, Any]) -> None:
             conn.send(reply)
         except Exception as e:  # an answer that cannot be pickled
             conn.send(("error", None, reply[2], f"solve() returned something unsendable: {type(e).__name__}"))
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1])))

@@ -119,16 +119,16 @@ def run_solver(
 ) -> Iterator[Attempt | Timing]:
     """Yield an Attempt per item not in `done`, then the solver's Timing."""
     try:
-        host = SolverHost(spec.name, spec.options)
+        host = SolverHost(spec.name, spec.options, [p for _, p in items])
     except HostError as e:
         yield Timing(spec.name, None, None, 0, config.batch_size, 0, error=str(e))
         return
     try:
         todo = [(s, p) for s, p in items if s.id not in done]
         if todo:
-            host.solve([todo[0][1]], config.timeout)  # warm-up, not recorded
-        for sample, image in todo:
-            reply = host.solve([image], config.timeout)
+            host.solve([todo[0][0].id], config.timeout)  # warm-up, not recorded
+        for sample, _ in todo:
+            reply = host.solve([sample.id], config.timeout)
             predicted = reply.answers[0] if reply.answers else ""
             yield Attempt(
                 run_id=run_id,
@@ -147,7 +147,7 @@ def run_solver(
 
 
 def _throughput(host: SolverHost, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig) -> Timing:
-    batch = [p for _, p in items[: config.throughput_items]]
+    batch = [s.id for s, _ in items[: config.throughput_items]]
     seconds, answered = 0.0, 0
     for k in range(0, len(batch), config.batch_size):
         chunk = batch[k : k + config.batch_size]

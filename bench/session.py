@@ -23,6 +23,7 @@ from typing import Any
 from bench.report import Summary, summarize
 from bench.run import Attempt, RunConfig, Timing, load_challenges, run_solver
 from captchas import dataset as ds
+from solvers.registry import check_options
 
 RUN, ATTEMPTS, TIMING = "run.json", "attempts.csv", "timing.jsonl"
 SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"
@@ -53,7 +54,9 @@ def run_benchmark(
         raise ds.DatasetError("no solver to run: give --solver NAME (see captcha-bench solvers)")
     if len(set(names)) != len(names):
         raise ds.DatasetError(f"solver {next(n for n in names if names.count(n) > 1)!r} is given twice: give it once")
-    items = load_challenges(dataset, config.limit)  # bad images stop the run before anything is written
+    for spec in config.solvers:
+        check_options(spec.name, spec.options)  # unknown solvers and options fail before anything is written
+    items = load_challenges(dataset, config.limit)  # so do bad images
     request = _request(dataset, config)
     if resume:
         _check_resumable(out, request)

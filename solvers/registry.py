@@ -97,6 +97,25 @@ def describe() -> list[SolverInfo]:
     return infos
 
 
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Raise SolverError for an unknown solver or an option its constructor does not take."""
+    import inspect
+
+    target = resolve(name)
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return  # no signature to check against: the constructor will say
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [p for p in parameters if p != "self"]
+    for option in options:
+        if option not in parameters:
+            raise SolverError(
+                f"solver {name!r} has no option {option!r}: its options are {', '.join(valid) or '(none)'}"
+            )
+
+
 def accepts(name: str, option: str) -> bool:
     """Whether the solver's constructor takes `option` (by name or through **kwargs)."""
     import inspect

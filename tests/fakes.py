@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, ImageDraw
+
+from captchas.dataset import Challenge
 
 
 @dataclass(frozen=True)
@@ -47,3 +54,65 @@ class NotAScheme:
 
     def __init__(self, preset: str | None = None, **knobs: Any) -> None:
         pass
+
+
+class FakeSolver:
+    """Canned answers by item id (the test knows them; the solver is told, not shown)."""
+
+    name = "fake"
+
+    def __init__(self, answers: dict[str, str] | None = None, default: str = "") -> None:
+        self.answers = answers or {}
+        self.default = default
+
+    def solve(self, batch: Sequence[Challenge]) -> list[str]:
+        return [self.answers.get(c.id, self.default) for c in batch]
+
+
+class FaultySolver:
+    """Misbehaves on chosen items: raise, hang, crash the process, or answer malformed."""
+
+    name = "faulty"
+
+    def __init__(self, raise_on: tuple[str, ...] = (), hang_on: tuple[str, ...] = (), crash_on: tuple[str, ...] = (),
+                 wrong_count_on: tuple[str, ...] = (), non_text_on: tuple[str, ...] = (), answer: str = "X") -> None:
+        self.raise_on, self.hang_on, self.crash_on = set(raise_on), set(hang_on), set(crash_on)
+        self.wrong_count_on, self.non_text_on, self.answer = set(wrong_count_on), set(non_text_on), answer
+
+    def solve(self, batch: Sequence[Challenge]) -> list[Any]:
+        ids = {c.id for c in batch}
+        if ids & self.raise_on:
+            raise RuntimeError("model exploded")
+        if ids & self.hang_on:
+            time.sleep(3600)
+        if ids & self.crash_on:
+            os._exit(3)
+        if ids & self.wrong_count_on:
+            return [self.answer] * (len(batch) + 1)
+        if ids & self.non_text_on:
+            return [42] * len(batch)
+        return [self.answer] * len(batch)
+
+
+class SpySolver:
+    """Writes down everything a solver can see, to check that no answer, file name or path is among it."""
+
+    name = "spy"
+
+    def __init__(self, report: str) -> None:
+        self.report = report  # where to write; given by the test, so not data set knowledge
+
+    def solve(self, batch: Sequence[Challenge]) -> list[str]:
+        seen = {
+            "fields": [sorted(vars(c)) if hasattr(c, "__dict__") else sorted(c.__dataclass_fields__) for c in batch],
+            "reprs": [repr(c) for c in batch],
+            "filenames": [getattr(c.image, "filename", "") for c in batch],
+            "infos": [repr(c.image.info) for c in batch],
+            "cwd": os.getcwd(),
+            "cwd_files": os.listdir("."),
+            "argv": sys.argv,
+            "environ": dict(os.environ),
+        }
+        with open(self.report, "a") as f:
+            f.write(json.dumps(seen) + "\n")
+        return ["?"] * len(batch)

@@ -166,3 +166,72 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "captcha-bench"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "generate" in result.stdout
+
+
+@pytest.fixture
+def small_set(tmp_path: Path) -> Path:
+    out = tmp_path / "set"
+    assert invoke("generate", "--count", "6", "--seed", "2", "--out", str(out), *SMALL).exit_code == 0
+    return out
+
+
+def test_run_prints_the_table_and_writes_the_csvs(tmp_path: Path, small_set: Path) -> None:
+    out = tmp_path / "run"
+    result = invoke("run", "--dataset", str(small_set), "--solver", "constant", "--solver", "tests.fakes:FakeSolver",
+                    "-o", "constant.answer=ZZZ", "-o", "tests.fakes:FakeSolver.default=Q", "--out", str(out),
+                    "--throughput-items", "4")
+    assert result.exit_code == 0, result.output
+    assert "accuracy [95% CI]" in result.stdout and "constant" in result.stdout
+    assert f"results in {out}/" in result.stdout
+    assert {p.name for p in out.iterdir()} == {"run.json", "attempts.csv", "timing.jsonl", "summary.csv", "summary.json"}
+    rows = (out / "attempts.csv").read_text().splitlines()
+    assert len(rows) == 13 and ",constant," in rows[1] and ",ZZZ," in rows[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--solver", "nosuch"], "unknown solver 'nosuch'"),
+        (["--solver", "constant", "-o", "colour=red"], "solver 'constant' has no option 'colour'"),
+        (["--solver", "constant", "-o", "colour"], "-o expects KEY=VALUE, got 'colour'"),
+        (["--solver", "constant", "-o", "ocr.psm=7"], "'ocr' is not one of the solvers of this run"),
+        (["--solver", "constant", "--solver", "constant"], "solver 'constant' is given twice"),
+        (["--solver", "constant", "--timeout", "0"], "--timeout must be > 0"),
+        (["--solver", "constant", "--resume"], "holds no run to resume"),
+    ],
+)
+def test_bad_run_input_gets_a_one_line_error(tmp_path: Path, small_set: Path, args: list[str], message: str) -> None:
+    result = invoke("run", "--dataset", str(small_set), "--out", str(tmp_path / "run"), *args)
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_on_a_missing_or_broken_data_set(tmp_path: Path, small_set: Path) -> None:
+    assert_one_line_error(invoke("run", "--dataset", str(tmp_path / "none"), "--solver", "constant"), "does not exist")
+    (small_set / "000001.png").write_bytes(b"bad")
+    result = invoke("run", "--dataset", str(small_set), "--solver", "constant", "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "000001.png (item 000001) does not match its sha256 in the manifest")
+
+
+def test_run_refuses_to_overwrite_and_resumes(tmp_path: Path, small_set: Path) -> None:
+    args = ["run", "--dataset", str(small_set), "--solver", "constant", "--out", str(tmp_path / "run"), "--throughput-items", "0"]
+    assert invoke(*args).exit_code == 0
+    assert_one_line_error(invoke(*args), "already holds a run: pass --resume to continue it, or choose another --out")
+    again = invoke(*args, "--resume")
+    assert again.exit_code == 0 and len((tmp_path / "run" / "attempts.csv").read_text().splitlines()) == 7
+
+
+def test_solvers_lists_each_with_origin_and_status() -> None:
+    result = invoke("solvers")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["solver", "from", "entry", "point", "can", "run", "here"]
+    assert any(line.startswith("constant") and line.rstrip().endswith("yes") for line in lines)
+
+
+def test_runner_speed_reports_the_loop_rate(small_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("runner-speed", "--dataset", str(small_set), "--rounds", "1")
+    assert result.exit_code == 0, result.output
+    assert "target: loop >= 5,000 items/s" in result.stdout and "6 attempts" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
