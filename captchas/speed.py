@@ -42,8 +42,8 @@ class GenerationSpeed:
 def measure_generation(
     scratch: Path,
     preset: str = "medium",
-    count: int = 100,
-    rounds: int = 10,
+    count: int = 300,
+    rounds: int = 6,
     workers: int = 2,
     seed: int = 0,
     progress: ds.Progress | None = None,

@@ -138,8 +138,8 @@ def test_check_files_finds_changed_missing_and_extra_files(tiny_dataset: ds.Data
 
 
 def test_regenerate_matches_and_catches_a_consistent_forgery(tiny_dataset: ds.Dataset) -> None:
-    assert regenerate(tiny_dataset) == []
-    assert regenerate(tiny_dataset, workers=2) == []
+    assert regenerate(tiny_dataset).problems == []
+    assert regenerate(tiny_dataset, workers=2).problems == []
     # Replace an image and fix up the manifest: the file check passes, regeneration does not.
     folder = tiny_dataset.path
     other = folder / "000003.png"
@@ -149,15 +149,29 @@ def test_regenerate_matches_and_catches_a_consistent_forgery(tiny_dataset: ds.Da
     (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
     forged = ds.read_dataset(folder)
     assert ds.check_files(forged) == []
-    assert regenerate(forged) == ["000000: regenerated image differs from the data set"]
+    assert regenerate(forged).problems == ["000000: regenerated image differs from the data set"]
 
 
 def test_regenerate_names_changed_versions(tiny_dataset: ds.Dataset) -> None:
     info = dict(tiny_dataset.info, versions={**tiny_dataset.info["versions"], "captcha": "0.6.0"})
     knobs = dict(info["knobs"], noise_dots=31)  # a different render, as a library upgrade would give
     changed = ds.Dataset(tiny_dataset.path, dict(info, knobs=knobs), tiny_dataset.samples, tiny_dataset.hash)
-    problems = regenerate(changed)
+    problems = regenerate(changed).problems
     assert len(problems) == 9 and "captcha 0.6.0 -> 0.7.1" in problems[-1]
+
+
+def test_regenerate_accepts_the_same_pixels_in_other_png_bytes(tiny_dataset: ds.Dataset) -> None:
+    from PIL import Image
+
+    path = tiny_dataset.path / "000004.png"
+    with Image.open(path) as im:
+        im.load()
+        im.save(path, format="PNG", compress_level=9)  # another encoder, same pixels
+    rows = (tiny_dataset.path / "manifest.csv").read_text().replace(
+        tiny_dataset.samples[4].sha256, ds.sha256_bytes(path.read_bytes()))
+    (tiny_dataset.path / "manifest.csv").write_text(rows)
+    again = regenerate(ds.read_dataset(tiny_dataset.path))
+    assert again.problems == [] and again.reencoded == 1
 
 
 def test_imported_sets_cannot_be_regenerated(tiny_dataset: ds.Dataset) -> None:

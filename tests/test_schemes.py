@@ -44,7 +44,7 @@ def test_module_attr_string_loads_a_factory(tmp_path: Path) -> None:
     data = make_dataset(scheme, 5, 3, tmp_path / "fake", scheme_name="tests.fakes:make_fake_scheme")
     assert all(len(s.answer) == 4 and s.answer.isdigit() for s in data.samples)
     assert data.info["knobs"] == {"length": 4, "shade": 200} and data.info["versions"]["fake"] == "1.0"
-    assert regenerate(data) == []
+    assert regenerate(data).problems == []
 
 
 def test_an_installed_plugin_is_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +53,7 @@ def test_an_installed_plugin_is_discovered(tmp_path: Path, monkeypatch: pytest.M
     scheme = schemes.load("fakedigits", None, {"shade": 90})
     data = make_dataset(scheme, 4, 1, tmp_path / "set", scheme_name="fakedigits")
     assert data.info["scheme"] == "fakedigits"
-    assert regenerate(data) == []  # regeneration finds the plugin by its entry-point name
+    assert regenerate(data).problems == []  # regeneration finds the plugin by its entry-point name
 
 
 @pytest.mark.parametrize(
