@@ -137,10 +137,7 @@ def _ink(mask: Image.Image) -> int:
 def make_captcha(spec: Spec) -> _TracedCaptcha:
     """One library object per data set: it caches the loaded fonts."""
     generator = _TracedCaptcha(
-        width=spec.width,
-        height=spec.height,
-        fonts=[str(p) for p in spec.font_paths()],
-        font_sizes=tuple(spec.font_sizes),
+        width=spec.width, height=spec.height, fonts=[str(p) for p in spec.font_paths()], font_sizes=tuple(spec.font_sizes)
     )
     configure(generator, spec)
     return generator
