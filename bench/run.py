@@ -8,7 +8,7 @@ item alone (batch size 1) with the solver warm; throughput is batched; cold star
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +115,7 @@ def run_solver(
     items: Sequence[tuple[ds.Sample, Pixels]],
     config: RunConfig,
     case_sensitive: bool,
-    done: set[str] = frozenset(),  # type: ignore[assignment]
+    done: Collection[str] = (),
 ) -> Iterator[Attempt | Timing]:
     """Yield an Attempt per item not in `done`, then the solver's Timing."""
     try:
@@ -124,7 +124,8 @@ def run_solver(
         yield Timing(spec.name, None, None, 0, config.batch_size, 0, error=str(e))
         return
     try:
-        todo = [(s, p) for s, p in items if s.id not in done]
+        skip = set(done)
+        todo = [(s, p) for s, p in items if s.id not in skip]
         if todo:
             host.solve([todo[0][0].id], config.timeout)  # warm-up, not recorded
         for sample, _ in todo:

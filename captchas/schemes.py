@@ -8,7 +8,6 @@ found through the entry-point group `captcha_bench.schemes` (the built-in `image
 from __future__ import annotations
 
 import functools
-import importlib
 import importlib.metadata
 import random
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import captcha
 import PIL
 from PIL import Image, features
 
+from captchas import plugins
 from captchas import render as _render
 from captchas.spec import PRESETS, Spec, build_spec
 
@@ -101,7 +101,7 @@ image_scheme.presets = PRESETS  # type: ignore[attr-defined]
 
 def available() -> dict[str, importlib.metadata.EntryPoint]:
     """Installed schemes by name; imports nothing."""
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=GROUP)}
+    return plugins.installed(GROUP)
 
 
 def load(name: str = DEFAULT_SCHEME, preset: str | None = None, knobs: dict[str, Any] | None = None) -> Scheme:
@@ -122,20 +122,4 @@ def load(name: str = DEFAULT_SCHEME, preset: str | None = None, knobs: dict[str,
 def _factory(name: str) -> Any:
     if name == DEFAULT_SCHEME:
         return image_scheme  # the built-in works without the entry points an install writes
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-            return obj
-        except (ImportError, AttributeError) as e:
-            raise SchemeError(f"cannot load scheme {name!r}: {e}") from None
-    eps = available()
-    if name not in eps:
-        names = sorted(set(eps) | {DEFAULT_SCHEME})
-        raise SchemeError(f"unknown scheme {name!r}: choose one of {', '.join(names)}, or give module:attr")
-    try:
-        return eps[name].load()
-    except Exception as e:  # a broken plugin must not take the CLI down with a traceback
-        raise SchemeError(f"scheme {name!r} failed to load: {type(e).__name__}: {e}") from None
+    return plugins.find(GROUP, name, "scheme", SchemeError, also=[DEFAULT_SCHEME])

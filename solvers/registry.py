@@ -6,10 +6,11 @@ imports each one to ask, through its optional `check()`, whether it can run here
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 from dataclasses import dataclass
 from typing import Any
+
+from captchas import plugins
 
 GROUP = "captcha_bench.solvers"
 
@@ -30,29 +31,12 @@ class SolverInfo:
 
 def available() -> dict[str, importlib.metadata.EntryPoint]:
     """Installed solvers by name; imports nothing."""
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=GROUP)}
+    return plugins.installed(GROUP)
 
 
 def resolve(name: str) -> Any:
     """The solver class (or factory) for an entry-point name or a "module:attr" string."""
-    if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as e:
-            raise SolverError(f"cannot load solver {name!r}: {e}") from None
-        return obj
-    eps = available()
-    if name not in eps:
-        raise SolverError(
-            f"unknown solver {name!r}: choose one of {', '.join(sorted(eps)) or '(none installed)'}, or give module:attr"
-        )
-    try:
-        return eps[name].load()
-    except Exception as e:  # a broken plugin must not take the CLI down
-        raise SolverError(f"solver {name!r} failed to load: {type(e).__name__}: {e}") from None
+    return plugins.find(GROUP, name, "solver", SolverError)
 
 
 def problem(name: str) -> str | None:
