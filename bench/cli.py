@@ -181,6 +181,64 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json)")
 
 
+@cli.command()
+@click.option("--preset", default="medium", show_default=True, help="Train on fresh items of this preset...")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None, help="...or on this data set folder.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (the best so far).")
+@click.option("--count", type=int, default=60_000, show_default=True, help="Training items to generate.")
+@click.option("--val-count", type=int, default=1_000, show_default=True, help="Validation items (another seed).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=float, default=8.0, show_default=True, help="Passes over the training items.")
+@click.option("--minutes", type=float, default=None, help="Wall-clock cap; the best checkpoint so far is kept.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", type=int, default=_default_workers, help="Processes rendering data [default: CPU count].")
+@click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
+def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
+          minutes: float | None, batch_size: int, lr: float, device: str, workers: int, resume: bool) -> None:
+    """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
+
+    \b
+    Example: captcha-bench train --preset medium --out solvers/cnn/weights/medium.pt --minutes 20
+    """
+    from solvers.cnn.train import TrainConfig, model_card, train as run_training
+
+    if preset not in PRESETS and dataset is None:
+        raise click.ClickException(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    if count < 1 or val_count < 1 or epochs <= 0 or batch_size < 1 or lr <= 0 or workers < 1:
+        raise click.ClickException("--count, --val-count, --batch-size and --workers must be >= 1; --epochs and --lr > 0")
+    if out.exists() and not resume:
+        raise click.ClickException(f"{out} exists: choose another --out, or pass --resume to continue its training")
+    config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
+                         seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
+                         workers=workers)
+    bar: Any = None
+
+    def report(p: Any) -> None:
+        nonlocal bar
+        if p.phase == "data":
+            if bar is None:
+                bar = click.progressbar(length=p.total, label="Rendering data", file=sys.stderr, show_pos=True)
+                bar.__enter__()
+            bar.update(p.done - bar.pos)
+            if p.done == p.total:
+                bar.__exit__(None, None, None)
+                bar = None
+        else:
+            click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  {p.seconds:.0f} s",
+                       err=True)
+
+    try:
+        meta = run_training(config, resume=resume, progress=report)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    out.with_suffix(".md").write_text(model_card(meta, "captcha-bench " + " ".join(sys.argv[1:])))
+    best = max(meta["history"], key=lambda h: h["val_accuracy"])
+    click.echo(f"best validation exact match {best['val_accuracy']:.1%} at step {best['step']} "
+               f"({best['seconds']:.0f} s); checkpoint {out}, model card {out.with_suffix('.md')}")
+
+
 @cli.command("runner-speed")
 @click.option("--dataset", type=click.Path(path_type=Path), default=None, help="Data set [default: the embedded default].")
 @click.option("--rounds", type=int, default=5, show_default=True)

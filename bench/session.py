@@ -100,18 +100,15 @@ def default_dataset(workers: int = 1, progress: ds.Progress | None = None) -> ds
 
 
 def with_dataset_options(config: RunConfig, dataset: ds.Dataset) -> RunConfig:
-    """Give the data set's charset to solvers that take a `charset` option and were not given one."""
+    """Give the data set's charset and preset to solvers that take such options and were not given them."""
     from solvers.registry import accepts
 
-    charset = dataset.info.get("charset")
-    if not charset:
-        return config
-    specs = tuple(
-        dataclasses.replace(s, options={"charset": charset, **s.options})
-        if "charset" not in s.options and accepts(s.name, "charset") else s
-        for s in config.solvers
-    )
-    return dataclasses.replace(config, solvers=specs)
+    known = {k: dataset.info[k] for k in ("charset", "preset") if dataset.info.get(k)}
+    specs = []
+    for s in config.solvers:
+        extra = {k: v for k, v in known.items() if k not in s.options and accepts(s.name, k)}
+        specs.append(dataclasses.replace(s, options={**extra, **s.options}) if extra else s)
+    return dataclasses.replace(config, solvers=tuple(specs))
 
 
 def write_summaries(out: Path, item_ids: set[str] | None = None) -> list[Summary]:

@@ -1,0 +1,80 @@
+"""The CNN: a small convolutional stack read left to right by a GRU, trained with CTC.
+
+CTC lets one model read answers of any length up to the number of columns (`steps`), so every
+preset uses the same architecture. The config travels inside the checkpoint (like nanoGPT's
+model_args): loading needs nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    charset: str  # output symbols; CTC's blank is class 0, symbol i is class i + 1
+    height: int = 24  # input rows: grey, resized; small enough for 1,500 items/s on 2 cores
+    width: int = 72  # input columns; the model reads width / 4 columns (steps)
+    channels: tuple[int, ...] = (16, 32, 48, 64)  # conv stages; pools halve H and W, then H only
+    hidden: int = 64  # GRU units per direction
+
+    @property
+    def steps(self) -> int:
+        """Columns the GRU reads: the most characters CTC can emit is about half of this."""
+        return self.width // 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CNNConfig:
+        return cls(**{**d, "channels": tuple(d["channels"])})
+
+
+class CaptchaNet(nn.Module):
+    def __init__(self, config: CNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        c_in, h = 1, config.height
+        for i, c in enumerate(config.channels):
+            pool = (2, 2) if i < 2 else (2, 1) if i < len(config.channels) - 1 else (h, 1)
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(pool)]
+            c_in, h = c, h // pool[0]
+        self.features = nn.Sequential(*layers)
+        self.rnn = nn.GRU(c_in, config.hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * config.hidden, len(config.charset) + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)  # (B, C, 1, T)
+        f = f.squeeze(2).transpose(1, 2)  # (B, T, C)
+        y, _ = self.rnn(f)  # (B, T, 2 * hidden)
+        return self.head(y)  # (B, T, classes): logits
+
+
+def preprocess(images: list[Image.Image], config: CNNConfig) -> torch.Tensor:
+    """Grey, resized to the config's size, scaled to [0, 1]: (B, 1, H, W). Training uses it too."""
+    data = b"".join(im.convert("L").resize((config.width, config.height), Image.Resampling.BILINEAR).tobytes()
+                    for im in images)
+    x = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(len(images), 1, config.height, config.width)
+    return x.float().div_(255.0)
+
+
+def decode(logits: torch.Tensor, charset: str) -> list[str]:
+    """Greedy CTC: best class per column, repeats merged, blanks dropped."""
+    best = logits.argmax(-1).tolist()  # (B, T)
+    answers = []
+    for row in best:
+        out, previous = [], 0
+        for k in row:
+            if k != previous and k != 0:
+                out.append(charset[k - 1])
+            previous = k
+        answers.append("".join(out))
+    return answers

@@ -1,0 +1,273 @@
+"""Train the CNN: from a preset (fresh seeded data made by worker processes) or a data set folder,
+to a checkpoint that carries its config, charset, preset, data hash and versions.
+
+A readable loop, not a framework: generate, then step, evaluate every so often, keep the best.
+Deterministic on CPU given the seed (data, initial weights and batch order all derive from it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from captchas import dataset as ds
+from captchas.generate import item_rng
+from captchas.schemes import ImageScheme, image_scheme
+from solvers.cnn.model import CaptchaNet, CNNConfig, decode, preprocess
+
+CHECKPOINT_FORMAT = 1
+VAL_SEED_OFFSET = 1_000_003  # validation items come from seed + this: never the training stream
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run."""
+
+    out: Path  # the best checkpoint goes here; `out` + ".last" holds the resumable state
+    preset: str | None = "medium"  # train on fresh items of this preset, or
+    dataset: Path | None = None  # on this data set folder (its first 10 % become validation)
+    count: int = 60_000  # training items to generate (preset mode)
+    val_count: int = 1_000  # validation items (preset mode)
+    seed: int = 0
+    epochs: float = 8.0  # passes over the training items
+    minutes: float | None = None  # wall-clock cap; training stops there and keeps the best
+    batch_size: int = 128
+    lr: float = 3e-3  # peak of a one-cycle schedule
+    eval_every: int = 250  # steps
+    device: str = "cpu"  # cpu | cuda | auto
+    workers: int = 2  # processes that render the training data
+    model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the loop reports to its callback."""
+
+    phase: str  # "data" or "train"
+    done: int
+    total: int
+    loss: float | None = None
+    val_accuracy: float | None = None
+    seconds: float = 0.0
+
+
+Callback = Callable[[Progress], None]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device here; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda or auto")
+    return torch.device(device)
+
+
+def render_items(scheme: ImageScheme, seed: int, indices: Sequence[int], config: CNNConfig, workers: int,
+                 progress: Callback | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Render items straight to model input: (N, 1, H, W) uint8, and their answers."""
+    chunks = [list(indices[k : k + 64]) for k in range(0, len(indices), 64)]
+    context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    images: list[bytes] = []
+    answers: list[str] = []
+    with context.Pool(max(1, workers)) as pool:
+        for data, texts in pool.imap(_render_chunk, [(scheme, seed, c, config) for c in chunks]):
+            images += data
+            answers += texts
+            if progress:
+                progress(Progress("data", len(answers), len(indices)))
+    x = torch.frombuffer(bytearray(b"".join(images)), dtype=torch.uint8)
+    return x.view(len(images), 1, config.height, config.width), answers
+
+
+def _render_chunk(job: tuple[ImageScheme, int, list[int], CNNConfig]) -> tuple[list[bytes], list[str]]:
+    scheme, seed, indices, config = job  # no torch here: a forked child must not touch its thread pool
+    data, texts = [], []
+    for i in indices:
+        rng = item_rng(seed, i)
+        answer = scheme.sample_answer(rng)
+        image = scheme.render(answer, rng)
+        data.append(image.convert("L").resize((config.width, config.height), Image.Resampling.BILINEAR).tobytes())
+        texts.append(answer)
+    return data, texts
+
+
+def load_folder(path: Path, config: CNNConfig) -> tuple[torch.Tensor, list[str], ds.Dataset]:
+    """A data set folder as model input, checked against its manifest."""
+    from bench.run import load_challenges  # the runner's loader: hashes checked, images decoded once
+
+    data = ds.read_dataset(path)
+    items = load_challenges(data)
+    images = [Image.frombytes(mode, size, raw) for _, mode, size, raw in (p for _, p in items)]
+    x = (preprocess(images, config) * 255).round().to(torch.uint8)
+    return x, [s.answer for s, _ in items], data
+
+
+def encode(answers: Sequence[str], charset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """CTC targets: concatenated class indices and the length of each answer."""
+    index = {c: i + 1 for i, c in enumerate(charset)}
+    missing = sorted({c for a in answers for c in a if c not in index})
+    if missing:
+        raise ValueError(f"answers use characters outside the charset: {''.join(missing)}")
+    flat = torch.tensor([index[c] for a in answers for c in a], dtype=torch.long)
+    return flat, torch.tensor([len(a) for a in answers], dtype=torch.long)
+
+
+def accuracy(model: CaptchaNet, x: torch.Tensor, answers: Sequence[str], device: torch.device,
+             case_sensitive: bool, batch: int = 512) -> float:
+    """Exact-match accuracy of greedy decoding."""
+    model.eval()
+    right = 0
+    with torch.inference_mode():
+        for k in range(0, len(answers), batch):
+            logits = model(x[k : k + batch].to(device).float().div_(255.0))
+            for got, want in zip(decode(logits.cpu(), model.config.charset), answers[k : k + batch]):
+                right += got == want if case_sensitive else got.casefold() == want.casefold()
+    model.train()
+    return right / max(1, len(answers))
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = None) -> dict[str, Any]:
+    """Train and write the best checkpoint to cfg.out; return its metadata."""
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    if cfg.dataset is not None:
+        info = ds.read_dataset(cfg.dataset).info
+        charset = "".join(sorted(set(info.get("charset") or "")))
+        model_cfg = CNNConfig(charset=charset, **cfg.model)
+        x_all, y_all, data = load_folder(cfg.dataset, model_cfg)
+        n_val = max(1, len(y_all) // 10)
+        x_val, y_val, x, y = x_all[:n_val], y_all[:n_val], x_all[n_val:], y_all[n_val:]
+        case_sensitive, preset, data_hash = data.case_sensitive, info.get("preset"), data.hash
+    else:
+        scheme = image_scheme(cfg.preset)
+        model_cfg = CNNConfig(charset=scheme.spec.charset, **cfg.model)
+        x, y = render_items(scheme, cfg.seed, range(cfg.count), model_cfg, cfg.workers, progress)
+        x_val, y_val = render_items(scheme, cfg.seed + VAL_SEED_OFFSET, range(cfg.val_count), model_cfg, cfg.workers)
+        case_sensitive, preset = scheme.spec.case_sensitive, cfg.preset
+        data_hash = hashlib.sha256(repr((scheme.knobs(), cfg.seed, cfg.count)).encode()).hexdigest()
+    if not y:
+        raise ValueError("no training items: give a larger --count or data set")
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model = CaptchaNet(model_cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    total = max(1, math.ceil(cfg.epochs * len(y) / cfg.batch_size))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
+    order = torch.Generator().manual_seed(cfg.seed)
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    step, best, history = 0, -1.0, []
+    permutation = torch.randperm(len(y), generator=order)
+    last = Path(str(cfg.out) + ".last")
+    if resume:
+        if not last.is_file():
+            raise ValueError(f"nothing to resume: {last} does not exist")
+        state = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        order.set_state(state["order"])
+        step, best, history = state["step"], state["best"], state["history"]
+        permutation = state["permutation"]
+        start -= state["seconds"]
+    targets, lengths = encode(y, model_cfg.charset)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+    per_epoch = max(1, len(y) // cfg.batch_size)
+    model.train()
+    meta: dict[str, Any] = {}
+    while step < total:
+        if step and step % per_epoch == 0:  # a new epoch, a new order
+            permutation = torch.randperm(len(y), generator=order)
+        k = (step % per_epoch) * cfg.batch_size
+        batch = permutation[k : k + cfg.batch_size]
+        inputs = x[batch].to(device).float().div_(255.0)  # (B, 1, H, W)
+        logits = model(inputs)  # (B, T, classes)
+        log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, classes), as CTCLoss wants
+        target = torch.cat([targets[offsets[i] : offsets[i + 1]] for i in batch.tolist()]).to(device)
+        loss = ctc(log_probs, target, torch.full((len(batch),), log_probs.shape[0], dtype=torch.long),
+                   lengths[batch].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        out_of_time = cfg.minutes is not None and time.perf_counter() - start > cfg.minutes * 60
+        if step % cfg.eval_every == 0 or step == total or out_of_time:
+            acc = accuracy(model, x_val, y_val, device, case_sensitive)
+            seconds = time.perf_counter() - start
+            history.append({"step": step, "seconds": round(seconds, 1), "loss": round(loss.item(), 4), "val_accuracy": acc})
+            if acc > best:
+                best = acc
+                meta = _save(cfg, model, model_cfg, preset, case_sensitive, data_hash, len(y), len(y_val), history, device)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                        "order": order.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
+            if progress:
+                progress(Progress("train", step, total, loss.item(), acc, seconds))
+        if out_of_time:
+            break
+    return meta
+
+
+def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
+          data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+    import PIL
+
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model_cfg.to_dict(),
+        "charset": model_cfg.charset,
+        "preset": preset,
+        "case_sensitive": case_sensitive,
+        "data": {"sha256": data_hash, "dataset": str(cfg.dataset) if cfg.dataset else None, "seed": cfg.seed,
+                 "train_items": n_train, "val_items": n_val},
+        "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "history": history,
+        "versions": {"torch": str(torch.__version__), "pillow": PIL.__version__, "python": platform.python_version()},
+        "hardware": f"{device.type}: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = Path(str(cfg.out) + ".tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**meta, "state_dict": state}, tmp)
+    tmp.replace(cfg.out)
+    return meta
+
+
+def model_card(meta: dict[str, Any], command: str) -> str:
+    """The training half of a model card (markdown); evaluation figures are added by whoever measures them."""
+    best = max(meta["history"], key=lambda h: h["val_accuracy"])
+    rows = "\n".join(f"| {h['step']} | {h['seconds']:.0f} | {h['loss']:.3f} | {h['val_accuracy']:.1%} |" for h in meta["history"])
+    data = meta["data"]
+    source = f"data set `{data['dataset']}`" if data["dataset"] else f"preset `{meta['preset']}`, fresh items"
+    return f"""# CNN weights: {meta['preset'] or data['dataset']}
+
+- Command: `{command}`
+- Data: {source}, seed {data['seed']}: {data['train_items']:,} training items, {data['val_items']:,} validation items
+  (validation drawn from seed + {VAL_SEED_OFFSET:,}, never trained on); data sha256 `{data['sha256'][:16]}...`
+- Model: {meta['config']}
+- Hardware: {meta['hardware']}; versions: {meta['versions']}
+- Best validation exact match: **{best['val_accuracy']:.1%}** at step {best['step']}, {best['seconds']:.0f} s of wall time
+  (data rendering included)
+
+## Time to accuracy
+
+| step | wall s | loss | validation exact |
+|---|---|---|---|
+{rows}
+"""

@@ -1,0 +1,121 @@
+"""The CNN: training smoke test, determinism, resume, checkpoints and their refusals."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed")
+
+from captchas.dataset import Challenge  # noqa: E402
+from captchas.schemes import image_scheme  # noqa: E402
+from solvers.cnn import solver as cnn_solver  # noqa: E402
+from solvers.cnn.model import CaptchaNet, CNNConfig, decode, preprocess  # noqa: E402
+from solvers.cnn.train import TrainConfig, encode, train  # noqa: E402
+
+TINY = {"count": 64, "val_count": 16, "epochs": 1, "batch_size": 32, "eval_every": 1, "workers": 1, "device": "cpu"}
+
+
+def _train(out: Path, **overrides: object) -> dict:
+    return train(TrainConfig(out=out, preset="easy", **{**TINY, **overrides}))  # type: ignore[arg-type]
+
+
+def test_two_training_steps_write_a_checkpoint_that_loads_and_solves(tmp_path: Path) -> None:
+    meta = _train(tmp_path / "m.pt")
+    assert [h["step"] for h in meta["history"]] == [1, 2]
+    state = cnn_solver.load_checkpoint(tmp_path / "m.pt")
+    assert state["preset"] == "easy" and state["charset"] == image_scheme("easy").spec.charset
+    assert state["config"]["height"] == 24 and "torch" in state["versions"]
+    solver = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), preset="easy")
+    scheme = image_scheme("easy")
+    images = [scheme.render("AB3D", random.Random(i)) for i in range(3)]
+    answers = solver.solve([Challenge(str(i), im) for i, im in enumerate(images)])
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+
+
+def test_training_is_deterministic_on_cpu_and_resumes_exactly(tmp_path: Path) -> None:
+    _train(tmp_path / "a.pt", epochs=2)
+    _train(tmp_path / "b.pt", epochs=2)
+    a = torch.load(tmp_path / "a.pt.last", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b.pt.last", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    def stop_at_two(p: object) -> None:
+        if getattr(p, "phase") == "train" and getattr(p, "done") == 2:
+            raise KeyboardInterrupt
+
+    config = TrainConfig(out=tmp_path / "c.pt", preset="easy", **{**TINY, "epochs": 2})  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=stop_at_two)
+    train(config, resume=True)
+    c = torch.load(tmp_path / "c.pt.last", weights_only=True)
+    assert c["step"] == 4 and all(torch.equal(a[k], c["model"][k]) for k in a)
+
+
+def test_a_foreign_pickle_payload_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"config": {}, "charset": "A", "state_dict": {}, "payload": Payload()}, path)
+    with pytest.raises(ValueError, match="holds more than tensors and plain data, refused"):
+        cnn_solver.load_checkpoint(path)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+        cnn_solver.load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a captcha-bench CNN checkpoint"):
+        cnn_solver.load_checkpoint(tmp_path / "other.pt")
+
+
+class Payload:
+    """Anything that is not a tensor or plain data."""
+
+
+def test_a_checkpoint_for_another_preset_or_charset_is_refused(tmp_path: Path) -> None:
+    _train(tmp_path / "easy.pt", epochs=0.5)
+    path = str(tmp_path / "easy.pt")
+    with pytest.raises(ValueError, match="was trained on preset 'easy', the data set is 'hard'"):
+        cnn_solver.CNNSolver(checkpoint=path, preset="hard")
+    with pytest.raises(ValueError, match="cannot write 'abd'.*a different charset"):
+        cnn_solver.CNNSolver(checkpoint=path, charset="ABDabd")
+    assert cnn_solver.CNNSolver(checkpoint=path, preset="hard", charset="ABDabd", any_preset=True).solve([]) == []
+    with pytest.raises(ValueError, match="no shipped weights for preset 'nosuch'"):
+        cnn_solver.CNNSolver(preset="nosuch")
+    with pytest.raises(ValueError, match="give -o checkpoint=PATH"):
+        cnn_solver.CNNSolver()
+
+
+def test_ctc_decode_merges_repeats_and_drops_blanks() -> None:
+    charset = "AB"
+    steps = [0, 1, 1, 0, 1, 2, 2, 0]  # blank A A blank A B B blank -> "AAB"
+    logits = torch.nn.functional.one_hot(torch.tensor([steps]), 3).float()
+    assert decode(logits, charset) == ["AAB"]
+
+
+def test_encode_refuses_characters_outside_the_charset() -> None:
+    flat, lengths = encode(["AB", "B"], "AB")
+    assert flat.tolist() == [1, 2, 2] and lengths.tolist() == [2, 1]
+    with pytest.raises(ValueError, match="outside the charset: C"):
+        encode(["AC"], "AB")
+
+
+def test_model_shapes() -> None:
+    config = CNNConfig(charset="ABC")
+    x = preprocess([image_scheme("medium").render("ABCD", random.Random(0))] * 2, config)
+    assert x.shape == (2, 1, 24, 72) and float(x.max()) <= 1.0
+    assert CaptchaNet(config)(x).shape == (2, config.steps, 4)
+
+
+@pytest.mark.skipif(not cnn_solver.shipped("medium").is_file(), reason="no shipped medium weights")
+def test_shipped_medium_weights_read_fresh_items(tmp_path: Path) -> None:
+    from captchas.generate import make_dataset
+    from bench.run import is_correct
+
+    data = make_dataset(image_scheme("medium"), 200, 31337, tmp_path / "fresh", workers=2)  # a seed never trained on
+    solver = cnn_solver.CNNSolver(preset="medium", charset=data.info["charset"])
+    from PIL import Image
+
+    images = [Image.open(data.path / s.file) for s in data.samples]
+    answers = solver.solve([Challenge(s.id, im) for s, im in zip(data.samples, images)])
+    right = sum(is_correct(s.answer, a) for s, a in zip(data.samples, answers))
+    assert right / len(answers) >= 0.95
