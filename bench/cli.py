@@ -362,7 +362,7 @@ def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None
                                        seed=seed, force=force, progress=progress)
     for s in result.skipped[:20]:
         click.echo(f"skipped {s.file}: {s.reason}")
-    more = f" (first 20 listed)" if len(result.skipped) > 20 else ""
+    more = " (first 20 listed)" if len(result.skipped) > 20 else ""
     click.echo(f"{len(result.dataset.samples)} images imported to {out}, {len(result.skipped)} skipped{more}; "
                f"data set sha256 {result.dataset.hash}")
 
