@@ -137,17 +137,15 @@ def _check_error(answers: Any, n: int) -> str | None:
 
 
 def _serve(conn: Connection) -> None:
-    """The child process: load the solver, then answer batches until told to stop."""
-    name, options = conn.recv()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    with tempfile.TemporaryDirectory(prefix="captcha-bench-solver-") as empty:
-        os.chdir(empty)  # nothing of the data set nearby
-        _loop(conn, name, options)
+    """The child process: load the solver, then answer batches until told to stop.
 
-
-def _loop(conn: Connection, name: str, options: dict[str, Any]) -> None:
+    The solver is constructed in the caller's folder, so relative paths in its options (a
+    checkpoint, an answers file) mean what the user meant; it solves in an empty folder.
+    """
     from solvers.registry import load
 
+    name, options = conn.recv()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     start = time.perf_counter()
     try:
         solver = load(name, **options)
@@ -155,6 +153,12 @@ def _loop(conn: Connection, name: str, options: dict[str, Any]) -> None:
         conn.send(("error", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e)))
         return
     conn.send(("ready", time.perf_counter() - start))
+    with tempfile.TemporaryDirectory(prefix="captcha-bench-solver-") as empty:
+        os.chdir(empty)  # nothing of the data set nearby
+        _answer(conn, solver)
+
+
+def _answer(conn: Connection, solver: Any) -> None:
     images: dict[str, Image.Image] = {}
     while True:
         try:

@@ -116,3 +116,16 @@ class SpySolver:
         with open(self.report, "a") as f:
             f.write(json.dumps(seen) + "\n")
         return ["?"] * len(batch)
+
+
+class FileSolver:
+    """Reads its answer from a file named in its options, as a checkpoint or answers file is read."""
+
+    name = "file"
+
+    def __init__(self, path: str) -> None:
+        with open(path) as f:  # relative to the folder the run was started from
+            self.answer = f.read().strip()
+
+    def solve(self, batch: Sequence[Challenge]) -> list[str]:
+        return [self.answer] * len(batch)

@@ -203,3 +203,13 @@ def test_the_default_charset_goes_to_solvers_that_take_one(tiny_dataset: ds.Data
     config = session.with_dataset_options(RunConfig((SolverSpec("ocr"), SolverSpec("constant"))), tiny_dataset)
     assert config.solvers[0].options == {"charset": tiny_dataset.info["charset"]}
     assert config.solvers[1].options == {}
+
+
+def test_relative_paths_in_options_mean_the_callers_folder(tmp_path: Path, tiny_dataset: ds.Dataset,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "answer.txt").write_text("FROMFILE")
+    config = RunConfig((SolverSpec("tests.fakes:FileSolver", {"path": "answer.txt"}),), throughput_items=0)
+    result = session.run_benchmark(tiny_dataset, config, tmp_path / "run")
+    assert result.summaries[0].failure == ""
+    assert {a.predicted for a in session.read_attempts(tmp_path / "run" / "attempts.csv")} == {"FROMFILE"}
