@@ -119,3 +119,13 @@ def test_shipped_medium_weights_read_fresh_items(tmp_path: Path) -> None:
     answers = solver.solve([Challenge(s.id, im) for s, im in zip(data.samples, images)])
     right = sum(is_correct(s.answer, a) for s, a in zip(data.samples, answers))
     assert right / len(answers) >= 0.95
+
+
+def test_training_from_a_data_set_folder(tmp_path: Path) -> None:
+    from captchas.generate import make_dataset
+
+    data = make_dataset(image_scheme("easy"), 40, 5, tmp_path / "set")
+    meta = train(TrainConfig(out=tmp_path / "f.pt", preset=None, dataset=data.path, epochs=1, batch_size=16,
+                             eval_every=1, device="cpu"))
+    assert meta["data"]["sha256"] == data.hash and meta["data"]["val_items"] == 4
+    assert meta["charset"] == "".join(sorted(data.info["charset"]))

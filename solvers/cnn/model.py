@@ -58,12 +58,20 @@ class CaptchaNet(nn.Module):
         return self.head(y)  # (B, T, classes): logits
 
 
+def input_bytes(image: Image.Image, config: CNNConfig) -> bytes:
+    """The one image-to-input step, for training and solving alike: grey, resized, H x W bytes."""
+    return image.convert("L").resize((config.width, config.height), Image.Resampling.BILINEAR).tobytes()
+
+
+def stack(data: list[bytes], config: CNNConfig) -> torch.Tensor:
+    """input_bytes of many images as one uint8 tensor: (B, 1, H, W)."""
+    x = torch.frombuffer(bytearray(b"".join(data)), dtype=torch.uint8)
+    return x.view(len(data), 1, config.height, config.width)
+
+
 def preprocess(images: list[Image.Image], config: CNNConfig) -> torch.Tensor:
-    """Grey, resized to the config's size, scaled to [0, 1]: (B, 1, H, W). Training uses it too."""
-    data = b"".join(im.convert("L").resize((config.width, config.height), Image.Resampling.BILINEAR).tobytes()
-                    for im in images)
-    x = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(len(images), 1, config.height, config.width)
-    return x.float().div_(255.0)
+    """Model input scaled to [0, 1]: (B, 1, H, W)."""
+    return stack([input_bytes(im, config) for im in images], config).float().div_(255.0)
 
 
 def decode(logits: torch.Tensor, charset: str) -> list[str]:

@@ -26,7 +26,8 @@ from torch import nn
 from captchas import dataset as ds
 from captchas.generate import item_rng
 from captchas.schemes import ImageScheme, image_scheme
-from solvers.cnn.model import CaptchaNet, CNNConfig, decode, preprocess
+from bench.run import is_correct, load_challenges  # the one scoring rule; the checked image loader
+from solvers.cnn.model import CaptchaNet, CNNConfig, decode, input_bytes, stack
 
 CHECKPOINT_FORMAT = 1
 VAL_SEED_OFFSET = 1_000_003  # validation items come from seed + this: never the training stream
@@ -90,8 +91,7 @@ def render_items(scheme: ImageScheme, seed: int, indices: Sequence[int], config:
             answers += texts
             if progress:
                 progress(Progress("data", len(answers), len(indices)))
-    x = torch.frombuffer(bytearray(b"".join(images)), dtype=torch.uint8)
-    return x.view(len(images), 1, config.height, config.width), answers
+    return stack(images, config), answers
 
 
 def _render_chunk(job: tuple[ImageScheme, int, list[int], CNNConfig]) -> tuple[list[bytes], list[str]]:
@@ -100,21 +100,16 @@ def _render_chunk(job: tuple[ImageScheme, int, list[int], CNNConfig]) -> tuple[l
     for i in indices:
         rng = item_rng(seed, i)
         answer = scheme.sample_answer(rng)
-        image = scheme.render(answer, rng)
-        data.append(image.convert("L").resize((config.width, config.height), Image.Resampling.BILINEAR).tobytes())
+        data.append(input_bytes(scheme.render(answer, rng), config))
         texts.append(answer)
     return data, texts
 
 
-def load_folder(path: Path, config: CNNConfig) -> tuple[torch.Tensor, list[str], ds.Dataset]:
-    """A data set folder as model input, checked against its manifest."""
-    from bench.run import load_challenges  # the runner's loader: hashes checked, images decoded once
-
-    data = ds.read_dataset(path)
+def load_folder(data: ds.Dataset, config: CNNConfig) -> tuple[torch.Tensor, list[str]]:
+    """A data set as model input, checked against its manifest by the runner's loader."""
     items = load_challenges(data)
-    images = [Image.frombytes(mode, size, raw) for _, mode, size, raw in (p for _, p in items)]
-    x = (preprocess(images, config) * 255).round().to(torch.uint8)
-    return x, [s.answer for s, _ in items], data
+    inputs = [input_bytes(Image.frombytes(mode, size, raw), config) for _, (_, mode, size, raw) in items]
+    return stack(inputs, config), [s.answer for s, _ in items]
 
 
 def encode(answers: Sequence[str], charset: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +131,7 @@ def accuracy(model: CaptchaNet, x: torch.Tensor, answers: Sequence[str], device:
         for k in range(0, len(answers), batch):
             logits = model(x[k : k + batch].to(device).float().div_(255.0))
             for got, want in zip(decode(logits.cpu(), model.config.charset), answers[k : k + batch]):
-                right += got == want if case_sensitive else got.casefold() == want.casefold()
+                right += is_correct(want, got, case_sensitive)
     model.train()
     return right / max(1, len(answers))
 
@@ -147,10 +142,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     if cfg.dataset is not None:
-        info = ds.read_dataset(cfg.dataset).info
+        data = ds.read_dataset(cfg.dataset)
+        info = data.info
         charset = "".join(sorted(set(info.get("charset") or "")))
         model_cfg = CNNConfig(charset=charset, **cfg.model)
-        x_all, y_all, data = load_folder(cfg.dataset, model_cfg)
+        x_all, y_all = load_folder(data, model_cfg)
         n_val = max(1, len(y_all) // 10)
         x_val, y_val, x, y = x_all[:n_val], y_all[:n_val], x_all[n_val:], y_all[n_val:]
         case_sensitive, preset, data_hash = data.case_sensitive, info.get("preset"), data.hash
