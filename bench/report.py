@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.run import Attempt, Timing
+from bench.run import SKIPPED, Attempt, Timing
 
 Z95 = 1.959963984540054
 
@@ -20,13 +20,16 @@ class Summary:
     """One solver on one data set."""
 
     solver: str
-    n: int  # items attempted
+    n: int  # attempts (one per item for machines; one per recorded answer for replayed humans)
+    items: int  # distinct items attempted
+    coverage: float  # items attempted / items in the data set (humans may leave items unanswered)
     correct: int
     accuracy: float
     accuracy_low: float  # Wilson 95 % interval
     accuracy_high: float
     cer: float  # mean character error rate
     errors: int  # attempts where the solver raised, hung, crashed or answered malformed
+    skipped: int  # replayed human answers where the person pressed Skip (counted wrong, not errors)
     median_seconds: float | None  # latency per item at batch size 1, warm
     p90_seconds: float | None
     throughput: float | None  # items/s, batched
@@ -54,21 +57,27 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None) -> Summary:
-    """Aggregate one solver's attempts (and its session timing) into a Summary."""
+def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None, total_items: int | None = None) -> Summary:
+    """Aggregate one solver's attempts (and its session timing) into a Summary.
+
+    Times: the median over attempts that gave an answer (not errors, not skips)."""
     n = len(attempts)
+    items = len({a.item_id for a in attempts})
     correct = sum(a.correct for a in attempts)
     low, high = wilson(correct, n)
-    answered = [a.seconds for a in attempts if not a.error]
+    answered = [a.seconds for a in attempts if not a.error and math.isfinite(a.seconds)]
     return Summary(
         solver=solver,
         n=n,
+        items=items,
+        coverage=items / total_items if total_items else (1.0 if n else 0.0),
         correct=correct,
         accuracy=correct / n if n else 0.0,
         accuracy_low=low,
         accuracy_high=high,
         cer=statistics.fmean(a.cer for a in attempts) if n else 1.0,
-        errors=sum(bool(a.error) for a in attempts),
+        errors=sum(bool(a.error) and a.error != SKIPPED for a in attempts),
+        skipped=sum(a.error == SKIPPED for a in attempts),
         median_seconds=statistics.median(answered) if answered else None,
         p90_seconds=percentile(answered, 90) if answered else None,
         throughput=timing.throughput if timing else None,
@@ -80,22 +89,23 @@ def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None) -
 
 def to_table(summaries: Sequence[Summary]) -> str:
     """The terminal table."""
-    header = ["solver", "n", "accuracy [95% CI]", "CER", "median ms", "p90 ms", "items/s", "cold s", "errors"]
+    header = ["solver", "n", "coverage", "accuracy [95% CI]", "CER", "median ms", "p90 ms", "items/s", "cold s", "errors"]
     rows = []
     for s in summaries:
         if s.failure and not s.n:
-            rows.append([s.solver, "0", f"could not run: {s.failure}", "", "", "", "", "", ""])
+            rows.append([s.solver, "0", "", f"could not run: {s.failure}", "", "", "", "", "", ""])
             continue
         rows.append([
             s.solver,
             str(s.n),
+            f"{s.coverage:.1%}",
             f"{s.accuracy:6.1%} [{s.accuracy_low:.1%}, {s.accuracy_high:.1%}]",
             f"{s.cer:.3f}",
             _ms(s.median_seconds),
             _ms(s.p90_seconds),
             f"{s.throughput:,.0f}" if s.throughput else "-",
             f"{s.cold_start:.2f}" if s.cold_start is not None else "-",
-            str(s.errors),
+            str(s.errors) + (f" (+{s.skipped} skipped)" if s.skipped else ""),
         ])
     return format_table(header, rows)
 

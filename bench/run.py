@@ -18,6 +18,9 @@ from bench.host import HostError, Pixels, SolverHost, pixels
 from captchas import dataset as ds
 
 
+SKIPPED = "skipped"  # the error of a replayed human answer where the person pressed Skip
+
+
 @dataclass(frozen=True)
 class SolverSpec:
     """A solver as asked for: registry name or module:attr, and constructor options."""
@@ -35,6 +38,7 @@ class RunConfig:
     batch_size: int = 32  # challenges per solve() call in the throughput pass
     throughput_items: int = 256  # items in the throughput pass (the first ones); 0 skips it
     limit: int | None = None  # attempt only the first N items of the data set
+    case_sensitive: bool | None = None  # score case-sensitively or not; None: as the data set says
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,10 @@ class Attempt:
     predicted: str
     correct: bool
     cer: float  # edit distance / answer length
-    seconds: float  # solve() time for this item alone, inside the solver process
-    error: str  # empty when the solver answered
+    seconds: float  # solve() time for this item alone, inside the solver process; humans: recorded time
+    error: str  # empty when the solver answered; "skipped" when a person skipped the item
+    participant: str = ""  # replayed human answers: who (empty for machines and anonymous sources)
+    attempt: int = 1  # replayed human answers: that person's try at this item
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,22 @@ def run_solver(
     config: RunConfig,
     case_sensitive: bool,
     done: Collection[str] = (),
+    dataset_hash: str = "",
 ) -> Iterator[Attempt | Timing]:
-    """Yield an Attempt per item not in `done`, then the solver's Timing."""
+    """Yield an Attempt per item not in `done`, then the solver's Timing.
+
+    Replay solvers (with a `replay(ids)` method, such as `human`) yield one Attempt per recorded
+    answer instead, none for items nobody answered.
+    """
+    from solvers.registry import SolverError, resolve
+
+    try:
+        replays = callable(getattr(resolve(spec.name), "replay", None))
+    except SolverError:
+        replays = False  # the host reports it
+    if replays:
+        yield from _replay(run_id, spec, items, config, case_sensitive, done, dataset_hash)
+        return
     try:
         host = SolverHost(spec.name, spec.options, [p for _, p in items])
     except HostError as e:
@@ -145,6 +165,45 @@ def run_solver(
         yield _throughput(host, spec, items, config)
     finally:
         host.close()
+
+
+def _replay(run_id: str, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig,
+            case_sensitive: bool, done: Collection[str], dataset_hash: str) -> Iterator[Attempt | Timing]:
+    """Recorded answers as attempts, in process: the solver sees item ids and nothing else."""
+    from solvers.registry import SolverError, load
+
+    def failed(reason: str) -> Timing:
+        return Timing(spec.name, None, None, 0, config.batch_size, 0, error=reason)
+
+    try:
+        solver = load(spec.name, **spec.options)
+    except SolverError as e:
+        yield failed(str(e))
+        return
+    recorded_on = getattr(solver, "dataset_sha256", None)
+    if recorded_on and dataset_hash and recorded_on != dataset_hash:
+        yield failed(f"its answers were recorded on data set {recorded_on[:12]}, not this one ({dataset_hash[:12]}): "
+                     "give the answers of this data set")
+        return
+    skip = set(done)
+    ids = [s.id for s, _ in items if s.id not in skip]
+    answers = solver.replay(ids)
+    for sample, _ in items:
+        for r in answers.get(sample.id, ()):
+            yield Attempt(
+                run_id=run_id,
+                solver=spec.name,
+                item_id=sample.id,
+                expected=sample.answer,
+                predicted=r.answer,
+                correct=not r.skipped and is_correct(sample.answer, r.answer, case_sensitive),
+                cer=cer(sample.answer, r.answer, case_sensitive),
+                seconds=r.seconds if r.seconds is not None else float("nan"),
+                error=SKIPPED if r.skipped else "",
+                participant=r.participant,
+                attempt=r.attempt,
+            )
+    yield Timing(spec.name, None, None, 0, config.batch_size, 0)
 
 
 def _throughput(host: SolverHost, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig) -> Timing:

@@ -60,6 +60,7 @@ def run_benchmark(
     request = _request(dataset, config)
     if resume:
         _check_resumable(out, request)
+        _check_columns(out / ATTEMPTS)
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     else:
@@ -75,7 +76,7 @@ def run_benchmark(
             count = len(finished & {s.id for s, _ in items})
             if progress:
                 progress(spec.name, count, len(items))
-            for record in run_solver(out.name, spec, items, config, dataset.case_sensitive, finished):
+            for record in run_solver(out.name, spec, items, config, case_sensitive(dataset, config), finished, dataset.hash):
                 if isinstance(record, Attempt):
                     writer.writerow(_row(record))
                     f.flush()
@@ -99,11 +100,20 @@ def default_dataset(workers: int = 1, progress: ds.Progress | None = None) -> ds
                         preset=DEFAULT_PRESET, progress=progress)
 
 
+def case_sensitive(dataset: ds.Dataset, config: RunConfig) -> bool:
+    """How this run scores: as the command says, else as the data set says."""
+    return dataset.case_sensitive if config.case_sensitive is None else config.case_sensitive
+
+
 def with_dataset_options(config: RunConfig, dataset: ds.Dataset) -> RunConfig:
-    """Give the data set's charset and preset to solvers that take such options and were not given them."""
+    """Give the data set's charset, preset and recorded human answers file to solvers that take
+    such options and were not given them."""
     from solvers.registry import accepts
 
     known = {k: dataset.info[k] for k in ("charset", "preset") if dataset.info.get(k)}
+    answers = (dataset.info.get("human_answers") or {}).get("file")
+    if answers:
+        known["answers"] = str((dataset.path / answers).resolve())
     specs = []
     for s in config.solvers:
         extra = {k: v for k, v in known.items() if k not in s.options and accepts(s.name, k)}
@@ -121,8 +131,9 @@ def write_summaries(out: Path, item_ids: set[str] | None = None) -> list[Summary
             record = json.loads(line)
             record.pop("time", None)
             timings[record["solver"]] = Timing(**record)
+    total = len(item_ids) if item_ids is not None else None
     summaries = [
-        summarize(spec["name"], [a for a in attempts if a.solver == spec["name"]], timings.get(spec["name"]))
+        summarize(spec["name"], [a for a in attempts if a.solver == spec["name"]], timings.get(spec["name"]), total)
         for spec in request["solvers"]
     ]
     fields = [f.name for f in dataclasses.fields(Summary)]
@@ -144,14 +155,24 @@ def read_attempts(path: Path) -> list[Attempt]:
         rows = list(csv.DictReader(f))
     return [
         Attempt(r["run_id"], r["solver"], r["item_id"], r["expected"], r["predicted"], r["correct"] == "1",
-                float(r["cer"]), float(r["seconds"]), r["error"])
+                float(r["cer"]), float(r["seconds"]), r["error"], r["participant"], int(r["attempt"]))
         for r in rows
-        if r.get("error") is not None  # a row cut short lacks its last column
+        if r.get(COLUMNS[-1])  # a row cut short lacks its last column
     ]
 
 
 def _row(a: Attempt) -> list[Any]:
-    return [a.run_id, a.solver, a.item_id, a.expected, a.predicted, int(a.correct), f"{a.cer:.6f}", f"{a.seconds:.9f}", a.error]
+    return [a.run_id, a.solver, a.item_id, a.expected, a.predicted, int(a.correct), f"{a.cer:.6f}", f"{a.seconds:.9f}",
+            a.error, a.participant, a.attempt]
+
+
+def _check_columns(path: Path) -> None:
+    if path.is_file() and path.stat().st_size:
+        with path.open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        if header != COLUMNS:
+            raise ds.DatasetError(f"{path} was written by another version of captcha-bench (other columns): "
+                                  "start a new run instead of --resume")
 
 
 def _cell(value: Any) -> Any:
@@ -174,7 +195,7 @@ def _request(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
     return {
         "dataset": str(dataset.path.resolve()),
         "dataset_sha256": dataset.hash,
-        "case_sensitive": dataset.case_sensitive,
+        "case_sensitive": case_sensitive(dataset, config),
         "solvers": [{"name": s.name, "options": s.options} for s in config.solvers],
         "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "solvers"},
     }

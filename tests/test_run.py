@@ -80,7 +80,8 @@ def test_run_scores_records_and_summarises(tmp_path: Path, tiny_dataset: ds.Data
     assert constant.correct == 0 and constant.cold_start is not None and constant.throughput and constant.throughput > 0
     with (tmp_path / "run" / "attempts.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["run_id", "solver", "item_id", "expected", "predicted", "correct", "cer", "seconds", "error"]
+    assert list(rows[0]) == ["run_id", "solver", "item_id", "expected", "predicted", "correct", "cer", "seconds", "error",
+                            "participant", "attempt"]
     assert len(rows) == 16 and all(r["expected"] == truth[r["item_id"]] for r in rows)
     assert all(float(r["seconds"]) >= 0 for r in rows)
     with (tmp_path / "run" / "summary.csv").open() as f:
