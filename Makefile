@@ -4,25 +4,31 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the ocr solver needs (tesseract's trained data); tesserocr's wheel brings the library.
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng
+# ...and the browser that the study app's test drives: Debian's chromium, through Python
+# playwright (never `playwright install`, which would download a browser of its own).
+TEST_PACKAGES := $(SYSTEM_PACKAGES) chromium
 
 .PHONY: bench test install dev system clean
 
-bench: install system
+bench: install
+	@$(MAKE) --no-print-directory system PACKAGES="$(SYSTEM_PACKAGES)"
 	$(BIN)/captcha-bench run
 
-test: dev system
+test: dev
+	@$(MAKE) --no-print-directory system PACKAGES="$(TEST_PACKAGES)"
 	$(BIN)/python -m mypy captchas bench solvers
 	$(BIN)/python -m pytest -q
 
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
+PACKAGES ?= $(SYSTEM_PACKAGES)
 system:
-	@if dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then :; \
+	@if dpkg -s $(PACKAGES) >/dev/null 2>&1; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PACKAGES) >/dev/null; \
 	else \
-		echo "note: cannot install $(SYSTEM_PACKAGES) here (needs apt-get as root); the ocr solver will be skipped"; \
+		echo "note: cannot install $(PACKAGES) here (needs apt-get as root); the ocr solver and browser test will be skipped"; \
 	fi
 
 $(BIN)/python:

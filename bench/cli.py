@@ -136,8 +136,10 @@ def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, .
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Challenges per call in the throughput pass.")
 @click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in the throughput pass; 0 skips it.")
 @click.option("--limit", type=int, default=None, help="Attempt only the first N items.")
+@click.option("--case-sensitive/--case-insensitive", "case", default=None,
+              help="Score with or without case [default: as the data set says].")
 def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
-        timeout: float, batch_size: int, throughput_items: int, limit: int | None) -> None:
+        timeout: float, batch_size: int, throughput_items: int, limit: int | None, case: bool | None) -> None:
     """Run solvers on a data set; write attempts.csv, summary.csv and summary.json.
 
     \b
@@ -145,7 +147,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     """
     from bench.run import RunConfig
     from bench.report import to_table
-    from bench.session import default_dataset, run_benchmark, with_dataset_options
+    from bench.session import case_sensitive, default_dataset, run_benchmark, with_dataset_options
 
     if timeout <= 0 or batch_size < 1 or throughput_items < 0 or (limit is not None and limit < 1):
         raise click.ClickException("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
@@ -157,7 +159,8 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     names = names or tuple(registry.default_solvers())
     if not names:
         raise click.ClickException("no solver can run here: see captcha-bench solvers")
-    config = with_dataset_options(RunConfig(solver_specs(names, pairs), timeout, batch_size, throughput_items, limit), data)
+    config = with_dataset_options(
+        RunConfig(solver_specs(names, pairs), timeout, batch_size, throughput_items, limit, case), data)
     out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     bars: dict[str, Any] = {}
 
@@ -176,7 +179,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
         for bar in bars.values():
             bar.__exit__(None, None, None)
     click.echo(f"\n{len(data.samples) if limit is None else min(limit, len(data.samples))} items of {data.path} "
-               f"(sha256 {data.hash[:12]}), case-{'sensitive' if data.case_sensitive else 'insensitive'}")
+               f"(sha256 {data.hash[:12]}), scored case-{'sensitive' if case_sensitive(data, config) else 'insensitive'}")
     click.echo(to_table(result.summaries))
     click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json)")
 
@@ -194,9 +197,14 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=int, default=_default_workers, help="Processes rendering data [default: CPU count].")
+@click.option("--height", type=int, default=None, help="Model input rows [default: 24].")
+@click.option("--width", type=int, default=None, help="Model input columns [default: 72]; the model reads width/4 steps.")
+@click.option("--augment/--no-augment", default=None,
+              help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
 def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
-          minutes: float | None, batch_size: int, lr: float, device: str, workers: int, resume: bool) -> None:
+          minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
+          width: int | None, augment: bool | None, resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
@@ -208,11 +216,14 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
         raise click.ClickException(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     if count < 1 or val_count < 1 or epochs <= 0 or batch_size < 1 or lr <= 0 or workers < 1:
         raise click.ClickException("--count, --val-count, --batch-size and --workers must be >= 1; --epochs and --lr > 0")
+    if (height is not None and not 16 <= height <= 256) or (width is not None and not 16 <= width <= 1024):
+        raise click.ClickException("--height must be 16-256 and --width 16-1024 pixels")
     if out.exists() and not resume:
         raise click.ClickException(f"{out} exists: choose another --out, or pass --resume to continue its training")
+    model = {k: v for k, v in (("height", height), ("width", width)) if v is not None}
     config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
                          seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
-                         workers=workers)
+                         workers=workers, model=model, augment=augment)
     bar: Any = None
 
     def report(p: Any) -> None:
@@ -365,6 +376,107 @@ def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None
     more = " (first 20 listed)" if len(result.skipped) > 20 else ""
     click.echo(f"{len(result.dataset.samples)} images imported to {out}, {len(result.skipped)} skipped{more}; "
                f"data set sha256 {result.dataset.hash}")
+
+
+@import_.command("turingpass")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the two data sets OUT/humans and OUT/train (each must be empty).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffle that assigns opaque ids.")
+@click.option("--force", is_flag=True, help="Replace non-empty splits once the new ones are complete.")
+def import_turingpass(src: Path, out: Path, seed: int, force: bool) -> None:
+    """Import the public TuringPass set: the images people answered (with their answers) and the rest.
+
+    \b
+    Example: captcha-bench import turingpass ../shared/data/turingpass --out results/datasets/turingpass
+    """
+    with progress_bar("Importing") as progress:
+        result = imports.import_turingpass(src, out, seed=seed, force=force, progress=progress)
+    for s in result.skipped[:20]:
+        click.echo(f"skipped {s.file}: {s.reason}")
+    more = " (first 20 listed)" if len(result.skipped) > 20 else ""
+    click.echo(f"humans: {len(result.humans.samples)} images with {result.answers} recorded answers in {out / 'humans'} "
+               f"(sha256 {result.humans.hash[:12]})\ntrain: {len(result.train.samples)} images in {out / 'train'} "
+               f"(sha256 {result.train.hash[:12]}); {len(result.skipped)} skipped{more}; both scored case-insensitive")
+
+
+@cli.command()
+@click.option("--dataset", type=click.Path(path_type=Path), required=True, help="Data set whose images people answer.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback; give 0.0.0.0 to let other machines in).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--db", type=click.Path(path_type=Path), default=None,
+              help="SQLite file of the study [default: results/studies/<data set sha256 prefix>.sqlite].")
+@click.option("--title", default="Read the characters", show_default=True, help="Heading of the participants' page.")
+def record(dataset: Path, host: str, port: int, db: Path | None, title: str) -> None:
+    """Serve the human study: people answer the data set's images in their browsers.
+
+    Each answer is committed to the SQLite database the moment it arrives; stop with Ctrl-C and
+    start again with the same --db to continue.
+
+    \b
+    Example: captcha-bench record --dataset results/datasets/medium-s2026-n1000 --port 8000
+    """
+    import logging
+
+    from bench.study.app import create_app, serve
+    from bench.study.store import StudyError
+
+    data = ds.read_dataset(dataset)
+    db = db or Path("results") / "studies" / f"{data.hash[:12]}.sqlite"
+    if db.exists() and not db.is_file():
+        raise click.ClickException(f"--db {db} is not a file: give a path for the SQLite database")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        app = create_app(data, str(db), title)
+        server = serve(app, host, port)
+    except StudyError as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e}): choose another --port") from None
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    from bench.study.store import Store
+
+    people, answers = Store(db).counts()
+    click.echo(f"study of {len(data.samples)} images ({data.path}), database {db} "
+               f"({people} participants, {answers} answers so far)\nopen {server.url}/  (Ctrl-C stops)")
+    try:
+        server.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server.server_close()
+    people, answers = Store(db).counts()
+    click.echo(f"stopped: {people} participants, {answers} answers in {db}")
+
+
+@cli.group()
+def humans() -> None:
+    """Recorded human answers: export them from a study database."""
+
+
+@humans.command("export")
+@click.option("--db", type=click.Path(path_type=Path), required=True, help="Study database (from captcha-bench record).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV file to write (must not exist).")
+@click.option("--force", is_flag=True, help="Overwrite --out.")
+def humans_export(db: Path, out: Path, force: bool) -> None:
+    """Write every recorded answer as CSV: participant, item, answer, server and browser times, attempt, skip.
+
+    \b
+    Example: captcha-bench humans export --db results/studies/76c5c16abb27.sqlite --out answers.csv
+    """
+    from bench.study.store import Store
+    from captchas.answers import write_csv
+
+    if not db.is_file():
+        raise click.ClickException(f"--db {db} does not exist: give the database that captcha-bench record wrote")
+    if out.exists() and not force:
+        raise click.ClickException(f"{out} exists: choose another --out, or pass --force to overwrite it")
+    rows = Store.open_existing(db).export()
+    tmp = out.with_name(out.name + ".tmp")
+    write_csv(tmp, rows)
+    tmp.replace(out)
+    click.echo(f"{len(rows)} answers by {len({r.participant for r in rows})} participants written to {out}")
 
 
 @cli.command("generator-speed")

@@ -12,9 +12,11 @@ import io
 import random
 import re
 import shutil
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import PIL
 from PIL import Image, UnidentifiedImageError
@@ -38,6 +40,11 @@ class ImportResult:
     skipped: tuple[Skipped, ...]
 
 
+# Writes extra files into the staging folder once the samples are known (samples, manifest sha256)
+# and returns what dataset.json should say about them.
+Finish = Callable[[Path, list[ds.Sample], str], dict[str, Any]]
+
+
 def import_folder(
     src: str | Path,
     out: str | Path,
@@ -48,11 +55,16 @@ def import_folder(
     seed: int = 0,
     force: bool = False,
     progress: ds.Progress | None = None,
+    only: Collection[str] | None = None,
+    info: dict[str, Any] | None = None,
+    finish: Finish | None = None,
 ) -> ImportResult:
     """Copy the images of `src` (not its subfolders) into a new data set at `out`.
 
     Unreadable, non-image, unlabelled and duplicate files are skipped and returned, not fatal;
-    a folder with nothing importable is an error. Image bytes are copied unchanged.
+    a folder with nothing importable is an error. Image bytes are copied unchanged. `only` keeps
+    just those file names; `info` adds to dataset.json; `finish` writes extra files into the
+    data set before it is published (see Finish).
     """
     src, out = Path(src), Path(out)
     ds.check_output(out, force)  # before the long first pass
@@ -61,6 +73,8 @@ def import_folder(
     regex = _compile(pattern)
     table = _read_labels(Path(labels)) if labels is not None else None
     files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+    if only is not None:
+        files = [p for p in files if p.name in only]
     if table is not None:
         files += sorted(src / name for name in set(table) - {p.name for p in files})  # listed but absent
     if not files:
@@ -104,6 +118,7 @@ def import_folder(
             (staging / file).write_bytes(data)
             samples.append(ds.Sample(sample_id, file, answer, sha, source=path.name))
         manifest_hash = ds.write_manifest(staging, samples)
+        extra = finish(staging, samples, manifest_hash) if finish else {}
         ds.write_info(staging, {
             "format": ds.FORMAT_VERSION,
             "kind": "imported",
@@ -117,6 +132,8 @@ def import_folder(
             "manifest_sha256": manifest_hash,
             "versions": {"pillow": PIL.__version__},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **(info or {}),
+            **extra,
         })
         ds.publish(staging, out)
     except BaseException:
@@ -194,3 +211,96 @@ def _read_image(path: Path) -> tuple[bytes, str, str | None]:
     if fmt not in EXTENSIONS:
         return b"", "", f"unsupported image format {fmt or 'unknown'}"
     return data, fmt, None
+
+
+# The public TuringPass layout (github.com/amri-tah/TuringPass), paths relative to its root.
+TURINGPASS_IMAGES = Path("static/dataset")
+TURINGPASS_ANSWERS = Path("models/captcha/human_captcha_solve_data.csv")
+TURINGPASS_COLUMNS = ("time_taken", "attempts", "actual", "response")
+ANSWERS_FILE = "answers.csv"
+
+
+@dataclass(frozen=True)
+class TuringPassImport:
+    humans: ds.Dataset  # the images people answered, with answers.csv
+    train: ds.Dataset  # the rest
+    answers: int  # human answers kept
+    skipped: tuple[Skipped, ...]  # images and answer rows left out, and why
+
+
+def import_turingpass(
+    src: str | Path, out: str | Path, *, seed: int = 0, force: bool = False, progress: ds.Progress | None = None
+) -> TuringPassImport:
+    """Import a TuringPass folder as two data sets, `out`/humans and `out`/train.
+
+    `humans` holds the images with recorded answers and an answers file (captchas.answers format,
+    the source's time in client_seconds); `train` holds every other image. Both are marked
+    case-insensitive, as the original app judged answers; the manifests keep the case, so a
+    case-sensitive score stays available (`captcha-bench run --case-sensitive`).
+    """
+    from captchas import answers as recorded
+
+    src, out = Path(src), Path(out)
+    images, table = src / TURINGPASS_IMAGES, src / TURINGPASS_ANSWERS
+    if not images.is_dir() or not table.is_file():
+        raise ds.DatasetError(f"{src} is not a TuringPass folder: expected {TURINGPASS_IMAGES}/ and {TURINGPASS_ANSWERS}")
+    for split in ("humans", "train"):
+        ds.check_output(out / split, force)
+    rows = _read_turingpass(table)
+    names = {p.name for p in images.iterdir() if p.is_file()}
+    skipped: list[Skipped] = []
+    kept_rows = []
+    for line, row in rows:
+        if row["actual"] + ".jpg" in names:
+            kept_rows.append(row)
+        else:
+            skipped.append(Skipped(f"{TURINGPASS_ANSWERS.name} line {line}", f"no image {row['actual']}.jpg"))
+    answered = {row["actual"] + ".jpg" for row in kept_rows}
+    if not answered:
+        raise ds.DatasetError(f"no answer in {table} matches an image in {images}: nothing to import")
+
+    def write_answers(staging: Path, samples: list[ds.Sample], manifest_hash: str) -> dict[str, Any]:
+        ids = {s.source: s.id for s in samples}
+        records = [
+            recorded.Recorded(
+                participant="",  # TuringPass records none
+                item_id=ids[row["actual"] + ".jpg"],
+                answer="" if row["response"] == "SKIPPED" else row["response"],
+                skipped=row["response"] == "SKIPPED",
+                attempt=int(row["attempts"]),
+                server_seconds=None,
+                client_seconds=int(row["time_taken"]) / 1000,
+                dataset_sha256=manifest_hash,
+            )
+            for row in kept_rows
+            if row["actual"] + ".jpg" in ids  # an unreadable image was skipped with its answers
+        ]
+        n = recorded.write_csv(staging / ANSWERS_FILE, records)
+        return {"human_answers": {"file": ANSWERS_FILE, "rows": n,
+                                  "sha256": ds.sha256_bytes((staging / ANSWERS_FILE).read_bytes()),
+                                  "clock": "TuringPass app: page load to submit click (client_seconds)"}}
+
+    info = {"source_name": "TuringPass", "preset": "turingpass"}  # preset: the image family, picks the cnn weights
+    humans = import_folder(images, out / "humans", case_sensitive=False, seed=seed, force=force, progress=progress,
+                           only=answered, info={**info, "split": "humans"}, finish=write_answers)
+    train = import_folder(images, out / "train", case_sensitive=False, seed=seed, force=force, progress=progress,
+                          only=names - answered, info={**info, "split": "train"})
+    rows_kept = int(humans.dataset.info["human_answers"]["rows"])
+    return TuringPassImport(humans.dataset, train.dataset, rows_kept, tuple(skipped) + humans.skipped + train.skipped)
+
+
+def _read_turingpass(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line, row) of the human answers CSV, checked: known columns, integer times and attempts."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in TURINGPASS_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ds.DatasetError(f"{path} lacks the column(s) {', '.join(missing)}: is it TuringPass's answers file?")
+            rows = list(enumerate(reader, 2))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ds.DatasetError(f"{path} is not a readable UTF-8 CSV ({e})") from None
+    for line, row in rows:
+        if not (row["time_taken"] or "").isdigit() or not (row["attempts"] or "").isdigit() or not row["actual"]:
+            raise ds.DatasetError(f"{path} line {line}: time_taken and attempts must be whole numbers and actual set")
+    return rows

@@ -1,0 +1,73 @@
+"""The `human` solver: replays recorded human answers, with their recorded times.
+
+Not a model: the runner asks it `replay(ids)` instead of `solve(batch)` and writes one attempt
+row per recorded answer (a person, an attempt). It sees item ids only, never images' answers.
+Answers come from the study app's database (`captcha-bench record`) or an answers CSV (its
+export, or an import such as TuringPass, whose data set names its answers file itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from captchas import answers as recorded
+from captchas.dataset import Challenge, DatasetError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def read_recorded(path: Path) -> list[recorded.Recorded]:
+    """Recorded answers from a study database or an answers CSV (told apart by their first bytes)."""
+    if not path.is_file():
+        raise ValueError(f"answers file {path} does not exist: give a study database (captcha-bench record --db) "
+                         "or an answers CSV (captcha-bench humans export)")
+    with path.open("rb") as f:
+        head = f.read(len(SQLITE_MAGIC))
+    try:
+        if head == SQLITE_MAGIC:
+            from bench.study.store import Store
+
+            return Store.open_existing(path).export()
+        return recorded.read_csv(path)
+    except DatasetError as e:
+        raise ValueError(str(e)) from None
+
+
+class HumanSolver:
+    """Replays people's answers; items nobody answered are left unattempted, not wrong."""
+
+    name = "human"
+    in_default_run = False  # needs recorded answers
+
+    def __init__(self, answers: str = "", attempts: str = "all", participants: str = "") -> None:
+        if not answers:
+            raise ValueError("no recorded answers: give -o answers=FILE (a study database or answers CSV), "
+                             "or run on a data set that names its answers file")
+        if attempts not in ("all", "first"):
+            raise ValueError(f"attempts must be 'all' or 'first', got {attempts!r}")
+        rows = read_recorded(Path(answers))
+        wanted = {p.strip() for p in str(participants).split(",") if p.strip()}
+        if wanted:
+            unknown = sorted(wanted - {r.participant for r in rows})
+            if unknown:
+                raise ValueError(f"participant(s) {', '.join(unknown)} gave no answer in {answers}: "
+                                 "see captcha-bench humans export for the ids")
+            rows = [r for r in rows if r.participant in wanted]
+        if attempts == "first":
+            rows = [r for r in rows if r.attempt == 1]
+        hashes = {r.dataset_sha256 for r in rows if r.dataset_sha256}
+        if len(hashes) > 1:
+            raise ValueError(f"{answers} mixes answers from {len(hashes)} data sets: export one study at a time")
+        self.dataset_sha256 = hashes.pop() if hashes else None
+        self.item_ids = {r.item_id for r in rows}
+        self._by_item: dict[str, list[recorded.Recorded]] = {}
+        for r in rows:
+            self._by_item.setdefault(r.item_id, []).append(r)
+
+    def replay(self, ids: Sequence[str]) -> dict[str, list[recorded.Recorded]]:
+        """The recorded answers to each of `ids` that anyone answered, in recorded order."""
+        return {i: self._by_item[i] for i in ids if i in self._by_item}
+
+    def solve(self, batch: Sequence[Challenge]) -> list[str]:
+        raise NotImplementedError("human replays recorded answers: the runner calls replay(ids), not solve()")

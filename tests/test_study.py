@@ -1,0 +1,303 @@
+"""The study app: the flow, bad input, restarts, concurrency, no leaks, export, and a real browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import cli
+from bench.study.app import MAX_ANSWER, create_app, serve
+from bench.study.store import Store
+from captchas import dataset as ds
+
+
+def join(client: Any) -> dict[str, Any]:
+    response = client.post("/api/participants", json={"consent": True})
+    assert response.status_code == 201, response.json
+    return response.json  # type: ignore[no-any-return]
+
+
+def answer(client: Any, view: dict[str, Any], text: str = "ABC", **extra: Any) -> Any:
+    assert client.get(view["image"]).status_code == 200
+    return client.post(f"/api/participants/{view['participant']}/answers",
+                       json={"token": view["token"], "answer": text, **extra})
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG file."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    chunks, k = [], 8
+    while k < len(data):
+        length = int.from_bytes(data[k : k + 4], "big")
+        chunks.append(data[k + 4 : k + 8])
+        k += 12 + length
+    return chunks
+
+
+def assert_no_answer(bodies: list[bytes], dataset: ds.Dataset) -> None:
+    """No response holds an answer; images hold pixels only (no text or metadata chunk could carry one)."""
+    for body in bodies:
+        if body.startswith(b"\x89PNG"):
+            assert set(png_chunks(body)) <= {b"IHDR", b"IDAT", b"IEND"}
+            continue  # compressed pixels: any short byte string may turn up by chance
+        for s in dataset.samples:
+            assert s.answer.encode() not in body, f"answer of item {s.id} sent in {body[:80]!r}"
+            assert f'"{s.id}"'.encode() not in body and f"/{s.id}".encode() not in body  # nor an item id
+
+
+def rows(db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT participant, item_id, answer, skipped, sent_at, received_at, client_seconds "
+                         "FROM answers ORDER BY rowid").fetchall()
+
+
+def test_a_participant_answers_every_item_once_in_their_own_order(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    client = create_app(tiny_dataset, str(tmp_path / "s.db")).test_client()
+    view = join(client)
+    assert (view["position"], view["total"], view["done"]) == (0, 8, False)
+    for k in range(8):
+        response = answer(client, view, skipped=k == 3, client_seconds=1.5, shown_at=1.7e12, submitted_at=1.7e12 + 1500)
+        assert response.status_code == 201, response.json
+        view = response.json
+        assert view["position"] == k + 1
+    assert view["done"] and "token" not in view
+    stored = rows(tmp_path / "s.db")
+    assert sorted(r[1] for r in stored) == sorted(s.id for s in tiny_dataset.samples)  # every item once
+    assert [r[3] for r in stored] == [0, 0, 0, 1, 0, 0, 0, 0] and stored[3][2] == ""  # the skip, stored empty
+    assert all(r[5] >= r[4] > 0 and r[6] == 1.5 for r in stored)  # server clock ordered; browser clock beside it
+    other = join(client)  # another person, another (random) order; same data set
+    orders = {json.dumps(json.loads(r[0])) for r in sqlite3.connect(tmp_path / "s.db").execute("SELECT items FROM participants")}
+    assert other["total"] == 8 and len(orders) in (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"answer": ""}, 400, "empty"),
+        ({"answer": "   "}, 400, "empty"),
+        ({"answer": "A" * (MAX_ANSWER + 1)}, 400, "longer than"),
+        ({"answer": "AB\x07C"}, 400, "control"),
+        ({"answer": "AB\u200bC"}, 400, "invisible"),
+        ({"answer": 12}, 400, "text"),
+        ({"skipped": "yes"}, 400, "true or false"),
+        ({"client_seconds": -1}, 400, "client_seconds"),
+        ({"client_seconds": "fast"}, 400, "client_seconds"),
+        ({"token": "nope"}, 404, "unknown image token"),
+        ({"token": None}, 400, "token is missing"),
+    ],
+)
+def test_bad_answers_get_a_clear_4xx_and_store_nothing(tmp_path: Path, tiny_dataset: ds.Dataset, body: dict[str, Any],
+                                                       status: int, words: str) -> None:
+    client = create_app(tiny_dataset, str(tmp_path / "s.db")).test_client()
+    view = join(client)
+    assert client.get(view["image"]).status_code == 200
+    sent = {"token": view["token"], "answer": "ABC", **body}
+    response = client.post(f"/api/participants/{view['participant']}/answers", json=sent)
+    assert response.status_code == status and words in response.json["error"]
+    assert rows(tmp_path / "s.db") == []
+    assert answer(client, view).status_code == 201  # the same image can still be answered properly
+
+
+def test_malformed_requests_double_submits_and_foreign_tokens(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    client = create_app(tiny_dataset, str(tmp_path / "s.db")).test_client()
+    assert client.post("/api/participants", json={}).status_code == 400  # no consent
+    alice, bob = join(client), join(client)
+    url = f"/api/participants/{alice['participant']}/answers"
+    not_utf8 = client.post(url, data=b'{"answer": "\xff\xfe"}', content_type="application/json")
+    assert not_utf8.status_code == 400 and "UTF-8" in not_utf8.json["error"]
+    assert client.post(url, data=b"{not json", content_type="application/json").status_code == 400
+    assert client.post(url, data=b"[1, 2]", content_type="application/json").status_code == 400
+    huge = client.post(url, data=b"x" * 10_000, content_type="application/json")
+    assert huge.status_code == 413 and "larger than" in huge.json["error"]
+    # answering before the image was ever sent: no time to measure from
+    early = client.post(url, json={"token": alice["token"], "answer": "ABC"})
+    assert early.status_code == 409 and "never sent" in early.json["error"]
+    # another participant's token, for the image and for the answer
+    assert client.get(f"/api/participants/{alice['participant']}/images/{bob['token']}").status_code == 403
+    assert client.post(url, json={"token": bob["token"], "answer": "ABC"}).status_code == 403
+    assert client.get("/api/participants/nobody/next").status_code == 404
+    assert client.get(f"/api/participants/{alice['participant']}/images/nothing").status_code == 404
+    # double submit: the first answer stands, the second stores nothing
+    first = answer(client, alice, "ABC")
+    second = client.post(url, json={"token": alice["token"], "answer": "XYZ"})
+    assert first.status_code == 201 and second.status_code == 409
+    assert client.get(alice["image"]).status_code == 410  # an answered image is not served again
+    assert [r[2] for r in rows(tmp_path / "s.db")] == ["ABC"]
+
+
+def test_a_restarted_server_loses_nothing_and_the_participant_continues(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    db = tmp_path / "s.db"
+    client = create_app(tiny_dataset, str(db)).test_client()
+    view = join(client)
+    for _ in range(3):
+        view = answer(client, view).json
+    assert client.get(view["image"]).status_code == 200  # image 4 sent, then the server dies
+    restarted = create_app(tiny_dataset, str(db)).test_client()
+    again = restarted.get(f"/api/participants/{view['participant']}/next").json
+    assert again["position"] == 3 and again["token"] == view["token"]  # the same image, same sent time
+    response = restarted.post(f"/api/participants/{view['participant']}/answers", json={"token": view["token"], "answer": "Q"})
+    assert response.status_code == 201 and response.json["position"] == 4
+    assert len(rows(db)) == 4 and len({r[1] for r in rows(db)}) == 4
+
+
+def test_a_database_of_another_data_set_is_refused(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    create_app(tiny_dataset, str(tmp_path / "s.db"))
+    other = tmp_path / "other"
+    shutil.copytree(tiny_dataset.path, other)
+    (other / "manifest.csv").write_text((other / "manifest.csv").read_text().replace(tiny_dataset.samples[0].answer, "ZZZ", 1))
+    result = CliRunner().invoke(cli, ["record", "--dataset", str(other), "--db", str(tmp_path / "s.db"), "--port", "0"])
+    assert result.exit_code == 1 and "another data set" in result.output and "Traceback" not in result.output
+
+
+def test_nothing_sent_to_a_participant_holds_an_answer(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    client = create_app(tiny_dataset, str(tmp_path / "s.db")).test_client()
+    bodies = [client.get("/").data, client.get("/study.js").data]
+    view = join(client)
+    while not view["done"]:
+        image = client.get(view["image"])
+        bodies += [json.dumps(view).encode(), image.data, view["image"].encode()]
+        view = client.post(f"/api/participants/{view['participant']}/answers",
+                           json={"token": view["token"], "answer": "ABC"}).json
+    bodies.append(json.dumps(view).encode())
+    assert_no_answer(bodies, tiny_dataset)
+
+
+def test_twenty_participants_at_once_store_every_answer_once(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    db = tmp_path / "s.db"
+    server = serve(create_app(tiny_dataset, str(db)), "127.0.0.1", 0, background=True)
+    errors: list[str] = []
+    start = threading.Barrier(20)
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(server.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                raw = r.read()
+                return r.status, json.loads(raw) if r.headers.get_content_type() == "application/json" else raw
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def participant(k: int) -> None:
+        try:
+            start.wait()
+            status, view = call("POST", "/api/participants", {"consent": True})
+            while not view["done"]:
+                assert call("GET", view["image"])[0] == 200
+                body = {"token": view["token"], "answer": f"P{k}", "skipped": False}
+                status, view = call("POST", f"/api/participants/{view['participant']}/answers", body)
+                assert status == 201, view
+                if k % 2:  # half of them also press Submit twice
+                    assert call("POST", f"/api/participants/{view['participant']}/answers", body)[0] in (403, 404, 409)
+        except Exception as e:  # collected: an assert in a thread would be lost
+            errors.append(f"{k}: {e!r}")
+
+    threads = [threading.Thread(target=participant, args=(k,)) for k in range(20)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        server.close()
+    assert errors == []
+    stored = rows(db)
+    assert len(stored) == 20 * 8
+    assert len({(r[0], r[1]) for r in stored}) == 20 * 8  # each person, each item, once
+    assert {r[2] for r in stored} == {f"P{k}" for k in range(20)}
+
+
+def test_export_writes_the_answers_csv_and_never_overwrites(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    db = tmp_path / "s.db"
+    client = create_app(tiny_dataset, str(db)).test_client()
+    view = join(client)
+    view = answer(client, view, "ab c", client_seconds=2.0, shown_at=1.7e12, submitted_at=1.7e12 + 2000).json
+    answer(client, view, skipped=True)
+    out = tmp_path / "answers.csv"
+    result = CliRunner().invoke(cli, ["humans", "export", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    exported = list(csv.DictReader(out.read_text().splitlines()))
+    assert [r["answer"] for r in exported] == ["ab c", ""] and [r["skipped"] for r in exported] == ["0", "1"]
+    assert exported[0]["client_seconds"] == "2.000" and exported[0]["client_shown_at"].startswith("2023-11-14T22:13:20")
+    assert float(exported[0]["server_seconds"]) >= 0 and exported[0]["sent_at"] <= exported[0]["received_at"]
+    assert {r["participant"] for r in exported} == {view["participant"]}
+    assert {r["dataset_sha256"] for r in exported} == {tiny_dataset.hash}
+    again = CliRunner().invoke(cli, ["humans", "export", "--db", str(db), "--out", str(out)])
+    assert again.exit_code == 1 and "exists" in again.output
+    missing = CliRunner().invoke(cli, ["humans", "export", "--db", str(tmp_path / "none.db"), "--out", str(tmp_path / "x.csv")])
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+    (tmp_path / "junk.db").write_text("not a database")
+    junk = CliRunner().invoke(cli, ["humans", "export", "--db", str(tmp_path / "junk.db"), "--out", str(tmp_path / "y.csv")])
+    assert junk.exit_code == 1 and "not a captcha-bench study database" in junk.output and "Traceback" not in junk.output
+
+
+def test_record_refuses_a_busy_port_in_one_line(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    server = serve(create_app(tiny_dataset, str(tmp_path / "a.db")), "127.0.0.1", 0, background=True)
+    try:
+        port = str(server.server.server_port)
+        result = CliRunner().invoke(cli, ["record", "--dataset", str(tiny_dataset.path), "--db", str(tmp_path / "b.db"),
+                                          "--port", port])
+    finally:
+        server.close()
+    assert result.exit_code == 1 and "choose another --port" in result.output and "Traceback" not in result.output
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_a_participant_in_a_real_browser(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    """Debian's Chromium, headless, through the study: consent, 5 items, one skip; then the stored rows."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make test installs it)")
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make test installs it with apt-get)")
+    five = ds.Dataset(tiny_dataset.path, tiny_dataset.info, tiny_dataset.samples[:5], tiny_dataset.hash)
+    db = tmp_path / "s.db"
+    server = serve(create_app(five, str(db)), "127.0.0.1", 0, background=True)
+    received: list[bytes] = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            page.on("response", lambda r: received.extend([r.body(), r.url.encode()]))
+            page.goto(server.url + "/")
+            assert page.is_disabled("#start")
+            page.check("#agree")
+            page.click("#start")
+            for k in range(5):
+                sync_api.expect(page.locator("#progress")).to_have_text(f"Image {k + 1} of 5")
+                sync_api.expect(page.locator("#answer")).to_be_focused()  # the page focuses it once the image loaded
+                page.wait_for_timeout(150)  # a person takes a moment
+                if k == 2:
+                    page.click("#skip")
+                else:
+                    page.fill("#answer", f"ab{k}")
+                    page.press("#answer", "Enter")
+            sync_api.expect(page.locator("#done")).to_be_visible()
+            page.reload()  # a returning participant who is done stays done
+            sync_api.expect(page.locator("#done")).to_be_visible()
+            browser.close()
+    finally:
+        server.close()
+    stored = rows(db)
+    assert [r[2] for r in stored] == ["ab0", "ab1", "", "ab3", "ab4"] and [r[3] for r in stored] == [0, 0, 1, 0, 0]
+    assert sorted(r[1] for r in stored) == sorted(s.id for s in five.samples)
+    for _, _, _, _, sent, got, client in stored:
+        assert 0.1 <= got - sent < 30  # server clock: image sent to answer received, the pause included
+        assert client is not None and 0.1 <= client < 30  # the browser's own clock, beside it
+    assert len({r[0] for r in stored}) == 1
+    assert len(received) >= 2 * 12  # page, script, join, 5 images, 5 answers (and the reload): bodies and URLs
+    assert_no_answer(received, tiny_dataset)
+    exported = Store(db).export()
+    assert [r.skipped for r in exported] == [False, False, True, False, False]
