@@ -69,7 +69,11 @@ class CNNSolver:
         if preset and state.get("preset") and state["preset"] != preset and not any_preset:
             raise ValueError(f"checkpoint {path.name} was trained on preset {state['preset']!r}, the data set is "
                              f"{preset!r}: use matching weights, or -o any_preset=True to test it across presets")
-        unknown = sorted(set(charset) - set(state["charset"]))
+        writes = set(state["charset"])
+        if state.get("folded"):  # trained on case-folded answers of a case-insensitive set
+            writes |= {c.casefold() for c in writes} | {c.upper() for c in writes}
+            charset = charset.casefold()
+        unknown = sorted(set(charset) - writes)
         if unknown and not any_preset:
             raise ValueError(f"checkpoint {path.name} cannot write {''.join(unknown)!r}, which this data set uses "
                              "(a different charset): use matching weights, or -o any_preset=True")

@@ -51,6 +51,7 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | auto
     workers: int = 2  # processes that render the training data
     model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden)
+    augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,39 @@ def load_folder(data: ds.Dataset, config: CNNConfig) -> tuple[torch.Tensor, list
     return stack(inputs, config), [s.answer for s, _ in items]
 
 
+def folds(charset: str, case_sensitive: bool) -> bool:
+    """Whether to train on case-folded answers: a case-insensitive set whose charset holds both
+    cases of a letter, so that 'a' and 'A' become one class, as the scoring treats them."""
+    return not case_sensitive and any(c != c.casefold() and c.casefold() in charset for c in charset)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-item random affine (scale, rotation, shear, shift), polarity flip and contrast, on a
+    float batch (B, 1, H, W) in [0, 1]. For small real data sets: fresh preset data needs none."""
+    import torch.nn.functional as F
+
+    b = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(b, generator=generator) * (hi - lo) + lo
+
+    angle, shear = uniform(-0.09, 0.09), uniform(-0.15, 0.15)  # radians; shear as a tangent
+    scale = uniform(0.9, 1.1)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = torch.cos(angle) / scale
+    theta[:, 0, 1] = (-torch.sin(angle) + shear) / scale
+    theta[:, 1, 0] = torch.sin(angle) / scale
+    theta[:, 1, 1] = torch.cos(angle) / scale
+    theta[:, 0, 2] = uniform(-0.06, 0.06)
+    theta[:, 1, 2] = uniform(-0.12, 0.12)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device).view(b, 1, 1, 1)
+    x = torch.where(flip, 1.0 - x, x)
+    contrast, shift = uniform(0.7, 1.3).to(x.device), uniform(-0.1, 0.1).to(x.device)
+    return ((x - 0.5) * contrast.view(b, 1, 1, 1) + 0.5 + shift.view(b, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
 def encode(answers: Sequence[str], charset: str) -> tuple[torch.Tensor, torch.Tensor]:
     """CTC targets: concatenated class indices and the length of each answer."""
     index = {c: i + 1 for i, c in enumerate(charset)}
@@ -141,12 +175,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    folding = False
     if cfg.dataset is not None:
         data = ds.read_dataset(cfg.dataset)
         info = data.info
         charset = "".join(sorted(set(info.get("charset") or "")))
+        folding = folds(charset, data.case_sensitive)
+        if folding:
+            charset = "".join(sorted(set(charset.casefold())))
         model_cfg = CNNConfig(charset=charset, **cfg.model)
         x_all, y_all = load_folder(data, model_cfg)
+        if folding:
+            y_all = [a.casefold() for a in y_all]
         n_val = max(1, len(y_all) // 10)
         x_val, y_val, x, y = x_all[:n_val], y_all[:n_val], x_all[n_val:], y_all[n_val:]
         case_sensitive, preset, data_hash = data.case_sensitive, info.get("preset"), data.hash
@@ -166,6 +206,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     total = max(1, math.ceil(cfg.epochs * len(y) / cfg.batch_size))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
     order = torch.Generator().manual_seed(cfg.seed)
+    jitter = torch.Generator().manual_seed(cfg.seed + 1)
+    augmenting = cfg.dataset is not None if cfg.augment is None else cfg.augment
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     step, best, history = 0, -1.0, []
     permutation = torch.randperm(len(y), generator=order)
@@ -178,6 +220,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         order.set_state(state["order"])
+        if "jitter" in state:
+            jitter.set_state(state["jitter"])
         step, best, history = state["step"], state["best"], state["history"]
         permutation = state["permutation"]
         start -= state["seconds"]
@@ -192,6 +236,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         k = (step % per_epoch) * cfg.batch_size
         batch = permutation[k : k + cfg.batch_size]
         inputs = x[batch].to(device).float().div_(255.0)  # (B, 1, H, W)
+        if augmenting:
+            inputs = augment(inputs, jitter)
         logits = model(inputs)  # (B, T, classes)
         log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, classes), as CTCLoss wants
         target = torch.cat([targets[offsets[i] : offsets[i + 1]] for i in batch.tolist()]).to(device)
@@ -210,9 +256,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
             history.append({"step": step, "seconds": round(seconds, 1), "loss": round(loss.item(), 4), "val_accuracy": acc})
             if acc > best:
                 best = acc
-                meta = _save(cfg, model, model_cfg, preset, case_sensitive, data_hash, len(y), len(y_val), history, device)
+                meta = _save(cfg, model, model_cfg, preset, case_sensitive, folding, data_hash, len(y), len(y_val), history, device)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                        "order": order.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
+                        "order": order.get_state(), "jitter": jitter.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
             if progress:
                 progress(Progress("train", step, total, loss.item(), acc, seconds))
         if out_of_time:
@@ -221,7 +267,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
 
 
 def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
-          data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+          folded: bool, data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
     import PIL
 
     meta = {
@@ -230,6 +276,7 @@ def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str
         "charset": model_cfg.charset,
         "preset": preset,
         "case_sensitive": case_sensitive,
+        "folded": folded,  # trained on case-folded answers: writes one case, for case-insensitive scoring
         "data": {"sha256": data_hash, "dataset": str(cfg.dataset) if cfg.dataset else None, "seed": cfg.seed,
                  "train_items": n_train, "val_items": n_val},
         "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
@@ -251,11 +298,17 @@ def model_card(meta: dict[str, Any], command: str) -> str:
     rows = "\n".join(f"| {h['step']} | {h['seconds']:.0f} | {h['loss']:.3f} | {h['val_accuracy']:.1%} |" for h in meta["history"])
     data = meta["data"]
     source = f"data set `{data['dataset']}`" if data["dataset"] else f"preset `{meta['preset']}`, fresh items"
+    held_out = "the data set's first 10 %" if data["dataset"] else f"validation drawn from seed + {VAL_SEED_OFFSET:,}"
+    augmented = meta["train"].get("augment")
+    folded = ("\n- Answers case-folded for training (the set is scored case-insensitive): the model writes "
+              f"`{meta['charset']}`" if meta.get("folded") else "")
+    folded += "\n- Augmentation: random affine, polarity and contrast per item" if augmented or (
+        augmented is None and data["dataset"]) else ""
     return f"""# CNN weights: {meta['preset'] or data['dataset']}
 
 - Command: `{command}`
 - Data: {source}, seed {data['seed']}: {data['train_items']:,} training items, {data['val_items']:,} validation items
-  (validation drawn from seed + {VAL_SEED_OFFSET:,}, never trained on); data sha256 `{data['sha256'][:16]}...`
+  ({held_out}, never trained on); data sha256 `{data['sha256'][:16]}...`{folded}
 - Model: {meta['config']}
 - Hardware: {meta['hardware']}; versions: {meta['versions']}
 - Best validation exact match: **{best['val_accuracy']:.1%}** at step {best['step']}, {best['seconds']:.0f} s of wall time
