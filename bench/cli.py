@@ -479,6 +479,52 @@ def humans_export(db: Path, out: Path, force: bool) -> None:
     click.echo(f"{len(rows)} answers by {len({r.participant for r in rows})} participants written to {out}")
 
 
+@cli.command("study-speed")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None, help="Data set [default: the embedded default].")
+@click.option("--participants", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--items", type=click.IntRange(1), default=20, show_default=True, help="Items each participant answers.")
+def study_speed(dataset: Path | None, participants: int, items: int) -> None:
+    """Load-test the study app: simulated participants answer at once over loopback HTTP.
+
+    Each one loads every image, answers it and presses Submit a second time; then the database
+    (a temporary one) must hold every answer exactly once.
+
+    \b
+    Example: captcha-bench study-speed --participants 20 --items 20
+    """
+    import dataclasses
+    import logging
+    import tempfile
+
+    from bench.session import default_dataset
+    from bench.study.app import create_app, serve
+    from bench.study.load import simulate
+
+    if dataset is None:
+        with progress_bar("Default data set") as generating:
+            data = default_dataset(_default_workers(), generating)
+    else:
+        data = ds.read_dataset(dataset)
+    data = dataclasses.replace(data, samples=data.samples[:items])
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "study.sqlite"
+        server = serve(create_app(data, str(db)), "127.0.0.1", 0, background=True)
+        try:
+            r = simulate(server.url, db, participants)
+        finally:
+            server.close()
+    for e in r.errors[:10]:
+        click.echo(f"error: {e}")
+    once = "stored once each" if r.stored == r.distinct == r.answers_sent else "NOT stored once each"
+    click.echo(f"{r.participants} participants x {len(data.samples)} items at once: {r.answers_sent} answers accepted, "
+               f"{r.stored} rows, {r.distinct} distinct: {r.stored} answers {once}; {r.double_submits} double submits "
+               f"refused\n{r.answers_sent / r.seconds:,.0f} answers/s (each with its image load and a double submit); "
+               f"answer round trip median {r.answer_ms_median:.1f} ms, p95 {r.answer_ms_p95:.1f} ms; {r.seconds:.1f} s in all")
+    if r.errors or once.startswith("NOT"):
+        raise click.ClickException("the study app lost, doubled or refused answers under load (see above)")
+
+
 @cli.command("generator-speed")
 @click.option("--preset", default="medium", show_default=True)
 @click.option("--count", type=int, default=300, show_default=True, help="Images per contender per round.")

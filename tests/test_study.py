@@ -6,9 +6,6 @@ import csv
 import json
 import shutil
 import sqlite3
-import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from bench.study.app import MAX_ANSWER, create_app, serve
+from bench.study.load import simulate
 from bench.study.store import Store
 from captchas import dataset as ds
 
@@ -175,47 +173,21 @@ def test_nothing_sent_to_a_participant_holds_an_answer(tmp_path: Path, tiny_data
 def test_twenty_participants_at_once_store_every_answer_once(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
     db = tmp_path / "s.db"
     server = serve(create_app(tiny_dataset, str(db)), "127.0.0.1", 0, background=True)
-    errors: list[str] = []
-    start = threading.Barrier(20)
-
-    def call(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(server.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                raw = r.read()
-                return r.status, json.loads(raw) if r.headers.get_content_type() == "application/json" else raw
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def participant(k: int) -> None:
-        try:
-            start.wait()
-            status, view = call("POST", "/api/participants", {"consent": True})
-            while not view["done"]:
-                assert call("GET", view["image"])[0] == 200
-                body = {"token": view["token"], "answer": f"P{k}", "skipped": False}
-                status, view = call("POST", f"/api/participants/{view['participant']}/answers", body)
-                assert status == 201, view
-                if k % 2:  # half of them also press Submit twice
-                    assert call("POST", f"/api/participants/{view['participant']}/answers", body)[0] in (403, 404, 409)
-        except Exception as e:  # collected: an assert in a thread would be lost
-            errors.append(f"{k}: {e!r}")
-
-    threads = [threading.Thread(target=participant, args=(k,)) for k in range(20)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        result = simulate(server.url, db, participants=20, double_submit=True)
     finally:
         server.close()
-    assert errors == []
-    stored = rows(db)
-    assert len(stored) == 20 * 8
-    assert len({(r[0], r[1]) for r in stored}) == 20 * 8  # each person, each item, once
-    assert {r[2] for r in stored} == {f"P{k}" for k in range(20)}
+    assert result.errors == ()
+    assert result.answers_sent == result.stored == result.distinct == 20 * 8  # each person, each item, once
+    assert result.double_submits == 20 * 8  # every second submit refused (409)
+    assert {r[2] for r in rows(db)} == {f"P{k}" for k in range(20)}
+
+
+def test_study_speed_reports_the_load_figures(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    result = CliRunner().invoke(cli, ["study-speed", "--dataset", str(tiny_dataset.path), "--participants", "3",
+                                      "--items", "4"])
+    assert result.exit_code == 0, result.output
+    assert "3 participants" in result.output and "12 answers stored once each" in result.output
 
 
 def test_export_writes_the_answers_csv_and_never_overwrites(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:

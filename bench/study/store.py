@@ -1,7 +1,8 @@
 """The study database: participants, the images shown to them, and their answers (SQLite, WAL).
 
 Every answer is committed the moment it arrives. Each request opens its own connection, so
-several participants answer at once; SQLite serialises the writes (`BEGIN IMMEDIATE`), and a
+several participants answer at once; writes are serialised (a lock in the process, then SQLite's
+`BEGIN IMMEDIATE` across processes), and a
 UNIQUE token per shown image makes a double submit store nothing twice. Times are the server's
 wall clock (seconds since the epoch), so they survive a restart of the server mid-study.
 """
@@ -12,6 +13,7 @@ import json
 import random
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -77,6 +79,9 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # Writers of this process queue here rather than in SQLite's busy handler, whose sleeps
+        # back off to 100 ms; other processes on the same file still wait through busy_timeout.
+        self._lock = threading.Lock()
 
     @classmethod
     def create(cls, path: str | Path, dataset_sha256: str, item_ids: Sequence[str], dataset_path: str = "") -> Store:
@@ -124,7 +129,7 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
+        with self._lock, self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -147,31 +152,43 @@ class Store:
 
     def next(self, pid: str) -> Next:
         """The participant's current image (a token, made once per position), or done."""
+        with self._connect() as db:  # most calls only read: a reload, a returning participant
+            found = self._current(db, pid, create=False)
+        if found is not None:
+            return found
         with self._write() as db:
-            items = self._participant(db, pid)
-            position = db.execute("SELECT COUNT(*) FROM answers WHERE participant = ?", (pid,)).fetchone()[0]
-            if position >= len(items):
-                return Next(position, len(items), None)
-            row = db.execute("SELECT token FROM shown WHERE participant = ? AND position = ?", (pid, position)).fetchone()
-            token = row[0] if row else secrets.token_urlsafe(16)
-            if row is None:
-                db.execute("INSERT INTO shown VALUES (?, ?, ?, ?, NULL)", (token, pid, position, items[position]))
-            return Next(position, len(items), token)
+            return self._current(db, pid, create=True)  # type: ignore[return-value]
+
+    def _current(self, db: sqlite3.Connection, pid: str, create: bool) -> Next | None:
+        items = self._participant(db, pid)
+        position = db.execute("SELECT COUNT(*) FROM answers WHERE participant = ?", (pid,)).fetchone()[0]
+        if position >= len(items):
+            return Next(position, len(items), None)
+        row = db.execute("SELECT token FROM shown WHERE participant = ? AND position = ?", (pid, position)).fetchone()
+        if row is not None:
+            return Next(position, len(items), row[0])
+        if not create:
+            return None
+        token = secrets.token_urlsafe(16)
+        db.execute("INSERT INTO shown VALUES (?, ?, ?, ?, NULL)", (token, pid, position, items[position]))
+        return Next(position, len(items), token)
 
     def send(self, pid: str, token: str) -> str:
         """The item behind a token of this participant's, stamping the first time it is sent."""
-        with self._write() as db:
+        with self._connect() as db:
             self._participant(db, pid)
             shown = self._shown(db, pid, token)
             if db.execute("SELECT 1 FROM answers WHERE token = ?", (token,)).fetchone():
                 raise StudyError(410, "that image was already answered: ask for the next one")
-            if shown["sent_at"] is None:
-                db.execute("UPDATE shown SET sent_at = ? WHERE token = ?", (time.time(), token))
-            return str(shown["item_id"])
+        if shown["sent_at"] is None:
+            with self._write() as db:
+                db.execute("UPDATE shown SET sent_at = ? WHERE token = ? AND sent_at IS NULL", (time.time(), token))
+        return str(shown["item_id"])
 
     def answer(self, pid: str, token: str, answer: str, skipped: bool, client_seconds: float | None = None,
                client_shown_at: float | None = None, client_submitted_at: float | None = None) -> Next:
-        """Commit one answer (once: a second submit of the same token is refused) and say what is next."""
+        """Commit one answer (once: a second submit of the same token is refused) and, in the same
+        transaction, make the next image's token."""
         received = time.time()
         with self._write() as db:
             self._participant(db, pid)
@@ -184,7 +201,7 @@ class Store:
                     client_seconds, client_shown_at, client_submitted_at))
             except sqlite3.IntegrityError:
                 raise StudyError(409, "that image was already answered: the first answer stands") from None
-        return self.next(pid)
+            return self._current(db, pid, create=True)  # type: ignore[return-value]
 
     def _participant(self, db: sqlite3.Connection, pid: str) -> list[str]:
         row = db.execute("SELECT items FROM participants WHERE id = ?", (pid,)).fetchone()
