@@ -77,6 +77,10 @@ def create_app(dataset: ds.Dataset, db: str, title: str = "Read the characters")
     def index() -> Response:
         return Response(page, mimetype="text/html")
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)
+
     @app.get("/study.js")
     def study_js() -> Response:
         return Response(script, mimetype="text/javascript")
