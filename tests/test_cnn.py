@@ -13,7 +13,7 @@ from captchas.dataset import Challenge  # noqa: E402
 from captchas.schemes import image_scheme  # noqa: E402
 from solvers.cnn import solver as cnn_solver  # noqa: E402
 from solvers.cnn.model import CaptchaNet, CNNConfig, decode, preprocess  # noqa: E402
-from solvers.cnn.train import TrainConfig, encode, train  # noqa: E402
+from solvers.cnn.train import TrainConfig, encode, model_card, train  # noqa: E402
 
 TINY = {"count": 64, "val_count": 16, "epochs": 1, "batch_size": 32, "eval_every": 1, "workers": 1, "device": "cpu"}
 
@@ -129,3 +129,39 @@ def test_training_from_a_data_set_folder(tmp_path: Path) -> None:
                              eval_every=1, device="cpu"))
     assert meta["data"]["sha256"] == data.hash and meta["data"]["val_items"] == 4
     assert meta["charset"] == "".join(sorted(data.info["charset"]))
+
+
+def test_a_mixed_case_insensitive_set_trains_folded_and_its_weights_read_either_case(tmp_path: Path) -> None:
+    """TuringPass-like: both cases in the charset, scored without case: one class per letter."""
+    from captchas.imports import import_folder
+    from solvers.cnn.train import folds
+
+    assert folds("AaBb12", case_sensitive=False) and not folds("AaBb12", case_sensitive=True)
+    assert not folds("ABC123", case_sensitive=False)  # nothing to fold
+    scheme = image_scheme("easy")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        answer = "".join(random.Random(i).choice("AaBb") for _ in range(4)) + f"_{i}"
+        scheme.render(answer.split("_")[0].upper(), random.Random(i)).save(src / f"{answer}.png")
+    data = import_folder(src, tmp_path / "set", pattern=r"(.+)_\d+").dataset
+    assert set(data.info["charset"]) == set("AaBb")
+    meta = train(TrainConfig(out=tmp_path / "f.pt", preset=None, dataset=data.path, epochs=1, batch_size=8,
+                             eval_every=1, device="cpu"))
+    assert meta["folded"] and meta["charset"] == "ab" and meta["train"]["augment"] is None
+    card = model_card(meta, "cmd")
+    assert "case-folded" in card and "Augmentation" in card  # on by default for a data set folder
+    cnn_solver.CNNSolver(checkpoint=str(tmp_path / "f.pt"), charset="AaBb")  # either case is fine
+    with pytest.raises(ValueError, match="cannot write 'c'"):
+        cnn_solver.CNNSolver(checkpoint=str(tmp_path / "f.pt"), charset="AaBbC")
+
+
+def test_augmentation_is_seeded_and_keeps_shape_and_range() -> None:
+    from solvers.cnn.train import augment
+
+    x = torch.rand(6, 1, 24, 72)
+    a = augment(x, torch.Generator().manual_seed(3))
+    b = augment(x, torch.Generator().manual_seed(3))
+    c = augment(x, torch.Generator().manual_seed(4))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
