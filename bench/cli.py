@@ -201,10 +201,12 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 @click.option("--width", type=int, default=None, help="Model input columns [default: 72]; the model reads width/4 steps.")
 @click.option("--augment/--no-augment", default=None,
               help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Start from this checkpoint's weights (fine-tune; same model config).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
 def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
-          width: int | None, augment: bool | None, resume: bool) -> None:
+          width: int | None, augment: bool | None, init: Path | None, resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
@@ -223,7 +225,7 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     model = {k: v for k, v in (("height", height), ("width", width)) if v is not None}
     config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
                          seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
-                         workers=workers, model=model, augment=augment)
+                         workers=workers, model=model, augment=augment, init=init)
     bar: Any = None
 
     def report(p: Any) -> None:

@@ -165,3 +165,12 @@ def test_augmentation_is_seeded_and_keeps_shape_and_range() -> None:
     c = augment(x, torch.Generator().manual_seed(4))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+
+
+def test_fine_tuning_starts_from_a_checkpoint_of_the_same_config(tmp_path: Path) -> None:
+    _train(tmp_path / "a.pt")
+    meta = _train(tmp_path / "b.pt", init=tmp_path / "a.pt", seed=1)
+    assert meta["init"]["path"] == str(tmp_path / "a.pt") and len(meta["init"]["sha256"]) == 64
+    assert "Started from" in model_card(meta, "cmd")
+    with pytest.raises(ValueError, match="differs from this run's"):
+        _train(tmp_path / "c.pt", init=tmp_path / "a.pt", model={"width": 96})

@@ -52,6 +52,7 @@ class TrainConfig:
     workers: int = 2  # processes that render the training data
     model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden)
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
+    init: Path | None = None  # start from this checkpoint's weights (fine-tuning); its config must match
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = CaptchaNet(model_cfg).to(device)
+    started_from = _initialise(model, model_cfg, cfg.init) if cfg.init is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     total = max(1, math.ceil(cfg.epochs * len(y) / cfg.batch_size))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
@@ -256,7 +258,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
             history.append({"step": step, "seconds": round(seconds, 1), "loss": round(loss.item(), 4), "val_accuracy": acc})
             if acc > best:
                 best = acc
-                meta = _save(cfg, model, model_cfg, preset, case_sensitive, folding, data_hash, len(y), len(y_val), history, device)
+                meta = _save(cfg, model, model_cfg, preset, case_sensitive, folding, data_hash, len(y), len(y_val), history,
+                             device, started_from)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "order": order.get_state(), "jitter": jitter.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
             if progress:
@@ -266,8 +269,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     return meta
 
 
+def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str, Any]:
+    """Load a checkpoint's weights into `model` (same config only); return what the card says of it."""
+    from solvers.cnn.solver import load_checkpoint
+
+    state = load_checkpoint(path)  # weights_only=True, with its refusals
+    if state["config"] != model_cfg.to_dict():
+        raise ValueError(f"--init {path}: its model config {state['config']} differs from this run's "
+                         f"{model_cfg.to_dict()}: give matching --height/--width and data")
+    model.load_state_dict(state["state_dict"])
+    best = max(state.get("history") or [{"val_accuracy": None}], key=lambda h: h["val_accuracy"] or 0)
+    return {"path": str(path), "sha256": ds.sha256_bytes(path.read_bytes()), "data": state.get("data"),
+            "train": state.get("train"), "val_accuracy": best["val_accuracy"]}
+
+
 def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
-          folded: bool, data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+          folded: bool, data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device,
+          started_from: dict[str, Any] | None = None) -> dict[str, Any]:
     import PIL
 
     meta = {
@@ -281,6 +299,7 @@ def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str
                  "train_items": n_train, "val_items": n_val},
         "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "history": history,
+        "init": started_from,  # the checkpoint this run started from, if any
         "versions": {"torch": str(torch.__version__), "pillow": PIL.__version__, "python": platform.python_version()},
         "hardware": f"{device.type}: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
     }
@@ -304,6 +323,12 @@ def model_card(meta: dict[str, Any], command: str) -> str:
               f"`{meta['charset']}`" if meta.get("folded") else "")
     folded += "\n- Augmentation: random affine, polarity and contrast per item" if augmented or (
         augmented is None and data["dataset"]) else ""
+    init = meta.get("init")
+    if init:
+        data0 = init["data"] or {}
+        folded += (f"\n- Started from `{init['path']}` (sha256 `{init['sha256'][:16]}...`: {data0.get('train_items') or 0:,} "
+                   f"items of seed {data0.get('seed', '?')}, best validation {init['val_accuracy']:.1%}; its own model card "
+                   "tells how it was trained), not from random weights\n")
     return f"""# CNN weights: {meta['preset'] or data['dataset']}
 
 - Command: `{command}`
