@@ -199,6 +199,9 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 @click.option("--workers", type=int, default=_default_workers, help="Processes rendering data [default: CPU count].")
 @click.option("--height", type=int, default=None, help="Model input rows [default: 24].")
 @click.option("--width", type=int, default=None, help="Model input columns [default: 72]; the model reads width/4 steps.")
+@click.option("--channels", default=None, help="Conv stages' channels, e.g. 24,48,64,96 [default: 16,32,48,64].")
+@click.option("--hidden", type=int, default=None, help="GRU units per direction [default: 64].")
+@click.option("--colour", is_flag=True, default=None, help="Read RGB instead of grey (3 input channels).")
 @click.option("--augment/--no-augment", default=None,
               help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
@@ -206,7 +209,8 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
 def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
-          width: int | None, augment: bool | None, init: Path | None, resume: bool) -> None:
+          width: int | None, channels: str | None, hidden: int | None, colour: bool | None, augment: bool | None,
+          init: Path | None, resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
@@ -222,7 +226,18 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
         raise click.ClickException("--height must be 16-256 and --width 16-1024 pixels")
     if out.exists() and not resume:
         raise click.ClickException(f"{out} exists: choose another --out, or pass --resume to continue its training")
-    model = {k: v for k, v in (("height", height), ("width", width)) if v is not None}
+    stages: tuple[int, ...] | None = None
+    if channels is not None:
+        try:
+            stages = tuple(int(c) for c in channels.split(","))
+        except ValueError:
+            stages = ()
+        if len(stages) < 3 or not all(1 <= c <= 1024 for c in stages):
+            raise click.ClickException(f"--channels {channels!r}: give three or more comma-separated counts, e.g. 24,48,64,96")
+    if hidden is not None and not 1 <= hidden <= 2048:
+        raise click.ClickException("--hidden must be 1-2048")
+    model = {k: v for k, v in (("height", height), ("width", width), ("channels", stages), ("hidden", hidden),
+                               ("colour", colour)) if v is not None}
     config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
                          seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
                          workers=workers, model=model, augment=augment, init=init)

@@ -174,3 +174,17 @@ def test_fine_tuning_starts_from_a_checkpoint_of_the_same_config(tmp_path: Path)
     assert "Started from" in model_card(meta, "cmd")
     with pytest.raises(ValueError, match="differs from this run's"):
         _train(tmp_path / "c.pt", init=tmp_path / "a.pt", model={"width": 96})
+
+
+def test_colour_input_keeps_the_channels_apart() -> None:
+    from PIL import Image
+
+    config = CNNConfig(charset="AB", height=8, width=16, colour=True)
+    red, blue = Image.new("RGB", (40, 20), (255, 0, 0)), Image.new("RGB", (40, 20), (0, 0, 255))
+    x = preprocess([red, blue], config)
+    assert x.shape == (2, 3, 8, 16)
+    assert float(x[0, 0].min()) == 1.0 and float(x[0, 1:].max()) == 0.0  # red in plane 0 only
+    assert float(x[1, 2].min()) == 1.0 and float(x[1, :2].max()) == 0.0
+    assert CaptchaNet(config)(x).shape == (2, config.steps, 3)
+    assert CNNConfig.from_dict({"charset": "AB", "height": 24, "width": 72, "channels": [16, 32, 48, 64],
+                                "hidden": 64}).colour is False  # checkpoints from before the option load as grey

@@ -22,6 +22,12 @@ class CNNConfig:
     width: int = 72  # input columns; the model reads width / 4 columns (steps)
     channels: tuple[int, ...] = (16, 32, 48, 64)  # conv stages; pools halve H and W, then H only
     hidden: int = 64  # GRU units per direction
+    colour: bool = False  # read RGB (3 input channels) instead of grey: for text whose colour, not brightness, stands out
+
+    @property
+    def planes(self) -> int:
+        """Input channels: 3 for colour, 1 for grey."""
+        return 3 if self.colour else 1
 
     @property
     def steps(self) -> int:
@@ -41,7 +47,7 @@ class CaptchaNet(nn.Module):
         super().__init__()
         self.config = config
         layers: list[nn.Module] = []
-        c_in, h = 1, config.height
+        c_in, h = config.planes, config.height
         for i, c in enumerate(config.channels):
             pool = (2, 2) if i < 2 else (2, 1) if i < len(config.channels) - 1 else (h, 1)
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
@@ -59,18 +65,21 @@ class CaptchaNet(nn.Module):
 
 
 def input_bytes(image: Image.Image, config: CNNConfig) -> bytes:
-    """The one image-to-input step, for training and solving alike: grey, resized, H x W bytes."""
-    return image.convert("L").resize((config.width, config.height), Image.Resampling.BILINEAR).tobytes()
+    """The one image-to-input step, for training and solving alike: grey (or RGB), resized, H x W (x 3) bytes."""
+    mode = "RGB" if config.colour else "L"
+    return image.convert(mode).resize((config.width, config.height), Image.Resampling.BILINEAR).tobytes()
 
 
 def stack(data: list[bytes], config: CNNConfig) -> torch.Tensor:
-    """input_bytes of many images as one uint8 tensor: (B, 1, H, W)."""
+    """input_bytes of many images as one uint8 tensor: (B, C, H, W)."""
     x = torch.frombuffer(bytearray(b"".join(data)), dtype=torch.uint8)
+    if config.colour:  # PIL's RGB bytes are pixel-interleaved
+        return x.view(len(data), config.height, config.width, 3).permute(0, 3, 1, 2).contiguous()
     return x.view(len(data), 1, config.height, config.width)
 
 
 def preprocess(images: list[Image.Image], config: CNNConfig) -> torch.Tensor:
-    """Model input scaled to [0, 1]: (B, 1, H, W)."""
+    """Model input scaled to [0, 1]: (B, C, H, W)."""
     return stack([input_bytes(im, config) for im in images], config).float().div_(255.0)
 
 

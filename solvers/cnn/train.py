@@ -50,7 +50,7 @@ class TrainConfig:
     eval_every: int = 250  # steps
     device: str = "cpu"  # cpu | cuda | auto
     workers: int = 2  # processes that render the training data
-    model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden)
+    model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour)
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
     init: Path | None = None  # start from this checkpoint's weights (fine-tuning); its config must match
 
@@ -274,7 +274,7 @@ def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str
     from solvers.cnn.solver import load_checkpoint
 
     state = load_checkpoint(path)  # weights_only=True, with its refusals
-    if state["config"] != model_cfg.to_dict():
+    if CNNConfig.from_dict(state["config"]).to_dict() != model_cfg.to_dict():
         raise ValueError(f"--init {path}: its model config {state['config']} differs from this run's "
                          f"{model_cfg.to_dict()}: give matching --height/--width and data")
     model.load_state_dict(state["state_dict"])
