@@ -217,6 +217,7 @@ def provenance(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
         "command": sys.argv,
         "dataset": {k: dataset.info.get(k) for k in ("kind", "scheme", "preset", "seed", "count", "source")},
         "solver_versions": {s.name: _solver_version(s.name) for s in config.solvers},
+        "solver_files": {s.name: files for s in config.solvers if (files := _option_files(s.options))},
         "libraries": {name: _version(name) for name in LIBRARIES},
         "python": platform.python_version(),
         "git": _git(),
@@ -230,6 +231,15 @@ def _version(distribution: str) -> str:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return "absent"
+
+
+def _option_files(options: dict[str, Any]) -> dict[str, str]:
+    """sha256 of every file a solver option names (weights, recorded answers), so a result says which."""
+    hashes = {}
+    for key, value in options.items():
+        if isinstance(value, str) and value and Path(value).is_file():
+            hashes[key] = ds.sha256_bytes(Path(value).read_bytes())
+    return hashes
 
 
 def _solver_version(name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def test_replay_writes_a_row_per_answer_and_leaves_unanswered_items_out(tmp_path
     assert [(r["participant"], r["attempt"], r["correct"], r["error"]) for r in rows] == [
         ("p1", "1", "1", ""), ("p2", "1", "0", "skipped"), ("p1", "1", "0", ""), ("p1", "2", "1", ""), ("p2", "1", "1", "")]
     assert [float(r["seconds"]) for r in rows] == [4.0, 2.0, 6.0, 8.0, 10.0]  # the recorded times
+    provenance = json.loads((tmp_path / "run" / "run.json").read_text())["provenance"]
+    assert provenance["solver_files"] == {"human": {"answers": ds.sha256_bytes(path.read_bytes())}}  # which answers
     first, _ = run_human(tmp_path, tiny_dataset, "first", answers=str(path), attempts="first")
     assert (first.summaries[0].n, first.summaries[0].correct) == (4, 2)
     only, _ = run_human(tmp_path, tiny_dataset, "p2", answers=str(path), participants="p2")
