@@ -214,6 +214,14 @@ def test_export_writes_the_answers_csv_and_never_overwrites(tmp_path: Path, tiny
     assert junk.exit_code == 1 and "not a captcha-bench study database" in junk.output and "Traceback" not in junk.output
 
 
+def test_record_refuses_a_file_that_is_not_a_study_database(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    (tmp_path / "notes.db").write_text("my notes, not a database")
+    result = CliRunner().invoke(cli, ["record", "--dataset", str(tiny_dataset.path), "--db", str(tmp_path / "notes.db"),
+                                      "--port", "0"])
+    assert result.exit_code == 1 and "is not a study database" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "notes.db").read_text() == "my notes, not a database"  # left as it was
+
+
 def test_record_refuses_a_busy_port_in_one_line(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
     server = serve(create_app(tiny_dataset, str(tmp_path / "a.db")), "127.0.0.1", 0, background=True)
     try:

@@ -88,8 +88,11 @@ class Store:
         """Open (or start) the study in `path` for this data set; a database of another data set is refused."""
         store = cls(path)
         with store._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+            except sqlite3.DatabaseError as e:
+                raise StudyError(409, f"{path} is not a study database ({e}): give a new file or an earlier study's --db") from None
             row = db.execute("SELECT value FROM study WHERE key = 'dataset_sha256'").fetchone()
             if row is None:
                 db.execute("BEGIN IMMEDIATE")
