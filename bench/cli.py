@@ -55,6 +55,16 @@ def parse_options(pairs: tuple[str, ...], flag: str = "--set") -> dict[str, Any]
     return options
 
 
+def dataset_or_default(dataset: Path | None) -> ds.Dataset:
+    """The data set folder given, or the embedded default (generated, or reused once its hashes check)."""
+    from bench.session import default_dataset
+
+    if dataset is not None:
+        return ds.read_dataset(dataset)
+    with progress_bar("Default data set") as generating:
+        return default_dataset(_default_workers(), generating)
+
+
 @contextlib.contextmanager
 def progress_bar(label: str) -> Iterator[ds.Progress]:
     """A progress callback for the library, drawn as a click progress bar on stderr."""
@@ -147,15 +157,11 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     """
     from bench.run import RunConfig
     from bench.report import to_table
-    from bench.session import case_sensitive, default_dataset, run_benchmark, with_dataset_options
+    from bench.session import case_sensitive, run_benchmark, with_dataset_options
 
     if timeout <= 0 or batch_size < 1 or throughput_items < 0 or (limit is not None and limit < 1):
         raise click.ClickException("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
-    if dataset is None:
-        with progress_bar("Default data set") as generating:
-            data = default_dataset(_default_workers(), generating)
-    else:
-        data = ds.read_dataset(dataset)
+    data = dataset_or_default(dataset)
     names = names or tuple(registry.default_solvers())
     if not names:
         raise click.ClickException("no solver can run here: see captcha-bench solvers")
@@ -276,10 +282,9 @@ def runner_speed(dataset: Path | None, rounds: int) -> None:
     \b
     Example: captcha-bench runner-speed --rounds 5
     """
-    from bench.session import default_dataset
     from bench.speed import measure_runner
 
-    data = ds.read_dataset(dataset) if dataset else default_dataset(_default_workers())
+    data = dataset_or_default(dataset)
     if rounds < 1:
         raise click.ClickException(f"--rounds must be at least 1, got {rounds}")
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
@@ -513,15 +518,10 @@ def study_speed(dataset: Path | None, participants: int, items: int) -> None:
     import logging
     import tempfile
 
-    from bench.session import default_dataset
     from bench.study.app import create_app, serve
     from bench.study.load import simulate
 
-    if dataset is None:
-        with progress_bar("Default data set") as generating:
-            data = default_dataset(_default_workers(), generating)
-    else:
-        data = ds.read_dataset(dataset)
+    data = dataset_or_default(dataset)
     data = dataclasses.replace(data, samples=data.samples[:items])
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
