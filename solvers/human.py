@@ -60,7 +60,6 @@ class HumanSolver:
         if len(hashes) > 1:
             raise ValueError(f"{answers} mixes answers from {len(hashes)} data sets: export one study at a time")
         self.dataset_sha256 = hashes.pop() if hashes else None
-        self.item_ids = {r.item_id for r in rows}
         self._by_item: dict[str, list[recorded.Recorded]] = {}
         for r in rows:
             self._by_item.setdefault(r.item_id, []).append(r)

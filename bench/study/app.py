@@ -8,6 +8,7 @@ server times each answer from the moment it sent the image to the moment the ans
 from __future__ import annotations
 
 import io
+import json
 import math
 import threading
 import unicodedata
@@ -136,8 +137,6 @@ def _json() -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise StudyError(400, "the request body is not UTF-8: send JSON text") from None
-    import json
-
     try:
         body = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError:

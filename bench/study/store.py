@@ -123,6 +123,7 @@ class Store:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)  # explicit transactions only
+        db.row_factory = sqlite3.Row  # columns by name (or by index)
         try:
             db.execute("PRAGMA busy_timeout = 30000")
             db.execute("PRAGMA foreign_keys = ON")
@@ -213,11 +214,7 @@ class Store:
         return list(json.loads(row[0]))
 
     def _shown(self, db: sqlite3.Connection, pid: str, token: str) -> sqlite3.Row:
-        db.row_factory = sqlite3.Row
-        try:
-            row = db.execute("SELECT * FROM shown WHERE token = ?", (token,)).fetchone()
-        finally:
-            db.row_factory = None
+        row = db.execute("SELECT * FROM shown WHERE token = ?", (token,)).fetchone()
         if row is None:
             raise StudyError(404, "unknown image token: ask for the next image")
         if row["participant"] != pid:

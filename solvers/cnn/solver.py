@@ -70,8 +70,7 @@ class CNNSolver:
             raise ValueError(f"checkpoint {path.name} was trained on preset {state['preset']!r}, the data set is "
                              f"{preset!r}: use matching weights, or -o any_preset=True to test it across presets")
         writes = set(state["charset"])
-        if state.get("folded"):  # trained on case-folded answers of a case-insensitive set
-            writes |= {c.casefold() for c in writes} | {c.upper() for c in writes}
+        if state.get("folded"):  # trained on case-folded answers of a case-insensitive set: compare folded
             charset = charset.casefold()
         unknown = sorted(set(charset) - writes)
         if unknown and not any_preset:
