@@ -188,3 +188,26 @@ def test_colour_input_keeps_the_channels_apart() -> None:
     assert CaptchaNet(config)(x).shape == (2, config.steps, 3)
     assert CNNConfig.from_dict({"charset": "AB", "height": 24, "width": 72, "channels": [16, 32, 48, 64],
                                 "hidden": 64}).colour is False  # checkpoints from before the option load as grey
+
+
+def test_the_inference_copy_computes_what_the_trained_model_computes() -> None:
+    from solvers.cnn.model import for_inference
+
+    torch.manual_seed(0)
+    model = CaptchaNet(CNNConfig(charset="ABCDEFGH", channels=(8, 12, 16, 20), hidden=16))
+    for module in model.modules():  # trained-looking BatchNorm statistics, not the identity it starts as
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 2.0)
+            module.bias.data.normal_()
+    model.eval()
+    fast = for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = torch.rand(5, 1, 24, 72)
+    with torch.inference_mode():
+        want = model(x)
+        got = fast(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(want, got, atol=1e-4), (want - got).abs().max()
+    assert decode(got, "ABCDEFGH") == decode(want, "ABCDEFGH")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
