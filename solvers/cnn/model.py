@@ -72,17 +72,16 @@ def for_inference(model: CaptchaNet) -> CaptchaNet:
     import copy
 
     fast = copy.deepcopy(model).eval()
-    layers = list(fast.features)
     folded: list[nn.Module] = []
-    for layer in layers:
+    for layer in fast.features:
         if isinstance(layer, nn.BatchNorm2d) and folded and isinstance(folded[-1], nn.Conv2d):
             conv = folded.pop()
-            assert isinstance(conv, nn.Conv2d) and layer.running_mean is not None and layer.running_var is not None
+            assert isinstance(conv, nn.Conv2d) and conv.bias is None  # CaptchaNet's convolutions have none
+            assert layer.running_mean is not None and layer.running_var is not None
             scale = layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
             merged = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1, bias=True)  # as CaptchaNet builds them
-            bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
             merged.weight.data = conv.weight.detach() * scale.view(-1, 1, 1, 1)
-            merged.bias.data = layer.bias.detach() + (bias - layer.running_mean) * scale  # type: ignore[union-attr]
+            merged.bias.data = layer.bias.detach() - layer.running_mean * scale  # type: ignore[union-attr]
             folded.append(merged)
         else:
             folded.append(layer)
