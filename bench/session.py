@@ -217,7 +217,7 @@ def provenance(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
         "command": sys.argv,
         "dataset": {k: dataset.info.get(k) for k in ("kind", "scheme", "preset", "seed", "count", "source")},
         "solver_versions": {s.name: _solver_version(s.name) for s in config.solvers},
-        "solver_files": {s.name: files for s in config.solvers if (files := _option_files(s.options))},
+        "solver_files": {s.name: files for s in config.solvers if (files := _solver_files(s.name, s.options))},
         "libraries": {name: _version(name) for name in LIBRARIES},
         "python": platform.python_version(),
         "git": _git(),
@@ -233,13 +233,20 @@ def _version(distribution: str) -> str:
         return "absent"
 
 
-def _option_files(options: dict[str, Any]) -> dict[str, str]:
-    """sha256 of every file a solver option names (weights, recorded answers), so a result says which."""
-    hashes = {}
-    for key, value in options.items():
-        if isinstance(value, str) and value and Path(value).is_file():
-            hashes[key] = ds.sha256_bytes(Path(value).read_bytes())
-    return hashes
+def _solver_files(name: str, options: dict[str, Any]) -> dict[str, str]:
+    """sha256 of every file a solver option names (weights, recorded answers), and of the files the
+    solver says these options make it load (its optional `files(**options)`, e.g. shipped weights
+    chosen by preset), so a result says which."""
+    from solvers.registry import SolverError, resolve
+
+    paths = {key: value for key, value in options.items() if isinstance(value, str) and value}
+    try:
+        declared = getattr(resolve(name), "files", None)
+    except SolverError:
+        declared = None  # the run reports it
+    if callable(declared):
+        paths.update({key: str(path) for key, path in declared(**options).items()})
+    return {key: ds.sha256_bytes(Path(path).read_bytes()) for key, path in paths.items() if Path(path).is_file()}
 
 
 def _solver_version(name: str) -> str:

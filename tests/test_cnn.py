@@ -121,6 +121,23 @@ def test_shipped_medium_weights_read_fresh_items(tmp_path: Path) -> None:
     assert right / len(answers) >= 0.95
 
 
+@pytest.mark.skipif(not cnn_solver.shipped("medium").is_file(), reason="no shipped medium weights")
+def test_a_run_records_which_shipped_weights_the_preset_chose(tmp_path: Path) -> None:
+    from bench import session
+    from bench.run import RunConfig, SolverSpec
+    from captchas.dataset import sha256_bytes
+    from captchas.generate import make_dataset
+
+    data = make_dataset(image_scheme("medium"), 2, 5, tmp_path / "d", preset="medium")
+    config = session.with_dataset_options(RunConfig((SolverSpec("cnn"),)), data)
+    files = session.provenance(data, config)["solver_files"]
+    assert files == {"cnn": {"checkpoint": sha256_bytes(cnn_solver.shipped("medium").read_bytes())}}
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"other weights")
+    config = session.with_dataset_options(RunConfig((SolverSpec("cnn", {"checkpoint": str(mine)}),)), data)
+    assert session.provenance(data, config)["solver_files"] == {"cnn": {"checkpoint": sha256_bytes(b"other weights")}}
+
+
 def test_training_from_a_data_set_folder(tmp_path: Path) -> None:
     from captchas.generate import make_dataset
 

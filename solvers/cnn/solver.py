@@ -53,6 +53,12 @@ class CNNSolver:
             return "no shipped weights yet: train them with captcha-bench train (or give -o checkpoint=PATH)"
         return None
 
+    @staticmethod
+    def files(checkpoint: str = "", preset: str = "", **_: Any) -> dict[str, Path]:
+        """The weights these options load, hashed into a run's provenance (shipped ones too)."""
+        path = Path(checkpoint) if checkpoint else shipped(preset) if preset else None
+        return {"checkpoint": path} if path is not None else {}
+
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
                  batch_size: int = 256, any_preset: bool = False) -> None:
         import torch
