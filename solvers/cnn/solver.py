@@ -56,8 +56,7 @@ class CNNSolver:
     @staticmethod
     def files(checkpoint: str = "", preset: str = "", **_: Any) -> dict[str, Path]:
         """The weights these options load, hashed into a run's provenance (shipped ones too)."""
-        path = Path(checkpoint) if checkpoint else shipped(preset) if preset else None
-        return {"checkpoint": path} if path is not None else {}
+        return {"checkpoint": Path(checkpoint) if checkpoint else shipped(preset)} if checkpoint or preset else {}
 
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
                  batch_size: int = 256, any_preset: bool = False) -> None:
@@ -67,7 +66,7 @@ class CNNSolver:
 
         if not checkpoint and not preset:
             raise ValueError("no checkpoint: give -o checkpoint=PATH (this data set names no preset)")
-        path = Path(checkpoint) if checkpoint else shipped(preset)
+        path = self.files(checkpoint, preset)["checkpoint"]
         if not checkpoint and not path.is_file():
             raise ValueError(f"no shipped weights for preset {preset!r}: train with "
                              f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH")
