@@ -56,7 +56,9 @@ class CNNSolver:
     @staticmethod
     def files(checkpoint: str = "", preset: str = "", **_: Any) -> dict[str, Path]:
         """The weights these options load, hashed into a run's provenance (shipped ones too)."""
-        return {"checkpoint": Path(checkpoint) if checkpoint else shipped(preset)} if checkpoint or preset else {}
+        if checkpoint:
+            return {"checkpoint": Path(checkpoint)}
+        return {"checkpoint": shipped(preset)} if preset else {}
 
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
                  batch_size: int = 256, any_preset: bool = False) -> None:
