@@ -211,7 +211,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 @click.option("--augment/--no-augment", default=None,
               help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
-              help="Start from this checkpoint's weights (fine-tune; same model config).")
+              help="Start from this checkpoint's weights (fine-tune; same model config, input size may differ).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
 def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,

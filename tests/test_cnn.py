@@ -189,8 +189,23 @@ def test_fine_tuning_starts_from_a_checkpoint_of_the_same_config(tmp_path: Path)
     meta = _train(tmp_path / "b.pt", init=tmp_path / "a.pt", seed=1)
     assert meta["init"]["path"] == str(tmp_path / "a.pt") and len(meta["init"]["sha256"]) == 64
     assert "Started from" in model_card(meta, "cmd")
-    with pytest.raises(ValueError, match="differs from this run's"):
-        _train(tmp_path / "c.pt", init=tmp_path / "a.pt", model={"width": 96})
+    with pytest.raises(ValueError, match="differs from this run's .* beyond the input size"):
+        _train(tmp_path / "c.pt", init=tmp_path / "a.pt", model={"hidden": 32})
+
+
+def test_weights_of_a_smaller_input_start_a_larger_one(tmp_path: Path) -> None:
+    from solvers.cnn.train import _initialise
+
+    _train(tmp_path / "a.pt")  # 24 x 72 input
+    state = cnn_solver.load_checkpoint(tmp_path / "a.pt")
+    larger = CNNConfig.from_dict({**state["config"], "height": 32, "width": 96})
+    model = CaptchaNet(larger)
+    _initialise(model, larger, tmp_path / "a.pt")
+    assert all(torch.equal(v, state["state_dict"][k]) for k, v in model.state_dict().items())
+    assert model(torch.rand(2, 1, 32, 96)).shape[1] == larger.steps  # reads 24 columns now, not 18
+    meta = _train(tmp_path / "b.pt", init=tmp_path / "a.pt", model={"height": 32, "width": 96})
+    assert meta["config"]["width"] == 96 and meta["init"]["path"] == str(tmp_path / "a.pt")
+    assert "read 72x24 input" in model_card(meta, "cmd")  # the card says the input grew
 
 
 def test_colour_input_keeps_the_channels_apart() -> None:

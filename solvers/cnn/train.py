@@ -53,7 +53,7 @@ class TrainConfig:
     workers: int = 2  # processes that render the training data
     model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour)
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
-    init: Path | None = None  # start from this checkpoint's weights (fine-tuning); its config must match
+    init: Path | None = None  # start from this checkpoint's weights (fine-tuning); its config must match but for height/width
 
 
 @dataclass(frozen=True)
@@ -271,17 +271,22 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
 
 
 def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str, Any]:
-    """Load a checkpoint's weights into `model` (same config only); return what the card says of it."""
+    """Load a checkpoint's weights into `model` (same config, but the input size may differ: convolutions
+    slide and the last pooling spans whatever height is left); return what the card says of it."""
     from solvers.cnn.solver import load_checkpoint
 
     state = load_checkpoint(path)  # weights_only=True, with its refusals
-    if CNNConfig.from_dict(state["config"]).to_dict() != model_cfg.to_dict():
+    resizable = ("height", "width")  # no weight's shape depends on them: smaller-input weights can start a larger input
+    theirs = {k: v for k, v in CNNConfig.from_dict(state["config"]).to_dict().items() if k not in resizable}
+    ours = {k: v for k, v in model_cfg.to_dict().items() if k not in resizable}
+    if theirs != ours:
         raise ValueError(f"--init {path}: its model config {state['config']} differs from this run's "
-                         f"{model_cfg.to_dict()}: give matching --height/--width and data")
+                         f"{model_cfg.to_dict()} beyond the input size: give matching --channels/--hidden/--colour and data")
     model.load_state_dict(state["state_dict"])
     best = max(state.get("history") or [{"val_accuracy": None}], key=lambda h: h["val_accuracy"] or 0)
     return {"path": str(path), "sha256": ds.sha256_bytes(path.read_bytes()), "data": state.get("data"),
-            "train": state.get("train"), "val_accuracy": best["val_accuracy"]}
+            "train": state.get("train"), "val_accuracy": best["val_accuracy"],
+            "input": [state["config"]["width"], state["config"]["height"]]}
 
 
 def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
@@ -329,7 +334,11 @@ def model_card(meta: dict[str, Any], command: str) -> str:
         data0 = init["data"] or {}
         folded += (f"\n- Started from `{init['path']}` (sha256 `{init['sha256'][:16]}...`: {data0.get('train_items') or 0:,} "
                    f"items of seed {data0.get('seed', '?')}, best validation {init['val_accuracy']:.1%}; its own model card "
-                   "tells how it was trained), not from random weights\n")
+                   "tells how it was trained), not from random weights")
+        w0, h0 = init.get("input") or [meta["config"]["width"], meta["config"]["height"]]
+        if [w0, h0] != [meta["config"]["width"], meta["config"]["height"]]:
+            folded += f"; those weights read {w0}x{h0} input, this model {meta['config']['width']}x{meta['config']['height']}"
+        folded += "\n"
     return f"""# CNN weights: {meta['preset'] or data['dataset']}
 
 - Command: `{command}`
