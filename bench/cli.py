@@ -112,7 +112,8 @@ def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, 
         data = gen.make_dataset(made, count, seed, out, workers=workers, force=force, reuse=reuse,
                                 scheme_name=scheme, preset=preset, progress=progress)
     seconds = time.perf_counter() - start
-    what = f"{len(data.samples)} images in {out} (scheme {scheme}, preset {preset or 'medium'}, seed {seed})"
+    shown = preset or ("medium" if scheme == schemes.DEFAULT_SCHEME else None)  # image's default preset
+    what = f"{len(data.samples)} images in {out} (scheme {scheme}{f', preset {shown}' if shown else ''}, seed {seed})"
     if reused:
         click.echo(f"Reused {what}: it already held this data set and its files match the manifest")
     else:

@@ -24,6 +24,9 @@ FONTS: dict[str, Path] = {
     "DroidSansMono": Path(captcha.__file__).resolve().parent / "data" / "DroidSansMono.ttf",
     "DejaVuSans-Bold": FONT_DIR / "DejaVuSans-Bold.ttf",
     "DejaVuSerif": FONT_DIR / "DejaVuSerif.ttf",
+    "DejaVuSerifCondensed-Bold": FONT_DIR / "DejaVuSerifCondensed-Bold.ttf",
+    "DejaVuSerif-Italic": FONT_DIR / "DejaVuSerif-Italic.ttf",
+    "DejaVuSansMono-Bold": FONT_DIR / "DejaVuSansMono-Bold.ttf",
 }
 
 

@@ -1,0 +1,199 @@
+"""The `lined` scheme: flat-coloured text on a flat background, light or dark, crossed by wavy lines.
+
+A second look beside the built-in `image` scheme (the captcha library's warped glyphs on dotted
+near-white): the style of many real-world CAPTCHAs, TuringPass's among them (150x40, five glyphs of
+mixed typefaces, sometimes outlined, over light or dark backgrounds, with jagged lines through them).
+It is a plugin like any other (entry point `lined` in the group `captcha_bench.schemes`), drawn with
+Pillow alone; every random choice comes from the item's `random.Random`, so a seed gives the same
+pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import PIL
+from PIL import Image, ImageDraw, ImageFont, features
+
+from captchas.spec import FONTS, _coerce, _sha256_file
+
+TURINGPASS_CHARSET = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnpqrstuvwxyz"  # 60 symbols, no 0 or o
+Colour = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class LinedSpec:
+    """Every knob of the `lined` scheme; `--set knob=value` replaces one."""
+
+    length: tuple[int, int] = (5, 5)  # characters, inclusive range; an int means a fixed length
+    charset: str = TURINGPASS_CHARSET
+    case_sensitive: bool = False  # how answers are scored (TuringPass's app ignored case)
+    width: int = 150  # pixels
+    height: int = 40  # pixels
+    fonts: tuple[str, ...] = tuple(FONTS)  # shipped font names or .ttf paths; each glyph picks one
+    font_size: tuple[int, int] = (22, 32)  # pixels, inclusive range, per glyph
+    rotate: tuple[float, float] = (-15.0, 15.0)  # degrees, per glyph
+    spacing: tuple[int, int] = (-4, 2)  # pixels between neighbouring glyphs; negative ones touch
+    rise: int = 4  # pixels a glyph may sit above or below the line
+    dark: float = 0.5  # chance of a dark background with light text (else light on dark)
+    outline: float = 0.2  # chance that the glyphs are outlined, in near-white or near-black
+    lines: tuple[int, int] = (2, 6)  # wavy lines drawn across the text, inclusive range
+    line_width: tuple[int, int] = (1, 3)  # pixels
+    jag: float = 1.0  # pixels of random up-down jitter along each line
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), f.default))
+        _check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def font_paths(self) -> list[Path]:
+        return [FONTS[name] if name in FONTS else Path(name) for name in self.fonts]
+
+
+def _check(s: LinedSpec) -> None:
+    """One-line errors that name the knob and the fix."""
+    for name in ("length", "font_size", "rotate", "spacing", "lines", "line_width"):
+        pair = getattr(s, name)
+        if len(pair) != 2 or pair[0] > pair[1]:
+            raise ValueError(f"{name}={pair} is not a (low, high) range: give two numbers, low first")
+    if not 1 <= s.length[0] <= s.length[1] <= 32:
+        raise ValueError(f"length {s.length} is impossible: use 1 <= min <= max <= 32, e.g. length=5")
+    if not s.charset or len(set(s.charset)) != len(s.charset) or any(c.isspace() or not c.isprintable() for c in s.charset):
+        raise ValueError(f"charset {s.charset!r} is unusable: list printable characters, each once, e.g. charset=ABC23")
+    for name in ("width", "height"):
+        if not 16 <= getattr(s, name) <= 4096:
+            raise ValueError(f"{name}={getattr(s, name)} is out of range: use 16 to 4096 pixels")
+    if not s.fonts:
+        raise ValueError(f"fonts is empty: name at least one of {', '.join(FONTS)} or a .ttf path")
+    for name, path in zip(s.fonts, s.font_paths()):
+        if not path.is_file():
+            raise ValueError(f"font {name!r} not found: use one of {', '.join(FONTS)} or an existing .ttf path")
+    if not 4 <= s.font_size[0] <= s.font_size[1] <= 1024:
+        raise ValueError(f"font_size={s.font_size} is out of range: use sizes from 4 to 1024 pixels")
+    if s.rise < 0 or s.lines[0] < 0 or s.line_width[0] < 1 or s.jag < 0:
+        raise ValueError("rise, lines and jag must be 0 or more and line_width 1 or more: give non-negative values")
+    for name in ("dark", "outline"):
+        if not 0.0 <= getattr(s, name) <= 1.0:
+            raise ValueError(f"{name}={getattr(s, name)} is out of range: use a probability from 0 to 1")
+
+
+@functools.lru_cache(maxsize=256)
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), size)  # once per process, font and size
+
+
+@dataclass(frozen=True)
+class LinedScheme:
+    spec: LinedSpec
+    name: str = "lined"
+
+    @property
+    def case_sensitive(self) -> bool:
+        return self.spec.case_sensitive
+
+    def sample_answer(self, rng: random.Random) -> str:
+        return "".join(rng.choice(self.spec.charset) for _ in range(rng.randint(*self.spec.length)))
+
+    def render(self, answer: str, rng: random.Random) -> Image.Image:
+        s = self.spec
+        dark = rng.random() < s.dark
+        bg = _colour(rng, 0, 60) if dark else _colour(rng, 190, 255)
+        ink = _colour(rng, 130, 255) if dark else _colour(rng, 0, 110)  # every channel apart: legible in grey too
+        halo = (rng.randint(200, 255),) * 3 if rng.random() < 0.5 else (rng.randint(0, 40),) * 3
+        outlined = rng.random() < s.outline
+        text = self._text(answer, ink, halo if outlined else None, rng)
+        image = Image.new("RGB", (s.width, s.height), bg)
+        top = (s.height - text.height) // 2
+        y = top + rng.randint(-min(2, top), min(2, top)) if top > 0 else 0
+        x = rng.randint(1, max(1, s.width - text.width - 1)) if text.width < s.width - 2 else (s.width - text.width) // 2
+        n = rng.randint(*s.lines)
+        under = rng.randint(0, n // 2)  # a few lines pass under the text, the rest over it
+        draw = ImageDraw.Draw(image)
+        for _ in range(under):
+            self._line(draw, ink, rng)
+        image.paste(text, (x, y), text)
+        draw = ImageDraw.Draw(image)
+        for _ in range(n - under):
+            self._line(draw, ink, rng)
+        return image
+
+    def _text(self, answer: str, ink: Colour, halo: Colour | None, rng: random.Random) -> Image.Image:
+        """The answer's glyphs side by side on a transparent layer, shrunk to fit the image if needed."""
+        s = self.spec
+        paths = s.font_paths()
+        glyphs = []
+        for ch in answer:
+            font = _font(paths[rng.randrange(len(paths))], rng.randint(*s.font_size))
+            stroke = 1 if halo else 0
+            left, top, right, bottom = (int(v) for v in font.getbbox(ch, stroke_width=stroke))  # whole pixels for truetype
+            glyph = Image.new("RGBA", (right - left + 2, bottom - top + 2), (0, 0, 0, 0))
+            ImageDraw.Draw(glyph).text((1 - left, 1 - top), ch, font=font, fill=ink + (255,), stroke_width=stroke,
+                                       stroke_fill=(halo or ink) + (255,))
+            glyphs.append(glyph.rotate(rng.uniform(*s.rotate), resample=Image.Resampling.BICUBIC, expand=True))
+        rises = [rng.randint(-s.rise, s.rise) for _ in glyphs]
+        gaps = [rng.randint(*s.spacing) for _ in glyphs[1:]] + [0]
+        tall = max(g.height for g in glyphs) + 2 * s.rise
+        layer = Image.new("RGBA", (sum(g.width for g in glyphs) + sum(max(0, d) for d in gaps) + 2, tall), (0, 0, 0, 0))
+        x = 0
+        for glyph, rise, gap in zip(glyphs, rises, gaps):
+            piece = Image.new("RGBA", layer.size, (0, 0, 0, 0))
+            piece.paste(glyph, (x, (tall - glyph.height) // 2 + rise))
+            layer = Image.alpha_composite(layer, piece)
+            x += max(1, glyph.width + gap)
+        layer = layer.crop(layer.getbbox() or (0, 0, 1, 1))
+        scale = min(1.0, (s.width - 4) / layer.width, (s.height - 2) / layer.height)
+        if scale < 1.0:
+            layer = layer.resize((max(1, int(layer.width * scale)), max(1, int(layer.height * scale))),
+                                 Image.Resampling.LANCZOS)
+        return layer
+
+    def _line(self, draw: ImageDraw.ImageDraw, ink: Colour, rng: random.Random) -> None:
+        """A wavy, jagged line across the middle band, in the text's colour or another."""
+        s = self.spec
+        colour = ink if rng.random() < 0.4 else _colour(rng, 0, 255)
+        x0 = rng.uniform(-0.1, 0.4) * s.width
+        x1 = rng.uniform(0.6, 1.1) * s.width
+        base = s.height * rng.uniform(0.25, 0.75)
+        slope = rng.uniform(-0.15, 0.15) * s.height / s.width
+        amplitude, period, phase = rng.uniform(0.5, 3.0), rng.uniform(15, 60), rng.uniform(0, 2 * math.pi)
+        steps = max(2, int((x1 - x0) / 3))
+        points = []
+        for k in range(steps + 1):
+            px = x0 + (x1 - x0) * k / steps
+            py = base + slope * (px - x0) + amplitude * math.sin(2 * math.pi * px / period + phase)
+            points.append((px, py + rng.uniform(-s.jag, s.jag)))
+        draw.line(points, fill=colour, width=rng.randint(*s.line_width), joint="curve")
+
+    def knobs(self) -> dict[str, Any]:
+        return self.spec.to_dict()
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "pillow": PIL.__version__,
+            "freetype": features.version_module("freetype2") or "absent",
+            **{f"font {name}": _sha256_file(path) for name, path in zip(self.spec.fonts, self.spec.font_paths())},
+        }
+
+
+def _colour(rng: random.Random, lo: int, hi: int) -> Colour:
+    return (rng.randint(lo, hi), rng.randint(lo, hi), rng.randint(lo, hi))
+
+
+def lined_scheme(preset: str | None = None, **knobs: Any) -> LinedScheme:
+    """Factory (entry point `lined`): one look, so no presets beyond its defaults; knobs replace them."""
+    if preset not in (None, "default"):
+        raise ValueError(f"scheme lined has no preset {preset!r}: leave --preset out and change knobs with --set")
+    unknown = sorted(set(knobs) - {f.name for f in dataclasses.fields(LinedSpec)})
+    if unknown:
+        raise ValueError(f"unknown knob {unknown[0]!r}: valid knobs of lined are "
+                         f"{', '.join(f.name for f in dataclasses.fields(LinedSpec))}")
+    return LinedScheme(LinedSpec(**knobs))
