@@ -21,14 +21,14 @@ from typing import Any
 import PIL
 from PIL import Image, ImageDraw, ImageFont, features
 
-from captchas.spec import FONTS, _coerce, _sha256_file
+from captchas.spec import FONTS, Knobs
 
 TURINGPASS_CHARSET = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnpqrstuvwxyz"  # 60 symbols, no 0 or o
 Colour = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
-class LinedSpec:
+class LinedSpec(Knobs):
     """Every knob of the `lined` scheme; `--set knob=value` replaces one."""
 
     length: tuple[int, int] = (5, 5)  # characters, inclusive range; an int means a fixed length
@@ -47,16 +47,8 @@ class LinedSpec:
     line_width: tuple[int, int] = (1, 3)  # pixels
     jag: float = 1.0  # pixels of random up-down jitter along each line
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), f.default))
+    def check(self) -> None:
         _check(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def font_paths(self) -> list[Path]:
-        return [FONTS[name] if name in FONTS else Path(name) for name in self.fonts]
 
 
 def _check(s: LinedSpec) -> None:
@@ -180,7 +172,7 @@ class LinedScheme:
         return {
             "pillow": PIL.__version__,
             "freetype": features.version_module("freetype2") or "absent",
-            **{f"font {name}": _sha256_file(path) for name, path in zip(self.spec.fonts, self.spec.font_paths())},
+            **{f"font {name}": sha for name, sha in self.spec.font_hashes().items()},
         }
 
 

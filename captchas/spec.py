@@ -34,8 +34,36 @@ class SpecError(ValueError):
     """A knob value that cannot make a legible CAPTCHA; the message names the knob and the fix."""
 
 
+class Knobs:
+    """What a scheme's frozen dataclass of knobs shares: values from the CLI or JSON brought to each
+    field's type, a check, JSON out, and fonts by name or path. Subclasses define `fonts` and `check`."""
+
+    fonts: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), f.default))
+        self.check()
+
+    def check(self) -> None:
+        """Raise SpecError (or ValueError) naming the knob and the fix."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready knobs; `type(self)(**self.to_dict())` rebuilds the same record."""
+        knobs = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}
+
+    def font_paths(self) -> list[Path]:
+        """Resolve font names to files."""
+        return [FONTS[name] if name in FONTS else Path(name) for name in self.fonts]
+
+    def font_hashes(self) -> dict[str, str]:
+        """sha256 of each font file, recorded in dataset.json because glyph shapes depend on it."""
+        return {name: _sha256_file(path) for name, path in zip(self.fonts, self.font_paths())}
+
+
 @dataclass(frozen=True)
-class Spec:
+class Spec(Knobs):
     """Every knob of the built-in scheme. Defaults are the captcha library's own (the medium preset)."""
 
     length: tuple[int, int] = (4, 4)  # characters, inclusive range; an int means a fixed length
@@ -61,22 +89,8 @@ class Spec:
     max_clip: float = 0.02  # legibility: most of one glyph's ink that may fall outside the image (0-1)
     min_scale: float = 0.6  # legibility: text wider than the image is squeezed, at most down to this scale
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), f.default))
+    def check(self) -> None:
         _check(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready knobs; `Spec(**spec.to_dict())` rebuilds the same Spec."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def font_paths(self) -> list[Path]:
-        """Resolve font names to files."""
-        return [FONTS[name] if name in FONTS else Path(name) for name in self.fonts]
-
-    def font_hashes(self) -> dict[str, str]:
-        """sha256 of each font file, recorded in dataset.json because glyph shapes depend on it."""
-        return {name: _sha256_file(path) for name, path in zip(self.fonts, self.font_paths())}
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
