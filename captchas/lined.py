@@ -41,7 +41,7 @@ class LinedSpec(Knobs):
     rotate: tuple[float, float] = (-15.0, 15.0)  # degrees, per glyph
     spacing: tuple[int, int] = (-4, 2)  # pixels between neighbouring glyphs; negative ones touch
     rise: int = 4  # pixels a glyph may sit above or below the line
-    dark: float = 0.5  # chance of a dark background with light text (else light on dark)
+    dark: float = 0.5  # chance of a dark background with light text (else dark text on light)
     outline: float = 0.2  # chance that the glyphs are outlined, in near-white or near-black
     lines: tuple[int, int] = (2, 6)  # wavy lines drawn across the text, inclusive range
     line_width: tuple[int, int] = (1, 3)  # pixels
@@ -71,8 +71,10 @@ def _check(s: LinedSpec) -> None:
             raise ValueError(f"font {name!r} not found: use one of {', '.join(FONTS)} or an existing .ttf path")
     if not 4 <= s.font_size[0] <= s.font_size[1] <= 1024:
         raise ValueError(f"font_size={s.font_size} is out of range: use sizes from 4 to 1024 pixels")
-    if s.rise < 0 or s.lines[0] < 0 or s.line_width[0] < 1 or s.jag < 0:
-        raise ValueError("rise, lines and jag must be 0 or more and line_width 1 or more: give non-negative values")
+    for name, least, smallest in (("rise", s.rise, 0), ("lines", s.lines[0], 0), ("line_width", s.line_width[0], 1),
+                                  ("jag", s.jag, 0)):
+        if least < smallest:
+            raise ValueError(f"{name}={getattr(s, name)} is too small: use {smallest} or more")
     for name in ("dark", "outline"):
         if not 0.0 <= getattr(s, name) <= 1.0:
             raise ValueError(f"{name}={getattr(s, name)} is out of range: use a probability from 0 to 1")

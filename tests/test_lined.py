@@ -58,6 +58,8 @@ def test_a_lined_data_set_regenerates_to_the_same_bytes(tmp_path: Path) -> None:
         (None, {"fonts": "Nope"}, "font 'Nope' not found"),
         (None, {"charset": "AAB"}, "charset 'AAB' is unusable"),
         (None, {"lines": "many"}, "knob lines='many' has the wrong type"),
+        (None, {"line_width": (0, 2)}, r"line_width=\(0, 2\) is too small: use 1 or more"),
+        (None, {"rise": -1}, "rise=-1 is too small: use 0 or more"),
     ],
 )
 def test_bad_knobs_get_one_line_errors(preset: str | None, knobs: dict, message: str) -> None:
