@@ -115,7 +115,6 @@ class LinedScheme:
         for _ in range(under):
             self._line(draw, ink, rng)
         image.paste(text, (x, y), text)
-        draw = ImageDraw.Draw(image)
         for _ in range(n - under):
             self._line(draw, ink, rng)
         return image
@@ -124,10 +123,10 @@ class LinedScheme:
         """The answer's glyphs side by side on a transparent layer, shrunk to fit the image if needed."""
         s = self.spec
         paths = s.font_paths()
+        stroke = 1 if halo else 0
         glyphs = []
         for ch in answer:
             font = _font(paths[rng.randrange(len(paths))], rng.randint(*s.font_size))
-            stroke = 1 if halo else 0
             left, top, right, bottom = (int(v) for v in font.getbbox(ch, stroke_width=stroke))  # whole pixels for truetype
             glyph = Image.new("RGBA", (right - left + 2, bottom - top + 2), (0, 0, 0, 0))
             ImageDraw.Draw(glyph).text((1 - left, 1 - top), ch, font=font, fill=ink + (255,), stroke_width=stroke,
@@ -139,9 +138,7 @@ class LinedScheme:
         layer = Image.new("RGBA", (sum(g.width for g in glyphs) + sum(max(0, d) for d in gaps) + 2, tall), (0, 0, 0, 0))
         x = 0
         for glyph, rise, gap in zip(glyphs, rises, gaps):
-            piece = Image.new("RGBA", layer.size, (0, 0, 0, 0))
-            piece.paste(glyph, (x, (tall - glyph.height) // 2 + rise))
-            layer = Image.alpha_composite(layer, piece)
+            layer.alpha_composite(glyph, (x, (tall - glyph.height) // 2 + rise))  # in place, over earlier glyphs
             x += max(1, glyph.width + gap)
         layer = layer.crop(layer.getbbox() or (0, 0, 1, 1))
         scale = min(1.0, (s.width - 4) / layer.width, (s.height - 2) / layer.height)
