@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import math
 import random
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class LinedSpec(Knobs):
     lines: tuple[int, int] = (2, 6)  # wavy lines drawn across the text, inclusive range
     line_width: tuple[int, int] = (1, 3)  # pixels
     jag: float = 1.0  # pixels of random up-down jitter along each line
+    overflow: float = 0.0  # chance the text keeps its size and runs off the left or right edge, cut there
+    jpeg: int = 0  # JPEG quality each image passes through (TuringPass's files: 90); 0 keeps it lossless
 
     def check(self) -> None:
         _check(self)
@@ -75,7 +78,9 @@ def _check(s: LinedSpec) -> None:
                                   ("jag", s.jag, 0)):
         if least < smallest:
             raise ValueError(f"{name}={getattr(s, name)} is too small: use {smallest} or more")
-    for name in ("dark", "outline"):
+    if not 0 <= s.jpeg <= 100:
+        raise ValueError(f"jpeg={s.jpeg} is out of range: use a JPEG quality from 1 to 100, or 0 for none")
+    for name in ("dark", "outline", "overflow"):
         if not 0.0 <= getattr(s, name) <= 1.0:
             raise ValueError(f"{name}={getattr(s, name)} is out of range: use a probability from 0 to 1")
 
@@ -104,11 +109,15 @@ class LinedScheme:
         ink = _colour(rng, 130, 255) if dark else _colour(rng, 0, 110)  # every channel apart: legible in grey too
         halo = (rng.randint(200, 255),) * 3 if rng.random() < 0.5 else (rng.randint(0, 40),) * 3
         outlined = rng.random() < s.outline
-        text = self._text(answer, ink, halo if outlined else None, rng)
+        cut = bool(s.overflow) and rng.random() < s.overflow  # no draw at 0: older seeds keep their pixels
+        text = self._text(answer, ink, halo if outlined else None, cut, rng)
         image = Image.new("RGB", (s.width, s.height), bg)
         top = (s.height - text.height) // 2
         y = top + rng.randint(-min(2, top), min(2, top)) if top > 0 else 0
-        x = rng.randint(1, max(1, s.width - text.width - 1)) if text.width < s.width - 2 else (s.width - text.width) // 2
+        if text.width < s.width - 2:
+            x = rng.randint(1, max(1, s.width - text.width - 1))
+        else:  # shrunk to fit (centred), or too wide on purpose: cut at the left, the right or both
+            x = rng.randint(min(0, s.width - text.width), 0) if cut else (s.width - text.width) // 2
         n = rng.randint(*s.lines)
         under = rng.randint(0, n // 2)  # a few lines pass under the text, the rest over it
         draw = ImageDraw.Draw(image)
@@ -117,10 +126,15 @@ class LinedScheme:
         image.paste(text, (x, y), text)
         for _ in range(n - under):
             self._line(draw, ink, rng)
+        if s.jpeg:
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=s.jpeg)
+            image = Image.open(buffer).convert("RGB")  # decoded: the artefacts stay, the format goes
         return image
 
-    def _text(self, answer: str, ink: Colour, halo: Colour | None, rng: random.Random) -> Image.Image:
-        """The answer's glyphs side by side on a transparent layer, shrunk to fit the image if needed."""
+    def _text(self, answer: str, ink: Colour, halo: Colour | None, cut: bool, rng: random.Random) -> Image.Image:
+        """The answer's glyphs side by side on a transparent layer, shrunk to fit the image if needed
+        (to fit its height only when `cut`: then the caller lets it run off the sides)."""
         s = self.spec
         paths = s.font_paths()
         stroke = 1 if halo else 0
@@ -141,7 +155,7 @@ class LinedScheme:
             layer.alpha_composite(glyph, (x, (tall - glyph.height) // 2 + rise))  # in place, over earlier glyphs
             x += max(1, glyph.width + gap)
         layer = layer.crop(layer.getbbox() or (0, 0, 1, 1))
-        scale = min(1.0, (s.width - 4) / layer.width, (s.height - 2) / layer.height)
+        scale = min(1.0, (s.height - 2) / layer.height, math.inf if cut else (s.width - 4) / layer.width)
         if scale < 1.0:
             layer = layer.resize((max(1, int(layer.width * scale)), max(1, int(layer.height * scale))),
                                  Image.Resampling.LANCZOS)

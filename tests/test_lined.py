@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageStat
 
 from captchas import schemes
 from captchas.generate import make_dataset, regenerate
@@ -39,6 +39,29 @@ def test_the_text_is_drawn_whole_inside_the_image() -> None:
         assert ink[2] - ink[0] > image.width // 2  # eight glyphs shrunk to fit, not to nothing
 
 
+def test_overflow_keeps_large_text_whole_size_and_cuts_it_at_an_edge() -> None:
+    """Without overflow twelve large glyphs shrink to fit; with it they keep their height, run off the
+    image and so touch a border column."""
+    knobs = {"lines": (0, 0), "length": 12, "font_size": (36, 40)}
+    fitted, cut = schemes.load("lined", None, knobs), schemes.load("lined", None, {**knobs, "overflow": 1.0})
+    for i in range(10):
+        answer = fitted.sample_answer(random.Random(i))
+        a, b = fitted.render(answer, random.Random(i)), cut.render(answer, random.Random(i))
+        ink_a = ImageChops.difference(a, Image.new("RGB", a.size, a.getpixel((a.width // 2, 0)))).getbbox()
+        ink_b = ImageChops.difference(b, Image.new("RGB", b.size, b.getpixel((b.width // 2, 0)))).getbbox()
+        assert ink_a is not None and ink_b is not None
+        assert ink_a[0] >= 1 and ink_a[2] <= a.width - 1
+        assert ink_b[0] == 0 or ink_b[2] == b.width
+        assert ink_b[3] - ink_b[1] > ink_a[3] - ink_a[1]  # taller: not shrunk to the width
+
+
+def test_jpeg_leaves_its_artefacts_and_no_other_change() -> None:
+    plain, lossy = schemes.load("lined"), schemes.load("lined", None, {"jpeg": 90})
+    a, b = plain.render("1AbcD", random.Random(3)), lossy.render("1AbcD", random.Random(3))
+    assert b.mode == "RGB" and b.size == a.size and a.tobytes() != b.tobytes()
+    assert ImageStat.Stat(ImageChops.difference(a, b).convert("L")).mean[0] < 8  # the same picture, slightly blurred
+
+
 def test_a_lined_data_set_regenerates_to_the_same_bytes(tmp_path: Path) -> None:
     scheme = schemes.load("lined", None, {"length": (4, 6)})
     data = make_dataset(scheme, 6, 3, tmp_path / "lined", scheme_name="lined")
@@ -60,6 +83,8 @@ def test_a_lined_data_set_regenerates_to_the_same_bytes(tmp_path: Path) -> None:
         (None, {"lines": "many"}, "knob lines='many' has the wrong type"),
         (None, {"line_width": (0, 2)}, r"line_width=\(0, 2\) is too small: use 1 or more"),
         (None, {"rise": -1}, "rise=-1 is too small: use 0 or more"),
+        (None, {"overflow": 2}, "overflow=2.0 is out of range: use a probability"),
+        (None, {"jpeg": 101}, "jpeg=101 is out of range: use a JPEG quality from 1 to 100, or 0 for none"),
     ],
 )
 def test_bad_knobs_get_one_line_errors(preset: str | None, knobs: dict, message: str) -> None:
