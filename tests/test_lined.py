@@ -29,12 +29,17 @@ def test_the_same_seed_draws_the_same_pixels_and_another_seed_others() -> None:
     assert a.tobytes() == b.tobytes() and a.tobytes() != c.tobytes()
 
 
+def ink_box(image: Image.Image, background_at: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Bounding box of whatever differs from the background colour found at `background_at`."""
+    return ImageChops.difference(image, Image.new("RGB", image.size, image.getpixel(background_at))).getbbox()
+
+
 def test_the_text_is_drawn_whole_inside_the_image() -> None:
     """With no lines, the ink (what differs from the background) stays off the border columns: no glyph is cut."""
     scheme = schemes.load("lined", None, {"lines": (0, 0), "length": 8, "font_size": (30, 40)})
     for i in range(20):
         image = scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i))
-        ink = ImageChops.difference(image, Image.new("RGB", image.size, image.getpixel((0, 0)))).getbbox()
+        ink = ink_box(image, (0, 0))
         assert ink is not None and ink[0] >= 1 and ink[2] <= image.width - 1
         assert ink[2] - ink[0] > image.width // 2  # eight glyphs shrunk to fit, not to nothing
 
@@ -47,8 +52,7 @@ def test_overflow_keeps_large_text_whole_size_and_cuts_it_at_an_edge() -> None:
     for i in range(10):
         answer = fitted.sample_answer(random.Random(i))
         a, b = fitted.render(answer, random.Random(i)), cut.render(answer, random.Random(i))
-        ink_a = ImageChops.difference(a, Image.new("RGB", a.size, a.getpixel((a.width // 2, 0)))).getbbox()
-        ink_b = ImageChops.difference(b, Image.new("RGB", b.size, b.getpixel((b.width // 2, 0)))).getbbox()
+        ink_a, ink_b = ink_box(a, (a.width // 2, 0)), ink_box(b, (b.width // 2, 0))
         assert ink_a is not None and ink_b is not None
         assert ink_a[0] >= 1 and ink_a[2] <= a.width - 1
         assert ink_b[0] == 0 or ink_b[2] == b.width
