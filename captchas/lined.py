@@ -114,10 +114,10 @@ class LinedScheme:
         image = Image.new("RGB", (s.width, s.height), bg)
         top = (s.height - text.height) // 2
         y = top + rng.randint(-min(2, top), min(2, top)) if top > 0 else 0
-        if text.width < s.width - 2:
+        if text.width < s.width - 2:  # always, unless cut: _text shrank it to width - 4 or less
             x = rng.randint(1, max(1, s.width - text.width - 1))
-        else:  # shrunk to fit (centred), or too wide on purpose: cut at the left, the right or both
-            x = rng.randint(min(0, s.width - text.width), 0) if cut else (s.width - text.width) // 2
+        else:  # too wide on purpose: cut at the left, the right or both
+            x = rng.randint(min(0, s.width - text.width), 0)
         n = rng.randint(*s.lines)
         under = rng.randint(0, n // 2)  # a few lines pass under the text, the rest over it
         draw = ImageDraw.Draw(image)
