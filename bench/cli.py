@@ -209,15 +209,18 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 @click.option("--channels", default=None, help="Conv stages' channels, e.g. 24,48,64,96 [default: 16,32,48,64].")
 @click.option("--hidden", type=int, default=None, help="GRU units per direction [default: 64].")
 @click.option("--colour", is_flag=True, default=None, help="Read RGB instead of grey (3 input channels).")
+@click.option("--strided", is_flag=True, default=None,
+              help="First stage: a stride-2 convolution instead of convolution + pooling (a quarter of its work).")
 @click.option("--augment/--no-augment", default=None,
               help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
-              help="Start from this checkpoint's weights (fine-tune; same model config, input size may differ).")
+              help="Start from this checkpoint's weights (fine-tune; same --channels and --colour; input size, "
+                   "--strided and --hidden may differ: what does not fit starts fresh).")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
 def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
-          width: int | None, channels: str | None, hidden: int | None, colour: bool | None, augment: bool | None,
-          init: Path | None, resume: bool) -> None:
+          width: int | None, channels: str | None, hidden: int | None, colour: bool | None, strided: bool | None,
+          augment: bool | None, init: Path | None, resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
@@ -244,7 +247,7 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     if hidden is not None and not 1 <= hidden <= 2048:
         raise click.ClickException("--hidden must be 1-2048")
     model = {k: v for k, v in (("height", height), ("width", width), ("channels", stages), ("hidden", hidden),
-                               ("colour", colour)) if v is not None}
+                               ("colour", colour), ("strided", strided)) if v is not None}
     config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
                          seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
                          workers=workers, model=model, augment=augment, init=init)

@@ -189,8 +189,29 @@ def test_fine_tuning_starts_from_a_checkpoint_of_the_same_config(tmp_path: Path)
     meta = _train(tmp_path / "b.pt", init=tmp_path / "a.pt", seed=1)
     assert meta["init"]["path"] == str(tmp_path / "a.pt") and len(meta["init"]["sha256"]) == 64
     assert "Started from" in model_card(meta, "cmd")
-    with pytest.raises(ValueError, match="differs from this run's .* beyond the input size"):
-        _train(tmp_path / "c.pt", init=tmp_path / "a.pt", model={"hidden": 32})
+    with pytest.raises(ValueError, match="differs from this run's .* beyond input size, --strided and --hidden"):
+        _train(tmp_path / "c.pt", init=tmp_path / "a.pt", model={"channels": (16, 32, 48, 32)})
+
+
+def test_a_strided_model_with_another_gru_starts_from_the_convolutions_it_shares(tmp_path: Path) -> None:
+    from solvers.cnn.train import _initialise
+
+    _train(tmp_path / "a.pt")  # pooled first stage, GRU 64
+    state = cnn_solver.load_checkpoint(tmp_path / "a.pt")
+    cheaper = CNNConfig.from_dict({**state["config"], "strided": True, "hidden": 32})
+    torch.manual_seed(0)
+    model = CaptchaNet(cheaper)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    started = _initialise(model, cheaper, tmp_path / "a.pt")
+    after = model.state_dict()
+    convolutions = [k for k in after if k.startswith("features.")]
+    assert convolutions and all(torch.equal(after[k], state["state_dict"][k]) for k in convolutions)
+    assert started["fresh"] == sorted(k for k in after if k.startswith("rnn.") or k == "head.weight")
+    assert all(torch.equal(after[k], before[k]) for k in started["fresh"])  # left as initialised, not half-loaded
+    assert model(torch.rand(2, 1, 24, 72)).shape == (2, cheaper.steps, len(cheaper.charset) + 1)
+    meta = _train(tmp_path / "b.pt", init=tmp_path / "a.pt", model={"strided": True, "hidden": 32})
+    card = model_card(meta, "cmd")
+    assert "started from random weights: `head.weight`, `rnn.bias_hh_l0`" in card and "'hidden': 64" in card
 
 
 def test_weights_of_a_smaller_input_start_a_larger_one(tmp_path: Path) -> None:
@@ -222,11 +243,12 @@ def test_colour_input_keeps_the_channels_apart() -> None:
                                 "hidden": 64}).colour is False  # checkpoints from before the option load as grey
 
 
-def test_the_inference_copy_computes_what_the_trained_model_computes() -> None:
+@pytest.mark.parametrize("strided", [False, True])
+def test_the_inference_copy_computes_what_the_trained_model_computes(strided: bool) -> None:
     from solvers.cnn.model import for_inference
 
     torch.manual_seed(0)
-    model = CaptchaNet(CNNConfig(charset="ABCDEFGH", channels=(8, 12, 16, 20), hidden=16))
+    model = CaptchaNet(CNNConfig(charset="ABCDEFGH", channels=(8, 12, 16, 20), hidden=16, strided=strided))
     for module in model.modules():  # trained-looking BatchNorm statistics, not the identity it starts as
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.normal_()
@@ -235,7 +257,10 @@ def test_the_inference_copy_computes_what_the_trained_model_computes() -> None:
             module.bias.data.normal_()
     model.eval()
     fast = for_inference(model)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    kinds = [type(m).__name__ for m in fast.features]
+    assert "BatchNorm2d" not in kinds and "Identity" not in kinds
+    pooled = ["Conv2d", "MaxPool2d", "ReLU"]  # pooling moved before ReLU: a quarter of the values to clip
+    assert kinds == ["Conv2d", "ReLU"] * strided + pooled * (4 - strided)
     x = torch.rand(5, 1, 24, 72)
     with torch.inference_mode():
         want = model(x)
@@ -243,3 +268,4 @@ def test_the_inference_copy_computes_what_the_trained_model_computes() -> None:
     assert torch.allclose(want, got, atol=1e-4), (want - got).abs().max()
     assert decode(got, "ABCDEFGH") == decode(want, "ABCDEFGH")
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+

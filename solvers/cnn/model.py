@@ -23,6 +23,7 @@ class CNNConfig:
     channels: tuple[int, ...] = (16, 32, 48, 64)  # conv stages; pools halve H and W, then H only
     hidden: int = 64  # GRU units per direction
     colour: bool = False  # read RGB (3 input channels) instead of grey: for text whose colour, not brightness, stands out
+    strided: bool = False  # first stage: one stride-2 convolution instead of a convolution then 2x2 max pooling
 
     @property
     def planes(self) -> int:
@@ -50,8 +51,13 @@ class CaptchaNet(nn.Module):
         c_in, h = config.planes, config.height
         for i, c in enumerate(config.channels):
             pool = (2, 2) if i < 2 else (2, 1) if i < len(config.channels) - 1 else (h, 1)
-            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(pool)]
+            if i == 0 and config.strided:  # a quarter of the first stage's work, at full resolution the costliest;
+                # Identity keeps the later layers' indices, so weights of either kind can start the other (--init)
+                layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c),
+                           nn.ReLU(inplace=True), nn.Identity()]
+            else:
+                layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                           nn.MaxPool2d(pool)]
             c_in, h = c, h // pool[0]
         self.features = nn.Sequential(*layers)
         self.rnn = nn.GRU(c_in, config.hidden, batch_first=True, bidirectional=True)
@@ -66,9 +72,11 @@ class CaptchaNet(nn.Module):
 
 def for_inference(model: CaptchaNet) -> CaptchaNet:
     """An eval-mode copy that computes the same function faster on CPU: each BatchNorm folded into
-    the convolution before it, and parameters in NHWC (channels_last) layout, where oneDNN's
-    convolution and max pooling are quickest. Feed it `preprocess(...)` output, which is NHWC too.
-    The copy has no BatchNorm modules, so its state_dict is not a checkpoint's: save the original."""
+    the convolution before it, each max pooling moved before its ReLU (the same numbers, since ReLU
+    keeps order, on a quarter of the values), Identity layers dropped, and parameters in NHWC
+    (channels_last) layout, where oneDNN's convolution and max pooling are quickest. Feed it
+    `preprocess(...)` output, which is NHWC too. The copy has no BatchNorm modules, so its
+    state_dict is not a checkpoint's: save the original."""
     import copy
 
     fast = copy.deepcopy(model).eval()
@@ -79,11 +87,13 @@ def for_inference(model: CaptchaNet) -> CaptchaNet:
             assert isinstance(conv, nn.Conv2d) and conv.bias is None  # CaptchaNet's convolutions have none
             assert layer.running_mean is not None and layer.running_var is not None
             scale = layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
-            merged = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1, bias=True)  # as CaptchaNet builds them
+            merged = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=conv.stride[0], padding=1, bias=True)
             merged.weight.data = conv.weight.detach() * scale.view(-1, 1, 1, 1)
             merged.bias.data = layer.bias.detach() - layer.running_mean * scale  # type: ignore[union-attr]
             folded.append(merged)
-        else:
+        elif isinstance(layer, nn.MaxPool2d) and folded and isinstance(folded[-1], nn.ReLU):
+            folded.insert(len(folded) - 1, layer)
+        elif not isinstance(layer, nn.Identity):
             folded.append(layer)
     fast.features = nn.Sequential(*folded)
     return fast.eval().to(memory_format=torch.channels_last)

@@ -53,7 +53,7 @@ class TrainConfig:
     workers: int = 2  # processes that render the training data
     model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour)
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
-    init: Path | None = None  # start from this checkpoint's weights (fine-tuning); its config must match but for height/width
+    init: Path | None = None  # start from this checkpoint's weights (fine-tuning); see _initialise for what may differ
 
 
 @dataclass(frozen=True)
@@ -271,22 +271,29 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
 
 
 def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str, Any]:
-    """Load a checkpoint's weights into `model` (same config, but the input size may differ: convolutions
-    slide and the last pooling spans whatever height is left); return what the card says of it."""
+    """Load a checkpoint's weights into `model`; return what the card says of it.
+
+    The input size may differ (convolutions slide and the last pooling spans whatever height is left),
+    and so may the first stage's kind (`strided`: its convolution has the same shape) and the GRU's
+    size: then the GRU and the head start from random weights, named in the card as `fresh`."""
     from solvers.cnn.solver import load_checkpoint
 
     state = load_checkpoint(path)  # weights_only=True, with its refusals
-    resizable = ("height", "width")  # no weight's shape depends on them: smaller-input weights can start a larger input
-    theirs = {k: v for k, v in CNNConfig.from_dict(state["config"]).to_dict().items() if k not in resizable}
-    ours = {k: v for k, v in model_cfg.to_dict().items() if k not in resizable}
+    free = ("height", "width", "strided", "hidden")  # every other field changes what the convolutions read or write
+    theirs = {k: v for k, v in CNNConfig.from_dict(state["config"]).to_dict().items() if k not in free}
+    ours = {k: v for k, v in model_cfg.to_dict().items() if k not in free}
     if theirs != ours:
         raise ValueError(f"--init {path}: its model config {state['config']} differs from this run's "
-                         f"{model_cfg.to_dict()} beyond the input size: give matching --channels/--hidden/--colour and data")
-    model.load_state_dict(state["state_dict"])
+                         f"{model_cfg.to_dict()} beyond input size, --strided and --hidden: give matching "
+                         "--channels/--colour and data")
+    own = model.state_dict()
+    fitting = {k: v for k, v in state["state_dict"].items() if k in own and own[k].shape == v.shape}
+    fresh = sorted(k for k in own if k not in fitting)
+    model.load_state_dict(fitting, strict=False)
     best = max(state.get("history") or [{"val_accuracy": None}], key=lambda h: h["val_accuracy"] or 0)
     return {"path": str(path), "sha256": ds.sha256_bytes(path.read_bytes()), "data": state.get("data"),
             "train": state.get("train"), "val_accuracy": best["val_accuracy"],
-            "input": [state["config"]["width"], state["config"]["height"]]}
+            "input": [state["config"]["width"], state["config"]["height"]], "config": state["config"], "fresh": fresh}
 
 
 def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
@@ -338,6 +345,9 @@ def model_card(meta: dict[str, Any], command: str) -> str:
         w0, h0 = init.get("input") or [meta["config"]["width"], meta["config"]["height"]]
         if [w0, h0] != [meta["config"]["width"], meta["config"]["height"]]:
             folded += f"; those weights read {w0}x{h0} input, this model {meta['config']['width']}x{meta['config']['height']}"
+        if init.get("fresh"):
+            folded += (f"; its model was {init['config']}, so these started from random weights: "
+                       f"{', '.join(f'`{k}`' for k in init['fresh'])}")
         folded += "\n"
     return f"""# CNN weights: {meta['preset'] or data['dataset']}
 
