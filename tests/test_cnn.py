@@ -269,3 +269,13 @@ def test_the_inference_copy_computes_what_the_trained_model_computes(strided: bo
     assert decode(got, "ABCDEFGH") == decode(want, "ABCDEFGH")
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
 
+
+def test_chunks_read_side_by_side_give_the_answers_one_core_gives_in_order(tmp_path: Path) -> None:
+    _train(tmp_path / "m.pt")
+    scheme = image_scheme("easy")
+    challenges = [Challenge(str(i), scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i))) for i in range(11)]
+    together = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), batch_size=3)
+    alone = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), batch_size=3, parallel=False)
+    assert alone.pool is None and (together.pool is not None or torch.get_num_threads() == 1)
+    assert together.solve(challenges) == alone.solve(challenges)  # 4 chunks, the last one short
+    assert [together.solve([c])[0] for c in challenges] == alone.solve(challenges)  # batch 1: one chunk
