@@ -206,12 +206,12 @@ def test_a_strided_model_with_another_gru_starts_from_the_convolutions_it_shares
     after = model.state_dict()
     convolutions = [k for k in after if k.startswith("features.")]
     assert convolutions and all(torch.equal(after[k], state["state_dict"][k]) for k in convolutions)
-    assert started["fresh"] == sorted(k for k in after if k.startswith("rnn.") or k == "head.weight")
+    assert started["fresh"] == sorted(k for k in after if k.startswith(("rnn.", "head.")))  # head.bias too: whole layers
     assert all(torch.equal(after[k], before[k]) for k in started["fresh"])  # left as initialised, not half-loaded
     assert model(torch.rand(2, 1, 24, 72)).shape == (2, cheaper.steps, len(cheaper.charset) + 1)
     meta = _train(tmp_path / "b.pt", init=tmp_path / "a.pt", model={"strided": True, "hidden": 32})
     card = model_card(meta, "cmd")
-    assert "started from random weights: `head.weight`, `rnn.bias_hh_l0`" in card and "'hidden': 64" in card
+    assert "started from random weights: `head.bias`, `head.weight`, `rnn.bias_hh_l0`" in card and "'hidden': 64" in card
 
 
 def test_weights_of_a_smaller_input_start_a_larger_one(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ class TrainConfig:
     eval_every: int = 250  # steps
     device: str = "cpu"  # cpu | cuda | auto
     workers: int = 2  # processes that render the training data
-    model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour)
+    model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour, strided)
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
     init: Path | None = None  # start from this checkpoint's weights (fine-tuning); see _initialise for what may differ
 
@@ -275,7 +275,8 @@ def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str
 
     The input size may differ (convolutions slide and the last pooling spans whatever height is left),
     and so may the first stage's kind (`strided`: its convolution has the same shape) and the GRU's
-    size: then the GRU and the head start from random weights, named in the card as `fresh`."""
+    size: then the GRU and the head start from random weights (a layer loads whole or not at all),
+    named in the card as `fresh`."""
     from solvers.cnn.solver import load_checkpoint
 
     state = load_checkpoint(path)  # weights_only=True, with its refusals
@@ -286,14 +287,20 @@ def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str
         raise ValueError(f"--init {path}: its model config {state['config']} differs from this run's "
                          f"{model_cfg.to_dict()} beyond input size, --strided and --hidden: give matching "
                          "--channels/--colour and data")
-    own = model.state_dict()
-    fitting = {k: v for k, v in state["state_dict"].items() if k in own and own[k].shape == v.shape}
+    own, given = model.state_dict(), state["state_dict"]
+    misfits = {_layer(k) for k, v in own.items() if k not in given or given[k].shape != v.shape}
+    fitting = {k: v for k, v in given.items() if k in own and _layer(k) not in misfits}  # whole layers, never half
     fresh = sorted(k for k in own if k not in fitting)
     model.load_state_dict(fitting, strict=False)
     best = max(state.get("history") or [{"val_accuracy": None}], key=lambda h: h["val_accuracy"] or 0)
     return {"path": str(path), "sha256": ds.sha256_bytes(path.read_bytes()), "data": state.get("data"),
             "train": state.get("train"), "val_accuracy": best["val_accuracy"],
             "input": [state["config"]["width"], state["config"]["height"]], "config": state["config"], "fresh": fresh}
+
+
+def _layer(key: str) -> str:
+    """The layer a state_dict key belongs to: `rnn.weight_hh_l0` -> `rnn`, `features.0.weight` -> `features.0`."""
+    return key.rsplit(".", 1)[0]
 
 
 def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
