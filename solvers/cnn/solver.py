@@ -96,7 +96,7 @@ class CNNSolver:
         model.load_state_dict(state["state_dict"])
         self.model = for_inference(model).to(self.device)  # BatchNorm folded, NHWC: about 2.5x faster on CPU
         # 64 per forward pass: at 256 the first stage's activations (100 MB for hard's 160x40 input) spill the
-        # caches and throughput halves on this project's 2-core machine
+        # caches, and on this project's 2-core machine throughput fell by about a third (README, "CNN")
         self.batch_size = batch_size
         # on CPU, chunks run side by side with one core each: small convolutions and the GRU's steps divide
         # poorly between cores, so whole chunks per core read more items per second (batch 1 keeps every core)
