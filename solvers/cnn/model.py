@@ -87,7 +87,8 @@ def for_inference(model: CaptchaNet) -> CaptchaNet:
             assert isinstance(conv, nn.Conv2d) and conv.bias is None  # CaptchaNet's convolutions have none
             assert layer.running_mean is not None and layer.running_var is not None
             scale = layer.weight.detach() / torch.sqrt(layer.running_var + layer.eps)
-            merged = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=conv.stride[0], padding=1, bias=True)
+            merged = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=conv.stride[0], padding=1,
+                               bias=True)  # 3x3, padding 1, stride 1 or 2: as CaptchaNet builds them
             merged.weight.data = conv.weight.detach() * scale.view(-1, 1, 1, 1)
             merged.bias.data = layer.bias.detach() - layer.running_mean * scale  # type: ignore[union-attr]
             folded.append(merged)
