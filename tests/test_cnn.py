@@ -259,8 +259,8 @@ def test_the_inference_copy_computes_what_the_trained_model_computes(strided: bo
     fast = for_inference(model)
     kinds = [type(m).__name__ for m in fast.features]
     assert "BatchNorm2d" not in kinds and "Identity" not in kinds
-    pooled = ["Conv2d", "MaxPool2d", "ReLU"]  # pooling moved before ReLU: a quarter of the values to clip
-    assert kinds == ["Conv2d", "ReLU"] * strided + pooled * (4 - strided)
+    pooled = ["Conv2d", "PairwiseMax", "ReLU"]  # pooling moved before ReLU: a quarter of the values to clip
+    assert kinds == ["Conv2d", "ReLU"] * strided + pooled * (3 - strided) + ["Conv2d", "MaxPool2d", "ReLU"]
     x = torch.rand(5, 1, 24, 72)
     with torch.inference_mode():
         want = model(x)
@@ -279,3 +279,18 @@ def test_chunks_read_side_by_side_give_the_answers_one_core_gives_in_order(tmp_p
     assert alone.pool is None and (together.pool is not None or torch.get_num_threads() == 1)
     assert together.solve(challenges) == alone.solve(challenges)  # 4 chunks, the last one short
     assert [together.solve([c])[0] for c in challenges] == alone.solve(challenges)  # batch 1: one chunk
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (2, 1), (3, 1)])
+def test_pairwise_max_pools_as_max_pool2d_does_on_either_layout_and_odd_sizes(kernel: tuple[int, int]) -> None:
+    from solvers.cnn.model import PairwiseMax
+
+    pool = torch.nn.MaxPool2d(kernel)
+    pairwise = PairwiseMax.of(pool)
+    assert (pairwise is None) == (kernel == (3, 1))  # other windows stay as they were
+    if pairwise is None:
+        return
+    for h, w in ((8, 12), (7, 9), (5, 40)):
+        x = torch.randn(3, 4, h, w)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            assert torch.equal(pairwise(x.contiguous(memory_format=layout)), pool(x))

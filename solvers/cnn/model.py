@@ -73,10 +73,10 @@ class CaptchaNet(nn.Module):
 def for_inference(model: CaptchaNet) -> CaptchaNet:
     """An eval-mode copy that computes the same function faster on CPU: each BatchNorm folded into
     the convolution before it, each max pooling moved before its ReLU (the same numbers, since ReLU
-    keeps order, on a quarter of the values), Identity layers dropped, and parameters in NHWC
-    (channels_last) layout, where oneDNN's convolution and max pooling are quickest. Feed it
-    `preprocess(...)` output, which is NHWC too. The copy has no BatchNorm modules, so its
-    state_dict is not a checkpoint's: save the original."""
+    keeps order, on a quarter of the values) and, where its windows are 2x2 or 2x1, done by
+    PairwiseMax; Identity layers dropped, and parameters in NHWC (channels_last) layout, where
+    oneDNN's convolution is quickest. Feed it `preprocess(...)` output, which is NHWC too. The copy
+    has no BatchNorm modules, so its state_dict is not a checkpoint's: save the original."""
     import copy
 
     fast = copy.deepcopy(model).eval()
@@ -93,11 +93,36 @@ def for_inference(model: CaptchaNet) -> CaptchaNet:
             merged.bias.data = layer.bias.detach() - layer.running_mean * scale  # type: ignore[union-attr]
             folded.append(merged)
         elif isinstance(layer, nn.MaxPool2d) and folded and isinstance(folded[-1], nn.ReLU):
-            folded.insert(len(folded) - 1, layer)
+            folded.insert(len(folded) - 1, PairwiseMax.of(layer) or layer)
         elif not isinstance(layer, nn.Identity):
             folded.append(layer)
     fast.features = nn.Sequential(*folded)
     return fast.eval().to(memory_format=torch.channels_last)
+
+
+class PairwiseMax(nn.Module):
+    """Max pooling over 2x2 or 2x1 windows as elementwise maxima of every other row (and column): the
+    same numbers as nn.MaxPool2d, but about 40 % faster on channels-last input, where PyTorch's own
+    pooling was the costliest step of hard's first stage after its convolution (README, "CNN")."""
+
+    def __init__(self, rows: int, columns: int) -> None:
+        super().__init__()
+        self.rows, self.columns = rows, columns
+
+    @classmethod
+    def of(cls, pool: nn.MaxPool2d) -> PairwiseMax | None:
+        """The PairwiseMax that computes what `pool` does, or None where it is not one of these."""
+        kernel, stride = pool.kernel_size, pool.stride
+        if kernel not in ((2, 2), (2, 1)) or stride != kernel or pool.padding not in (0, (0, 0)) \
+                or pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
+            return None
+        return cls(*kernel)  # type: ignore[misc]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2] - x.shape[2] % self.rows, x.shape[3] - x.shape[3] % self.columns  # floor, as MaxPool2d
+        x = x[:, :, :h, :w]
+        x = torch.maximum(x[:, :, 0::2], x[:, :, 1::2])
+        return torch.maximum(x[:, :, :, 0::2], x[:, :, :, 1::2]) if self.columns == 2 else x
 
 
 def input_bytes(image: Image.Image, config: CNNConfig) -> bytes:
