@@ -281,6 +281,70 @@ def test_chunks_read_side_by_side_give_the_answers_one_core_gives_in_order(tmp_p
     assert [together.solve([c])[0] for c in challenges] == alone.solve(challenges)  # batch 1: one chunk
 
 
+def test_read_out_gives_each_answer_the_peak_probability_of_its_weakest_character() -> None:
+    from solvers.cnn.model import read_out
+
+    p = torch.tensor([[[0.1, 0.9, 0.0], [0.3, 0.6, 0.1], [0.8, 0.1, 0.1], [0.3, 0.0, 0.7]],  # A A blank B
+                      [[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.9, 0.05, 0.05]]])  # blanks
+    answers, sure = read_out(p.log(), "AB")
+    assert answers == ["AB", ""]
+    assert sure[0] == pytest.approx(0.7) and sure[1] == 0.0  # A peaks at 0.9, B at 0.7; nothing read: not sure
+
+
+def _two_models(tmp_path: Path) -> tuple[str, str, list[Challenge]]:
+    _train(tmp_path / "a.pt", seed=1)
+    _train(tmp_path / "b.pt", seed=2)
+    scheme = image_scheme("easy")
+    challenges = [Challenge(str(i), scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i)))
+                  for i in range(9)]
+    return str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), challenges
+
+
+def test_a_cascade_asks_the_fallback_only_below_the_threshold_and_keeps_the_surer_answer(tmp_path: Path) -> None:
+    a, b, challenges = _two_models(tmp_path)
+    first = cnn_solver.CNNSolver(checkpoint=a, parallel=False)
+    second = cnn_solver.CNNSolver(checkpoint=b, parallel=False)
+    images = [c.image for c in challenges]
+    answers_a, sure_a = first.first.read(images)
+    answers_b, sure_b = second.first.read(images)
+    never = cnn_solver.CNNSolver(checkpoint=a, fallback=b, threshold=0.0)
+    assert never.solve(challenges) == answers_a
+    always = cnn_solver.CNNSolver(checkpoint=a, fallback=b, threshold=1.0)
+    surer = [y if sy >= sx else x for x, sx, y, sy in zip(answers_a, sure_a, answers_b, sure_b)]
+    assert always.solve(challenges) == surer
+    reverse = cnn_solver.CNNSolver(checkpoint=b, fallback=a, threshold=1.0)  # now the first reading is the surer
+    assert reverse.solve(challenges) == [x if sx >= sy else y for x, sx, y, sy in zip(answers_a, sure_a, answers_b, sure_b)]
+    assert answers_a != answers_b  # so that which one the cascade keeps shows
+    middle = sorted(sure_a)[4]  # about half the items fall back
+    some = cnn_solver.CNNSolver(checkpoint=a, fallback=b, threshold=middle)
+    want = [s if sx < middle else x for x, sx, s in zip(answers_a, sure_a, surer)]
+    assert some.solve(challenges) == want
+    assert [some.solve([c])[0] for c in challenges] == want  # batch 1 takes the same path
+
+
+def test_cascade_options_that_make_no_sense_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="give -o fallback=PATH too"):
+        cnn_solver.plan(checkpoint="a.pt", threshold=0.5)
+    with pytest.raises(ValueError, match="a fallback needs -o threshold=T"):
+        cnn_solver.plan(checkpoint="a.pt", fallback="b.pt")
+    for bad in (1.5, -0.1, "high", True):
+        with pytest.raises(ValueError, match="threshold is a confidence between 0 and 1"):
+            cnn_solver.plan(checkpoint="a.pt", fallback="b.pt", threshold=bad)  # type: ignore[arg-type]
+    monkeypatch.setattr(cnn_solver, "WEIGHTS", tmp_path)
+    (tmp_path / "hard.cascade.json").write_text('{"checkpoint": "f.pt", "fallback": "s.pt", "threshold": 0.85}')
+    chosen = cnn_solver.plan(preset="hard")
+    assert (chosen.checkpoint, chosen.fallback, chosen.threshold) == (tmp_path / "f.pt", tmp_path / "s.pt", 0.85)
+    assert cnn_solver.plan(preset="hard", threshold=0.5).threshold == 0.5  # the shipped pair, another threshold
+    assert cnn_solver.plan(preset="hard", checkpoint="mine.pt").fallback is None  # own weights: no cascade
+    (tmp_path / "hard.cascade.json").write_text('{"checkpoint": "f.pt", "threshold": 2}')
+    with pytest.raises(ValueError, match="needs \"checkpoint\" and \"fallback\" file names"):
+        cnn_solver.plan(preset="hard")
+    assert cnn_solver.CNNSolver.files(preset="hard") == {}  # provenance leaves it to the solver to say why
+    (tmp_path / "hard.cascade.json").write_bytes(b"\xff{")
+    with pytest.raises(ValueError, match="is not readable JSON"):
+        cnn_solver.CNNSolver(preset="hard")
+
+
 @pytest.mark.parametrize("kernel", [(2, 2), (2, 1), (3, 1)])
 def test_pairwise_max_pools_as_max_pool2d_does_on_either_layout_and_odd_sizes(kernel: tuple[int, int]) -> None:
     from solvers.cnn.model import PairwiseMax

@@ -147,13 +147,24 @@ def preprocess(images: list[Image.Image], config: CNNConfig) -> torch.Tensor:
 
 def decode(logits: torch.Tensor, charset: str) -> list[str]:
     """Greedy CTC: best class per column, repeats merged, blanks dropped."""
-    best = logits.argmax(-1).tolist()  # (B, T)
-    answers = []
-    for row in best:
-        out, previous = [], 0
-        for k in row:
-            if k != previous and k != 0:
+    return read_out(logits, charset)[0]
+
+
+def read_out(logits: torch.Tensor, charset: str) -> tuple[list[str], list[float]]:
+    """Greedy CTC answers and how sure the model is of each: the lowest, over the answer's characters,
+    of the character's peak probability across the columns that emit it (0.0 for an empty answer).
+    The weakest character, not the product over columns, since an answer is wrong if any one is."""
+    peak, best = logits.float().softmax(-1).max(-1)  # (B, T): probability and class of the best per column
+    answers, sure = [], []
+    for row, probabilities in zip(best.tolist(), peak.tolist()):
+        out, peaks, previous = [], [], 0
+        for k, p in zip(row, probabilities):
+            if k != 0 and k != previous:
                 out.append(charset[k - 1])
+                peaks.append(p)
+            elif k != 0:  # the same character over more columns: its most confident one counts
+                peaks[-1] = max(peaks[-1], p)
             previous = k
         answers.append("".join(out))
-    return answers
+        sure.append(min(peaks, default=0.0))
+    return answers, sure

@@ -1,10 +1,18 @@
-"""The `cnn` solver: our trained model. Weights load with torch.load(weights_only=True)."""
+"""The `cnn` solver: our trained model. Weights load with torch.load(weights_only=True).
+
+A cascade reads every item with one checkpoint and gives the items it is least sure of to a second
+one (`-o fallback=PATH -o threshold=T`); a preset whose weights folder holds `<preset>.cascade.json`
+uses the cascade it names by default.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +25,59 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"  # shipped: <preset>.pt wi
 
 def shipped(preset: str) -> Path:
     return WEIGHTS / f"{preset}.pt"
+
+
+def shipped_cascade(preset: str) -> Path:
+    """The preset's default cascade, where it has one: {"checkpoint", "fallback", "threshold"}, file
+    names relative to the weights folder."""
+    return WEIGHTS / f"{preset}.cascade.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which weights a set of options loads: one checkpoint, or a cascade of two."""
+
+    checkpoint: Path
+    fallback: Path | None = None
+    threshold: float = 0.0  # answers less sure than this go to the fallback
+    cascade: Path | None = None  # the shipped cascade file these came from
+
+
+def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None) -> Plan:
+    """Resolve the options to weights; ValueError, with the fix, for combinations that make no sense."""
+    if threshold is not None and not (_number(threshold) and 0.0 <= threshold <= 1.0):
+        raise ValueError(f"threshold is a confidence between 0 and 1, got {threshold!r}")
+    if not checkpoint and not fallback and preset and shipped_cascade(preset).is_file():
+        named = _read_cascade(shipped_cascade(preset))
+        return Plan(WEIGHTS / named["checkpoint"], WEIGHTS / named["fallback"],
+                    named["threshold"] if threshold is None else float(threshold), shipped_cascade(preset))
+    if not checkpoint and not preset:
+        raise ValueError("no checkpoint: give -o checkpoint=PATH (this data set names no preset)")
+    first = Path(checkpoint) if checkpoint else shipped(preset)
+    if not fallback:
+        if threshold is not None:
+            raise ValueError("a threshold says when to ask a fallback: give -o fallback=PATH too, or drop threshold")
+        return Plan(first)
+    if threshold is None:
+        raise ValueError("a fallback needs -o threshold=T (0-1): answers less sure than T are read again")
+    return Plan(first, Path(fallback), float(threshold))
+
+
+def _read_cascade(path: Path) -> dict[str, Any]:
+    try:
+        named = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cascade file {path} is not readable JSON ({e}): restore it from git") from None
+    if not (isinstance(named, dict) and isinstance(named.get("checkpoint"), str)
+            and isinstance(named.get("fallback"), str) and _number(named.get("threshold"))
+            and 0.0 <= named["threshold"] <= 1.0):
+        raise ValueError(f"cascade file {path} needs \"checkpoint\" and \"fallback\" file names and a \"threshold\" "
+                         "between 0 and 1: restore it from git")
+    return named
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -42,7 +103,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 class CNNSolver:
-    """Greedy CTC decoding of our CNN, batched on the chosen device."""
+    """Greedy CTC decoding of our CNN, batched on the chosen device; optionally a cascade of two."""
 
     name = "cnn"
 
@@ -57,24 +118,81 @@ class CNNSolver:
         return None
 
     @staticmethod
-    def files(checkpoint: str = "", preset: str = "", **_: Any) -> dict[str, Path]:
+    def files(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None,
+              **_: Any) -> dict[str, Path]:
         """The weights these options load, hashed into a run's provenance (shipped ones too)."""
-        if checkpoint:
-            return {"checkpoint": Path(checkpoint)}
-        return {"checkpoint": shipped(preset)} if preset else {}
+        try:
+            chosen = plan(checkpoint, preset, fallback, threshold)
+        except ValueError:
+            return {}  # the solver itself says what is wrong
+        named = {"checkpoint": chosen.checkpoint, "fallback": chosen.fallback, "cascade": chosen.cascade}
+        return {key: path for key, path in named.items() if path is not None}
 
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
-                 batch_size: int = 64, any_preset: bool = False, parallel: bool = True) -> None:
+                 batch_size: int = 64, any_preset: bool = False, parallel: bool = True, fallback: str = "",
+                 threshold: float | None = None) -> None:
         import torch
 
-        from solvers.cnn.model import CaptchaNet, CNNConfig, for_inference
-
-        if not checkpoint and not preset:
-            raise ValueError("no checkpoint: give -o checkpoint=PATH (this data set names no preset)")
-        path = self.files(checkpoint, preset)["checkpoint"]
-        if not checkpoint and not path.is_file():
+        chosen = plan(checkpoint, preset, fallback, threshold)
+        if not checkpoint and not chosen.checkpoint.is_file():
             raise ValueError(f"no shipped weights for preset {preset!r}: train with "
                              f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device cuda: no CUDA device here; use -o device=cpu")
+        self.device = torch.device(device)
+        self.first = _Net.load(chosen.checkpoint, preset, charset, any_preset, self.device)
+        self.fallback = (_Net.load(chosen.fallback, preset, charset, any_preset, self.device)
+                         if chosen.fallback is not None else None)
+        self.threshold = chosen.threshold
+        # 64 per forward pass: at 256 the first stage's activations (100 MB for hard's 160x40 input) spill the
+        # caches, and on this project's 2-core machine throughput fell by about a third (README, "CNN")
+        self.batch_size = batch_size
+        # on CPU, chunks run side by side with one core each: small convolutions and the GRU's steps divide
+        # poorly between cores, so whole chunks per core read more items per second (batch 1 keeps every core)
+        self.cores = torch.get_num_threads()
+        self.pool = (ThreadPoolExecutor(self.cores, initializer=torch.set_num_threads, initargs=(1,))
+                     if parallel and self.cores > 1 and self.device.type == "cpu" else None)
+
+    def solve(self, batch: Sequence[Challenge]) -> list[str]:
+        images = [c.image for c in batch]
+        answers, sure = self._read(self.first, images)
+        if self.fallback is None:
+            return answers
+        unsure = [i for i, s in enumerate(sure) if s < self.threshold]
+        if unsure:
+            again, sure_again = self._read(self.fallback, [images[i] for i in unsure])
+            for i, answer, s in zip(unsure, again, sure_again):
+                if s >= sure[i]:  # the surer of the two readings
+                    answers[i] = answer
+        return answers
+
+    def _read(self, net: _Net, images: list[Image.Image]) -> tuple[list[str], list[float]]:
+        """Answers and confidences, in order; chunks split evenly between the cores when there are few."""
+        size = self.batch_size
+        if self.pool is not None:
+            size = max(1, min(size, math.ceil(len(images) / self.cores)))
+        chunks = [images[k : k + size] for k in range(0, len(images), size)]
+        if self.pool is None or len(chunks) < 2:
+            read = [net.read(chunk) for chunk in chunks]
+        else:
+            read = list(self.pool.map(net.read, chunks))
+        return [a for answers, _ in read for a in answers], [s for _, sure in read for s in sure]
+
+
+@dataclass(frozen=True)
+class _Net:
+    """One checkpoint, ready to read: its config and the inference copy of its model."""
+
+    config: Any  # CNNConfig
+    model: Any  # CaptchaNet, as for_inference made it
+    device: Any  # torch.device
+
+    @classmethod
+    def load(cls, path: Path, preset: str, charset: str, any_preset: bool, device: Any) -> _Net:
+        from solvers.cnn.model import CaptchaNet, CNNConfig, for_inference
+
         state = load_checkpoint(path)
         if preset and state.get("preset") and state["preset"] != preset and not any_preset:
             raise ValueError(f"checkpoint {path.name} was trained on preset {state['preset']!r}, the data set is "
@@ -86,35 +204,17 @@ class CNNSolver:
         if unknown and not any_preset:
             raise ValueError(f"checkpoint {path.name} cannot write {''.join(unknown)!r}, which this data set uses "
                              "(a different charset): use matching weights, or -o any_preset=True")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device cuda: no CUDA device here; use -o device=cpu")
-        self.config = CNNConfig.from_dict(state["config"])
-        self.device = torch.device(device)
-        model = CaptchaNet(self.config)
+        config = CNNConfig.from_dict(state["config"])
+        model = CaptchaNet(config)
         model.load_state_dict(state["state_dict"])
-        self.model = for_inference(model).to(self.device)  # BatchNorm folded, NHWC: about 2.5x faster on CPU
-        # 64 per forward pass: at 256 the first stage's activations (100 MB for hard's 160x40 input) spill the
-        # caches, and on this project's 2-core machine throughput fell by about a third (README, "CNN")
-        self.batch_size = batch_size
-        # on CPU, chunks run side by side with one core each: small convolutions and the GRU's steps divide
-        # poorly between cores, so whole chunks per core read more items per second (batch 1 keeps every core)
-        cores = torch.get_num_threads()
-        self.pool = (ThreadPoolExecutor(cores, initializer=torch.set_num_threads, initargs=(1,))
-                     if parallel and cores > 1 and self.device.type == "cpu" else None)
+        # BatchNorm folded, NHWC: about 2.5x faster on CPU
+        return cls(config, for_inference(model).to(device), device)
 
-    def _read(self, images: list[Image.Image]) -> list[str]:
+    def read(self, images: list[Image.Image]) -> tuple[list[str], list[float]]:
         import torch
 
-        from solvers.cnn.model import decode, preprocess
+        from solvers.cnn.model import preprocess, read_out
 
         with torch.inference_mode():
             x = preprocess(images, self.config).to(self.device)
-            return decode(self.model(x).cpu(), self.config.charset)
-
-    def solve(self, batch: Sequence[Challenge]) -> list[str]:
-        chunks = [[c.image for c in batch[k : k + self.batch_size]] for k in range(0, len(batch), self.batch_size)]
-        if self.pool is None or len(chunks) < 2:
-            return [a for chunk in chunks for a in self._read(chunk)]
-        return [a for answers in self.pool.map(self._read, chunks) for a in answers]
+            return read_out(self.model(x).cpu(), self.config.charset)
