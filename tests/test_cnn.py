@@ -358,3 +358,48 @@ def test_pairwise_max_pools_as_max_pool2d_does_on_either_layout_and_odd_sizes(ke
         x = torch.randn(3, 4, h, w)
         for layout in (torch.contiguous_format, torch.channels_last):
             assert torch.equal(pairwise(x.contiguous(memory_format=layout)), pool(x))
+
+
+@pytest.mark.parametrize("config", [
+    CNNConfig(charset="ABCDEFGH", channels=(8, 12, 16, 20), hidden=16),
+    CNNConfig(charset="ABCDEFGH", channels=(8, 12, 16, 20), hidden=16, strided=True),
+    CNNConfig(charset="ABC", height=40, width=96, channels=(8, 12, 16, 20), hidden=12, colour=True),
+], ids=["grey", "strided", "colour"])
+def test_onnx_runtime_computes_what_pytorch_computes(config: CNNConfig) -> None:
+    from solvers.cnn import runtime
+    from solvers.cnn.model import for_inference
+
+    if not runtime.available():
+        pytest.skip("onnx or onnxruntime is not installed")
+    torch.manual_seed(1)
+    model = CaptchaNet(config)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    fast = for_inference(model.eval())
+    session = runtime.Session(fast)
+    for batch in (1, 5):
+        x = torch.rand(batch, config.planes, config.height, config.width)
+        with torch.inference_mode():
+            want = fast(x.contiguous(memory_format=torch.channels_last))
+        got = session(x)
+        assert got.shape == want.shape and torch.allclose(want, got, atol=1e-4), (want - got).abs().max()
+        assert decode(got, config.charset) == decode(want, config.charset)
+
+
+def test_the_engine_option_is_checked_and_auto_picks_onnx_runtime_on_the_cpu(tmp_path: Path) -> None:
+    from solvers.cnn import runtime
+
+    _train(tmp_path / "m.pt")
+    path = str(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="engine 'tensorrt' is not one of auto, torch, onnxruntime"):
+        cnn_solver.CNNSolver(checkpoint=path, engine="tensorrt")
+    with pytest.raises(ValueError, match="engine onnxruntime runs on the CPU here"):
+        cnn_solver.CNNSolver(checkpoint=path, engine="onnxruntime", device="cuda")
+    assert cnn_solver.CNNSolver(checkpoint=path, engine="torch").engine == "torch"
+    auto = cnn_solver.CNNSolver(checkpoint=path)
+    assert auto.engine == ("onnxruntime" if runtime.available() else "torch")
+    scheme = image_scheme("easy")
+    challenges = [Challenge(str(i), scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i))) for i in range(7)]
+    assert auto.solve(challenges) == cnn_solver.CNNSolver(checkpoint=path, engine="torch").solve(challenges)

@@ -21,6 +21,7 @@ from PIL import Image
 from captchas.dataset import Challenge
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  # shipped: <preset>.pt with a model card <preset>.md
+ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime on the CPU where it is installed, else PyTorch
 
 
 def shipped(preset: str) -> Path:
@@ -130,8 +131,10 @@ class CNNSolver:
 
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
                  batch_size: int = 64, any_preset: bool = False, parallel: bool = True, fallback: str = "",
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, engine: str = "auto") -> None:
         import torch
+
+        from solvers.cnn import runtime
 
         chosen = plan(checkpoint, preset, fallback, threshold)
         if not checkpoint and not chosen.checkpoint.is_file():
@@ -139,18 +142,27 @@ class CNNSolver:
                              f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        if engine == "onnxruntime" and device != "cpu":
+            raise ValueError(f"engine onnxruntime runs on the CPU here: use -o engine=torch for device {device}")
+        if engine == "onnxruntime" and not runtime.available():
+            raise ValueError("engine onnxruntime: onnx or onnxruntime is not installed (pip install onnx onnxruntime), "
+                             "or use -o engine=torch")
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device cuda: no CUDA device here; use -o device=cpu")
+        self.engine = engine if engine != "auto" else "onnxruntime" if device == "cpu" and runtime.available() else "torch"
         self.device = torch.device(device)
-        self.first = _Net.load(chosen.checkpoint, preset, charset, any_preset, self.device)
-        self.fallback = (_Net.load(chosen.fallback, preset, charset, any_preset, self.device)
+        self.first = _Net.load(chosen.checkpoint, preset, charset, any_preset, self.device, self.engine)
+        self.fallback = (_Net.load(chosen.fallback, preset, charset, any_preset, self.device, self.engine)
                          if chosen.fallback is not None else None)
         self.threshold = chosen.threshold
         # 64 per forward pass: at 256 the first stage's activations (100 MB for hard's 160x40 input) spill the
         # caches, and on this project's 2-core machine throughput fell by about a third (README, "CNN")
         self.batch_size = batch_size
         # on CPU, chunks run side by side with one core each: small convolutions and the GRU's steps divide
-        # poorly between cores, so whole chunks per core read more items per second (batch 1 keeps every core)
+        # poorly between cores, so whole chunks per core read more items per second (batch 1 runs on one core
+        # with ONNX Runtime, whose sessions take one thread per call, and on every core with PyTorch)
         self.cores = torch.get_num_threads()
         self.pool = (ThreadPoolExecutor(self.cores, initializer=torch.set_num_threads, initargs=(1,))
                      if parallel and self.cores > 1 and self.device.type == "cpu" else None)
@@ -186,11 +198,12 @@ class _Net:
     """One checkpoint, ready to read: its config and the inference copy of its model."""
 
     config: Any  # CNNConfig
-    model: Any  # CaptchaNet, as for_inference made it
+    model: Any  # CaptchaNet as for_inference made it, or its ONNX Runtime session: preprocess() output in, logits out
     device: Any  # torch.device
 
     @classmethod
-    def load(cls, path: Path, preset: str, charset: str, any_preset: bool, device: Any) -> _Net:
+    def load(cls, path: Path, preset: str, charset: str, any_preset: bool, device: Any, engine: str) -> _Net:
+        from solvers.cnn import runtime
         from solvers.cnn.model import CaptchaNet, CNNConfig, for_inference
 
         state = load_checkpoint(path)
@@ -207,8 +220,8 @@ class _Net:
         config = CNNConfig.from_dict(state["config"])
         model = CaptchaNet(config)
         model.load_state_dict(state["state_dict"])
-        # BatchNorm folded, NHWC: about 2.5x faster on CPU
-        return cls(config, for_inference(model).to(device), device)
+        fast = for_inference(model)  # BatchNorm folded, NHWC: about 2.5x faster on CPU
+        return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device)
 
     def read(self, images: list[Image.Image]) -> tuple[list[str], list[float]]:
         import torch
