@@ -403,3 +403,44 @@ def test_the_engine_option_is_checked_and_auto_picks_onnx_runtime_on_the_cpu(tmp
     scheme = image_scheme("easy")
     challenges = [Challenge(str(i), scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i))) for i in range(7)]
     assert auto.solve(challenges) == cnn_solver.CNNSolver(checkpoint=path, engine="torch").solve(challenges)
+
+
+@pytest.mark.skipif(not cnn_solver.shipped_cascade("hard").is_file(), reason="no shipped hard cascade")
+def test_the_shipped_hard_cascade_reads_fresh_items_and_a_run_records_its_three_files(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from bench import session
+    from bench.run import RunConfig, SolverSpec, is_correct
+    from captchas.dataset import sha256_bytes
+    from captchas.generate import make_dataset
+
+    data = make_dataset(image_scheme("hard"), 200, 31337, tmp_path / "fresh", workers=2, preset="hard")
+    solver = cnn_solver.CNNSolver(preset="hard", charset=data.info["charset"])
+    assert solver.fallback is not None and 0.0 < solver.threshold < 1.0
+    images = [Image.open(data.path / s.file) for s in data.samples]
+    answers = solver.solve([Challenge(s.id, im) for s, im in zip(data.samples, images)])
+    assert sum(is_correct(s.answer, a) for s, a in zip(data.samples, answers)) / len(answers) >= 0.95
+    config = session.with_dataset_options(RunConfig((SolverSpec("cnn"),)), data)
+    weights = cnn_solver.WEIGHTS
+    assert session.provenance(data, config)["solver_files"]["cnn"] == {
+        "checkpoint": sha256_bytes((weights / "hard-fast.pt").read_bytes()),
+        "fallback": sha256_bytes((weights / "hard.pt").read_bytes()),
+        "cascade": sha256_bytes((weights / "hard.cascade.json").read_bytes()),
+    }
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: gpu tests run where one is lent")
+def test_training_and_solving_on_cuda(tmp_path: Path) -> None:
+    meta = _train(tmp_path / "g.pt", device="cuda")
+    assert meta["hardware"].startswith("cuda")
+    scheme = image_scheme("easy")
+    challenges = [Challenge(str(i), scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i))) for i in range(5)]
+    on_gpu = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "g.pt"), device="cuda")
+    assert on_gpu.engine == "torch"  # auto: ONNX Runtime is the CPU's engine
+    images = [c.image for c in challenges]
+    with torch.inference_mode():
+        x = preprocess(images, on_gpu.first.config)
+        gpu = on_gpu.first.model(x.cuda()).cpu()
+        cpu = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "g.pt"), engine="torch").first.model(x)
+    assert torch.allclose(gpu, cpu, atol=1e-3)
