@@ -103,7 +103,7 @@ def for_inference(model: CaptchaNet) -> CaptchaNet:
 class PairwiseMax(nn.Module):
     """Max pooling over 2x2 or 2x1 windows as elementwise maxima of every other row (and column): the
     same numbers as nn.MaxPool2d, but about 40 % faster on channels-last input, where PyTorch's own
-    pooling was the costliest step of hard's first stage after its convolution (README, "CNN")."""
+    pooling took as long as hard's first convolution (README, "CNN")."""
 
     def __init__(self, rows: int, columns: int) -> None:
         super().__init__()

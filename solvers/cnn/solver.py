@@ -157,8 +157,9 @@ class CNNSolver:
         self.fallback = (_Net.load(chosen.fallback, preset, charset, any_preset, self.device, self.engine)
                          if chosen.fallback is not None else None)
         self.threshold = chosen.threshold
-        # 64 per forward pass: at 256 the first stage's activations (100 MB for hard's 160x40 input) spill the
-        # caches, and on this project's 2-core machine throughput fell by about a third (README, "CNN")
+        # 64 per forward pass: with PyTorch at 256 the first stage's activations (100 MB for hard's 160x40 input)
+        # spill the caches, and on this project's 2-core machine throughput fell by about a third (README, "CNN");
+        # ONNX Runtime read the hard cascade as fast in chunks of 16, 32, 64 or 128
         self.batch_size = batch_size
         # on CPU, chunks run side by side with one core each: small convolutions and the GRU's steps divide
         # poorly between cores, so whole chunks per core read more items per second (batch 1 runs on one core
