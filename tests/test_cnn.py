@@ -444,3 +444,65 @@ def test_training_and_solving_on_cuda(tmp_path: Path) -> None:
         gpu = on_gpu.first.model(x.cuda()).cpu()
         cpu = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "g.pt"), engine="torch").first.model(x)
     assert torch.allclose(gpu, cpu, atol=1e-3)
+
+
+def test_fit_length_finds_the_most_probable_path_of_an_allowed_length_as_brute_force_does() -> None:
+    import itertools
+
+    import numpy as np
+
+    from solvers.cnn.model import _collapse, fit_length
+
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        steps, classes = int(rng.integers(1, 6)), int(rng.integers(2, 5))
+        logp = np.log(rng.dirichlet(np.ones(classes), size=steps))
+        shortest = int(rng.integers(0, 4))
+        longest = shortest + int(rng.integers(0, 3))
+        scored = [(sum(logp[t, k] for t, k in enumerate(p)), p) for p in itertools.product(range(classes), repeat=steps)
+                  if shortest <= len(_collapse(list(p), [1.0] * steps, "ABCD")[0]) <= longest]
+        got = fit_length(logp, shortest, longest)
+        if not scored:
+            assert got is None
+            continue
+        assert got is not None and shortest <= len(_collapse(got, [1.0] * steps, "ABCD")[0]) <= longest
+        assert sum(logp[t, k] for t, k in enumerate(got)) == pytest.approx(max(s for s, _ in scored), abs=1e-9)
+
+
+def test_read_out_keeps_answers_to_the_trained_lengths() -> None:
+    from solvers.cnn.model import read_out
+
+    # columns: A, blank, A (weakly), blank: greedy reads "A" unless the second A wins; 2 characters are asked
+    p = torch.tensor([[[0.1, 0.9, 0.0], [0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.9, 0.05, 0.05]]])
+    assert read_out(p.log(), "AB") == (["A"], [pytest.approx(0.9)])
+    answers, sure = read_out(p.log(), "AB", lengths=(2, 3))
+    assert answers == ["AA"] and sure[0] == pytest.approx(0.4)  # the weak second A is now its weakest character
+    assert read_out(p.log(), "AB", lengths=(1, 1))[0] == ["A"]  # already allowed: the greedy answer stands
+    assert read_out(p.log(), "AB", lengths=(5, 6))[0] == ["A"]  # nothing that long fits in 4 columns: greedy
+
+
+def test_train_records_answer_lengths_and_older_weights_get_them_from_their_data(tmp_path: Path) -> None:
+    from captchas.generate import make_dataset
+    from solvers.cnn.train import record_lengths
+
+    meta = _train(tmp_path / "p.pt")
+    assert meta["lengths"] == list(image_scheme("easy").spec.length)
+    data = make_dataset(image_scheme("easy"), 30, 3, tmp_path / "set")
+    train(TrainConfig(out=tmp_path / "f.pt", preset=None, dataset=data.path, epochs=0.5, batch_size=16, device="cpu"))
+    older = torch.load(tmp_path / "f.pt", weights_only=True)
+    del older["lengths"]  # as weights from before train recorded them
+    torch.save(older, tmp_path / "f.pt")
+    assert cnn_solver.CNNSolver(checkpoint=str(tmp_path / "f.pt")).first.lengths is None
+    other = make_dataset(image_scheme("easy"), 30, 4, tmp_path / "other")
+    with pytest.raises(ValueError, match="was trained on data"):
+        record_lengths(tmp_path / "f.pt", other.path)
+    sizes = sorted(len(s.answer) for s in data.samples)
+    assert record_lengths(tmp_path / "f.pt", data.path) == (sizes[0], sizes[-1])
+    after = torch.load(tmp_path / "f.pt", weights_only=True)
+    assert all(torch.equal(after["state_dict"][k], older["state_dict"][k]) for k in older["state_dict"])
+    assert cnn_solver.CNNSolver(checkpoint=str(tmp_path / "f.pt")).first.lengths == (sizes[0], sizes[-1])
+    assert cnn_solver.CNNSolver(checkpoint=str(tmp_path / "f.pt"), fit_length=False).first.lengths is None
+    older["data"]["dataset"] = None  # preset weights from before train recorded lengths: the preset's
+    older["preset"] = "hard"
+    torch.save(older, tmp_path / "h.pt")
+    assert cnn_solver.CNNSolver(checkpoint=str(tmp_path / "h.pt"), any_preset=True).first.lengths == (5, 6)

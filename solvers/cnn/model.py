@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -150,21 +151,84 @@ def decode(logits: torch.Tensor, charset: str) -> list[str]:
     return read_out(logits, charset)[0]
 
 
-def read_out(logits: torch.Tensor, charset: str) -> tuple[list[str], list[float]]:
+def read_out(logits: torch.Tensor, charset: str,
+             lengths: tuple[int, int] | None = None) -> tuple[list[str], list[float]]:
     """Greedy CTC answers and how sure the model is of each: the lowest, over the answer's characters,
     of the character's peak probability across the columns that emit it (0.0 for an empty answer).
-    The weakest character, not the product over columns, since an answer is wrong if any one is."""
-    peak, best = logits.float().softmax(-1).max(-1)  # (B, T): probability and class of the best per column
+    The weakest character, not the product over columns, since an answer is wrong if any one is.
+    With `lengths` (shortest, longest), an answer of another length is read instead along the most
+    probable path whose answer has an allowed length (`fit_length`): a model trained on five
+    characters then never writes four."""
+    probabilities = logits.float().softmax(-1)
+    peak, best = probabilities.max(-1)  # (B, T): probability and class of the best per column
     answers, sure = [], []
-    for row, probabilities in zip(best.tolist(), peak.tolist()):
-        out, peaks, previous = [], [], 0
-        for k, p in zip(row, probabilities):
-            if k != 0 and k != previous:
-                out.append(charset[k - 1])
-                peaks.append(p)
-            elif k != 0:  # the same character over more columns: its most confident one counts
-                peaks[-1] = max(peaks[-1], p)
-            previous = k
-        answers.append("".join(out))
-        sure.append(min(peaks, default=0.0))
+    for b, (row, peaks_of_row) in enumerate(zip(best.tolist(), peak.tolist())):
+        answer, confidence = _collapse(row, peaks_of_row, charset)
+        if lengths is not None and not lengths[0] <= len(answer) <= lengths[1]:
+            path = fit_length(probabilities[b].clamp_min(1e-30).log().numpy(), *lengths)
+            if path is not None:  # else no answer of those lengths fits in these columns: keep the greedy one
+                answer, confidence = _collapse(path, probabilities[b, range(len(path)), path].tolist(), charset)
+        answers.append(answer)
+        sure.append(confidence)
     return answers, sure
+
+
+def _collapse(path: list[int], probabilities: list[float], charset: str) -> tuple[str, float]:
+    """A CTC path's answer (repeats merged, blanks dropped) and its weakest character's peak probability."""
+    out: list[str] = []
+    peaks: list[float] = []
+    previous = 0
+    for k, p in zip(path, probabilities):
+        if k != 0 and k != previous:
+            out.append(charset[k - 1])
+            peaks.append(p)
+        elif k != 0:  # the same character over more columns: its most confident one counts
+            peaks[-1] = max(peaks[-1], p)
+        previous = k
+    return "".join(out), min(peaks, default=0.0)
+
+
+def fit_length(logp: np.ndarray, shortest: int, longest: int) -> list[int] | None:
+    """The most probable CTC path (classes per column; blank 0) among those whose answer has between
+    `shortest` and `longest` characters, or None where no path has: Viterbi over (characters so far,
+    last column's class). `logp`: (T, classes) log-probabilities. A path may emit a character again
+    only after a blank."""
+    steps, classes = logp.shape
+    longest = min(longest, steps)
+    if shortest > longest or classes < 2:
+        return None
+    score = np.full((longest + 1, classes), -np.inf)  # score[k, s]: best path so far with k characters, ending on s
+    score[0, 0] = logp[0, 0]
+    if longest >= 1:
+        score[1, 1:] = logp[0, 1:]
+    counts = np.arange(longest + 1)[:, None]
+    symbols = np.arange(1, classes)[None, :]
+    back = []  # per column: the (k, s) each state came from
+    for t in range(1, steps):
+        from_k = np.repeat(counts, classes, axis=1)
+        from_s = np.zeros((longest + 1, classes), dtype=np.int64)
+        new = np.full((longest + 1, classes), -np.inf)
+        # a blank: from any class, no new character
+        from_s[:, 0] = score.argmax(1)
+        new[:, 0] = score[np.arange(longest + 1), from_s[:, 0]] + logp[t, 0]
+        # the same class again: no new character
+        same = score[:, 1:] + logp[t, 1:]
+        # a new character u after k - 1: from the best previous class other than u (a blank counts)
+        ranked = np.argsort(-score[:-1], axis=1)
+        source = np.where(ranked[:, :1] == symbols, ranked[:, 1:2], ranked[:, :1])  # (longest, classes - 1)
+        fresh = np.full((longest + 1, classes - 1), -np.inf)
+        fresh[1:] = np.take_along_axis(score[:-1], source, 1) + logp[t, 1:]
+        take = fresh > same
+        new[:, 1:] = np.where(take, fresh, same)
+        from_k[:, 1:] = np.where(take, counts - 1, counts)
+        from_s[:, 1:] = np.where(take, np.vstack([np.zeros((1, classes - 1), dtype=np.int64), source]), symbols)
+        score = new
+        back.append((from_k, from_s))
+    k, s = max(((k, int(score[k].argmax())) for k in range(shortest, longest + 1)), key=lambda ks: score[ks])
+    if not np.isfinite(score[k, s]):
+        return None
+    path = [s]
+    for from_k, from_s in reversed(back):
+        k, s = int(from_k[k, s]), int(from_s[k, s])
+        path.append(s)
+    return path[::-1]

@@ -131,7 +131,7 @@ class CNNSolver:
 
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
                  batch_size: int = 64, any_preset: bool = False, parallel: bool = True, fallback: str = "",
-                 threshold: float | None = None, engine: str = "auto") -> None:
+                 threshold: float | None = None, engine: str = "auto", fit_length: bool = True) -> None:
         import torch
 
         from solvers.cnn import runtime
@@ -153,8 +153,8 @@ class CNNSolver:
             raise ValueError("device cuda: no CUDA device here; use -o device=cpu")
         self.engine = engine if engine != "auto" else "onnxruntime" if device == "cpu" and runtime.available() else "torch"
         self.device = torch.device(device)
-        self.first = _Net.load(chosen.checkpoint, preset, charset, any_preset, self.device, self.engine)
-        self.fallback = (_Net.load(chosen.fallback, preset, charset, any_preset, self.device, self.engine)
+        self.first = _Net.load(chosen.checkpoint, preset, charset, any_preset, self.device, self.engine, fit_length)
+        self.fallback = (_Net.load(chosen.fallback, preset, charset, any_preset, self.device, self.engine, fit_length)
                          if chosen.fallback is not None else None)
         self.threshold = chosen.threshold
         # 64 per forward pass: with PyTorch at 256 the first stage's activations (100 MB for hard's 160x40 input)
@@ -201,9 +201,11 @@ class _Net:
     config: Any  # CNNConfig
     model: Any  # CaptchaNet as for_inference made it, or its ONNX Runtime session: preprocess() output in, logits out
     device: Any  # torch.device
+    lengths: tuple[int, int] | None  # the answer lengths it was trained on, which it writes; None: any
 
     @classmethod
-    def load(cls, path: Path, preset: str, charset: str, any_preset: bool, device: Any, engine: str) -> _Net:
+    def load(cls, path: Path, preset: str, charset: str, any_preset: bool, device: Any, engine: str,
+             fit_length: bool = True) -> _Net:
         from solvers.cnn import runtime
         from solvers.cnn.model import CaptchaNet, CNNConfig, for_inference
 
@@ -222,7 +224,8 @@ class _Net:
         model = CaptchaNet(config)
         model.load_state_dict(state["state_dict"])
         fast = for_inference(model)  # BatchNorm folded, NHWC: about 2.5x faster on CPU
-        return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device)
+        return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device,
+                   _trained_lengths(state) if fit_length else None)
 
     def read(self, images: list[Image.Image]) -> tuple[list[str], list[float]]:
         import torch
@@ -231,4 +234,18 @@ class _Net:
 
         with torch.inference_mode():
             x = preprocess(images, self.config).to(self.device)
-            return read_out(self.model(x).cpu(), self.config.charset)
+            return read_out(self.model(x).cpu(), self.config.charset, self.lengths)
+
+
+def _trained_lengths(state: dict[str, Any]) -> tuple[int, int] | None:
+    """The answer lengths a checkpoint was trained on: recorded by `train` since 2026-11-29; for older
+    weights trained on a preset, that preset's; otherwise unknown."""
+    from captchas.spec import PRESETS
+
+    if state.get("lengths"):
+        shortest, longest = state["lengths"]
+        return int(shortest), int(longest)
+    if (state.get("data") or {}).get("dataset") is None and state.get("preset") in PRESETS:
+        shortest, longest = PRESETS[state["preset"]].length
+        return shortest, longest
+    return None

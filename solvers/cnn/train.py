@@ -201,6 +201,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         data_hash = hashlib.sha256(repr((scheme.knobs(), cfg.seed, cfg.count)).encode()).hexdigest()
     if not y:
         raise ValueError("no training items: give a larger --count or data set")
+    written = answer_lengths(y + y_val)  # the answer lengths the solver will keep to
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = CaptchaNet(model_cfg).to(memory_format=CHANNELS_LAST).to(device)  # oneDNN's fast layout on CPU
@@ -260,7 +261,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
             if acc > best:
                 best = acc
                 meta = _save(cfg, model, model_cfg, preset, case_sensitive, folding, data_hash, len(y), len(y_val), history,
-                             device, started_from)
+                             device, started_from, written)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "order": order.get_state(), "jitter": jitter.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
             if progress:
@@ -298,6 +299,28 @@ def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str
             "input": [state["config"]["width"], state["config"]["height"]], "config": state["config"], "fresh": fresh}
 
 
+def answer_lengths(answers: Sequence[str]) -> tuple[int, int]:
+    """The shortest and longest answer, in characters (white space not counted, as in scoring)."""
+    sizes = [len("".join(a.split())) for a in answers]
+    return min(sizes), max(sizes)
+
+
+def record_lengths(checkpoint: Path, dataset: Path) -> tuple[int, int]:
+    """Write into a checkpoint trained before `train` recorded answer lengths the lengths of the data set
+    it was trained on; refused unless the data set's hash is the one the checkpoint names. The weights
+    and everything else in it stay as they were."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    data = ds.read_dataset(dataset)
+    trained_on = (state.get("data") or {}).get("sha256")
+    if trained_on != data.hash:
+        raise ValueError(f"{checkpoint} was trained on data {str(trained_on)[:12]}, not {dataset} ({data.hash[:12]})")
+    lengths = answer_lengths([s.answer for s in data.samples])
+    tmp = Path(str(checkpoint) + ".tmp")
+    torch.save({**state, "lengths": list(lengths)}, tmp)
+    tmp.replace(checkpoint)
+    return lengths
+
+
 def _layer(key: str) -> str:
     """The layer a state_dict key belongs to: `rnn.weight_hh_l0` -> `rnn`, `features.0.weight` -> `features.0`."""
     return key.rsplit(".", 1)[0]
@@ -305,7 +328,7 @@ def _layer(key: str) -> str:
 
 def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
           folded: bool, data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device,
-          started_from: dict[str, Any] | None = None) -> dict[str, Any]:
+          started_from: dict[str, Any] | None = None, lengths: tuple[int, int] | None = None) -> dict[str, Any]:
     import PIL
 
     meta = {
@@ -315,6 +338,7 @@ def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str
         "preset": preset,
         "case_sensitive": case_sensitive,
         "folded": folded,  # trained on case-folded answers: writes one case, for case-insensitive scoring
+        "lengths": list(lengths) if lengths else None,  # shortest and longest answer trained on: the solver writes these
         "data": {"sha256": data_hash, "dataset": str(cfg.dataset) if cfg.dataset else None, "seed": cfg.seed,
                  "train_items": n_train, "val_items": n_val},
         "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
