@@ -461,12 +461,14 @@ def test_fit_length_finds_the_most_probable_path_of_an_allowed_length_as_brute_f
         longest = shortest + int(rng.integers(0, 3))
         scored = [(sum(logp[t, k] for t, k in enumerate(p)), p) for p in itertools.product(range(classes), repeat=steps)
                   if shortest <= len(_collapse(list(p), [1.0] * steps, "ABCD")[0]) <= longest]
-        got = fit_length(logp, shortest, longest)
+        (got,) = fit_length(logp[None], shortest, longest)
         if not scored:
             assert got is None
             continue
         assert got is not None and shortest <= len(_collapse(got, [1.0] * steps, "ABCD")[0]) <= longest
         assert sum(logp[t, k] for t, k in enumerate(got)) == pytest.approx(max(s for s, _ in scored), abs=1e-9)
+    many = np.log(rng.dirichlet(np.ones(4), size=(12, 6)))  # items at once: each as if alone
+    assert fit_length(many, 2, 3) == [fit_length(one[None], 2, 3)[0] for one in many]
 
 
 def test_read_out_keeps_answers_to_the_trained_lengths() -> None:

@@ -161,16 +161,16 @@ def read_out(logits: torch.Tensor, charset: str,
     characters then never writes four."""
     probabilities = logits.float().softmax(-1)
     peak, best = probabilities.max(-1)  # (B, T): probability and class of the best per column
-    answers, sure = [], []
-    for b, (row, peaks_of_row) in enumerate(zip(best.tolist(), peak.tolist())):
-        answer, confidence = _collapse(row, peaks_of_row, charset)
-        if lengths is not None and not lengths[0] <= len(answer) <= lengths[1]:
-            path = fit_length(probabilities[b].clamp_min(1e-30).log().numpy(), *lengths)
-            if path is not None:  # else no answer of those lengths fits in these columns: keep the greedy one
-                answer, confidence = _collapse(path, probabilities[b, range(len(path)), path].tolist(), charset)
-        answers.append(answer)
-        sure.append(confidence)
-    return answers, sure
+    read = [_collapse(row, p, charset) for row, p in zip(best.tolist(), peak.tolist())]
+    if lengths is not None:
+        misfits = [b for b, (answer, _) in enumerate(read) if not lengths[0] <= len(answer) <= lengths[1]]
+        if misfits:
+            chosen = probabilities[misfits]
+            paths = fit_length(chosen.clamp_min(1e-30).log().numpy(), *lengths)
+            for b, row, path in zip(misfits, chosen, paths):
+                if path is not None:  # else no answer of those lengths fits in these columns: keep the greedy one
+                    read[b] = _collapse(path, row[range(len(path)), path].tolist(), charset)
+    return [answer for answer, _ in read], [sure for _, sure in read]
 
 
 def _collapse(path: list[int], probabilities: list[float], charset: str) -> tuple[str, float]:
@@ -188,47 +188,52 @@ def _collapse(path: list[int], probabilities: list[float], charset: str) -> tupl
     return "".join(out), min(peaks, default=0.0)
 
 
-def fit_length(logp: np.ndarray, shortest: int, longest: int) -> list[int] | None:
-    """The most probable CTC path (classes per column; blank 0) among those whose answer has between
-    `shortest` and `longest` characters, or None where no path has: Viterbi over (characters so far,
-    last column's class). `logp`: (T, classes) log-probabilities. A path may emit a character again
-    only after a blank."""
-    steps, classes = logp.shape
-    longest = min(longest, steps)
-    if shortest > longest or classes < 2:
-        return None
-    score = np.full((longest + 1, classes), -np.inf)  # score[k, s]: best path so far with k characters, ending on s
-    score[0, 0] = logp[0, 0]
-    if longest >= 1:
-        score[1, 1:] = logp[0, 1:]
-    counts = np.arange(longest + 1)[:, None]
-    symbols = np.arange(1, classes)[None, :]
-    back = []  # per column: the (k, s) each state came from
+def fit_length(logp: np.ndarray, shortest: int, longest: int) -> list[list[int] | None]:
+    """For each item of `logp` (B, T, classes: log-probabilities, blank 0), the most probable CTC path
+    (a class per column) among those whose answer has between `shortest` and `longest` characters, or
+    None where no path has. A Viterbi over (characters so far, last column's class), all items at once;
+    a path may emit a character again only after a blank."""
+    items, steps, classes = logp.shape
+    rows = min(longest, steps) + 1  # k = 0 .. longest characters so far
+    if shortest >= rows or classes < 2:
+        return [None] * items
+    symbols = np.arange(1, classes)
+    score = np.full((items, rows, classes), -np.inf)  # best path so far with k characters, ending on a class
+    score[:, 0, 0] = logp[:, 0, 0]
+    if rows > 1:
+        score[:, 1, 1:] = logp[:, 0, 1:]
+    back = []
+    item, count = np.arange(items)[:, None], np.arange(rows - 1)[None, :]
     for t in range(1, steps):
-        from_k = np.repeat(counts, classes, axis=1)
-        from_s = np.zeros((longest + 1, classes), dtype=np.int64)
-        new = np.full((longest + 1, classes), -np.inf)
-        # a blank: from any class, no new character
-        from_s[:, 0] = score.argmax(1)
-        new[:, 0] = score[np.arange(longest + 1), from_s[:, 0]] + logp[t, 0]
-        # the same class again: no new character
-        same = score[:, 1:] + logp[t, 1:]
-        # a new character u after k - 1: from the best previous class other than u (a blank counts)
-        ranked = np.argsort(-score[:-1], axis=1)
-        source = np.where(ranked[:, :1] == symbols, ranked[:, 1:2], ranked[:, :1])  # (longest, classes - 1)
-        fresh = np.full((longest + 1, classes - 1), -np.inf)
-        fresh[1:] = np.take_along_axis(score[:-1], source, 1) + logp[t, 1:]
-        take = fresh > same
-        new[:, 1:] = np.where(take, fresh, same)
-        from_k[:, 1:] = np.where(take, counts - 1, counts)
-        from_s[:, 1:] = np.where(take, np.vstack([np.zeros((1, classes - 1), dtype=np.int64), source]), symbols)
-        score = new
-        back.append((from_k, from_s))
-    k, s = max(((k, int(score[k].argmax())) for k in range(shortest, longest + 1)), key=lambda ks: score[ks])
-    if not np.isfinite(score[k, s]):
-        return None
-    path = [s]
-    for from_k, from_s in reversed(back):
-        k, s = int(from_k[k, s]), int(from_s[k, s])
-        path.append(s)
-    return path[::-1]
+        first = score.argmax(2)  # (B, rows): the best class so far per k, for a blank or a new character
+        top = score[item, np.arange(rows)[None, :], first]
+        rest = score[:, :-1].copy()
+        rest[item, count, first[:, :-1]] = -np.inf
+        second = rest.argmax(2)  # the best other than `first`, for a new character equal to it
+        runner = rest[item, count, second]
+        same = score[:, :, 1:] + logp[:, t, None, 1:]  # the class of the column before, again: no new character
+        before = np.where(first[:, :-1, None] == symbols, runner[..., None], top[:, :-1, None])
+        fresh = before + logp[:, t, None, 1:]  # a new character after k - 1
+        take = fresh > same[:, 1:]
+        score = np.empty_like(score)
+        score[:, :, 0] = top + logp[:, t, None, 0]
+        score[:, 0, 1:] = same[:, 0]
+        score[:, 1:, 1:] = np.where(take, fresh, same[:, 1:])
+        back.append((first, second, take))
+    paths: list[list[int] | None] = []
+    for b in range(items):
+        k = max(range(shortest, rows), key=lambda n: score[b, n].max())
+        if not np.isfinite(score[b, k].max()):
+            paths.append(None)
+            continue
+        s = int(score[b, k].argmax())
+        path = [s]
+        for first, second, take in reversed(back):
+            if s == 0:  # a blank follows the best class of the same count
+                s = int(first[b, k])
+            elif k > 0 and take[b, k - 1, s - 1]:  # a new character: from the best other class, one fewer
+                k -= 1
+                s = int(second[b, k]) if first[b, k] == s else int(first[b, k])
+            path.append(s)
+        paths.append(path[::-1])
+    return paths
