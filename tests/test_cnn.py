@@ -508,3 +508,14 @@ def test_train_records_answer_lengths_and_older_weights_get_them_from_their_data
     older["preset"] = "hard"
     torch.save(older, tmp_path / "h.pt")
     assert cnn_solver.CNNSolver(checkpoint=str(tmp_path / "h.pt"), any_preset=True).first.lengths == (5, 6)
+
+
+def test_every_shipped_cascade_names_shipped_weights_of_its_preset() -> None:
+    cascades = sorted(cnn_solver.WEIGHTS.glob("*.cascade.json"))
+    for path in cascades:
+        preset = path.name.removesuffix(".cascade.json")
+        files = cnn_solver.CNNSolver.files(preset=preset)
+        assert set(files) == {"checkpoint", "fallback", "cascade"}
+        assert all(p.is_file() and p.parent == cnn_solver.WEIGHTS for p in files.values())
+        solver = cnn_solver.CNNSolver(preset=preset)  # both load, and both were trained for this preset
+        assert solver.fallback is not None and solver.first.lengths and solver.fallback.lengths
