@@ -488,7 +488,8 @@ def test_train_records_answer_lengths_and_older_weights_get_them_from_their_data
     from solvers.cnn.train import record_lengths
 
     meta = _train(tmp_path / "p.pt")
-    assert meta["lengths"] == list(image_scheme("easy").spec.length)
+    assert meta["lengths"] == list(image_scheme("easy").spec.length) == [4, 4]
+    assert "- Answers trained on: 4 characters; the solver keeps its answers to these lengths" in model_card(meta, "cmd")
     data = make_dataset(image_scheme("easy"), 30, 3, tmp_path / "set")
     train(TrainConfig(out=tmp_path / "f.pt", preset=None, dataset=data.path, epochs=0.5, batch_size=16, device="cpu"))
     older = torch.load(tmp_path / "f.pt", weights_only=True)

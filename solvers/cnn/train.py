@@ -367,6 +367,11 @@ def model_card(meta: dict[str, Any], command: str) -> str:
               f"`{meta['charset']}`" if meta.get("folded") else "")
     folded += "\n- Augmentation: random affine, polarity and contrast per item" if augmented or (
         augmented is None and data["dataset"]) else ""
+    if meta.get("lengths"):
+        shortest, longest = meta["lengths"]
+        span = f"{shortest}" if shortest == longest else f"{shortest}-{longest}"
+        folded += (f"\n- Answers trained on: {span} characters; the solver keeps its answers to these lengths "
+                   "(`-o fit_length=False` does not)")
     init = meta.get("init")
     if init:
         data0 = init["data"] or {}
