@@ -26,7 +26,7 @@ from torch import nn
 from captchas import dataset as ds
 from captchas.generate import item_rng
 from captchas.schemes import ImageScheme, image_scheme
-from bench.run import is_correct, load_challenges  # the one scoring rule; the checked image loader
+from bench.run import is_correct, load_challenges, normalise  # the one scoring rule; the checked image loader
 from solvers.cnn.model import CaptchaNet, CNNConfig, decode, input_bytes, stack
 
 CHECKPOINT_FORMAT = 1
@@ -300,8 +300,8 @@ def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str
 
 
 def answer_lengths(answers: Sequence[str]) -> tuple[int, int]:
-    """The shortest and longest answer, in characters (white space not counted, as in scoring)."""
-    sizes = [len("".join(a.split())) for a in answers]
+    """The shortest and longest answer, in characters as scoring counts them (`normalise`: no white space)."""
+    sizes = [len(normalise(a, case_sensitive=True)) for a in answers]
     return min(sizes), max(sizes)
 
 
