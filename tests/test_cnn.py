@@ -520,3 +520,39 @@ def test_every_shipped_cascade_names_shipped_weights_of_its_preset() -> None:
         assert all(p.is_file() and p.parent == cnn_solver.WEIGHTS for p in files.values())
         solver = cnn_solver.CNNSolver(preset=preset)  # both load, and both were trained for this preset
         assert solver.fallback is not None and solver.first.lengths and solver.fallback.lengths
+
+
+def test_views_move_and_scale_the_image_and_the_readings_vote() -> None:
+    from PIL import Image, ImageChops
+
+    from solvers.cnn.model import VIEWS, view, vote
+
+    image = Image.new("RGB", (40, 20), (250, 250, 250))
+    image.paste((0, 0, 0), (18, 8, 22, 12))  # a dark square in the middle
+    assert view(image, 0) is image
+    for k in range(1, len(VIEWS)):
+        moved = view(image, k)
+        assert moved.size == image.size and ImageChops.difference(moved, image).getbbox() is not None
+    left, right, up = (view(image, k).convert("L").point(lambda v: 255 if v < 128 else 0).getbbox() for k in (1, 2, 3))
+    assert (left[0], right[0], up[1]) == (16, 20, 6)  # 2 pixels left, right, up
+    assert vote(["AB", "AC", "AB"], [0.5, 0.9, 0.6]) == ("AB", 0.6)  # the most frequent; its surest reading
+    assert vote(["AB", "AC"], [0.5, 0.9]) == ("AC", 0.9)  # a tie goes to the surer
+
+
+def test_views_are_checked_and_reading_one_view_is_reading_the_image(tmp_path: Path) -> None:
+    _train(tmp_path / "m.pt")
+    path = str(tmp_path / "m.pt")
+    for bad in (0, 7, 2.5, True):
+        with pytest.raises(ValueError, match="views is how many test-time views to read, 1 to 6"):
+            cnn_solver.CNNSolver(checkpoint=path, views=bad)  # type: ignore[arg-type]
+    scheme = image_scheme("easy")
+    challenges = [Challenge(str(i), scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i))) for i in range(5)]
+    plain = cnn_solver.CNNSolver(checkpoint=path)
+    assert plain.views == 1 and cnn_solver.CNNSolver(checkpoint=path, views=1).solve(challenges) == plain.solve(challenges)
+    net = plain.first
+    answers, sure = net.read([c.image for c in challenges], views=3)
+    from solvers.cnn.model import view, vote
+
+    each = [net.read([view(c.image, k) for k in range(3)]) for c in challenges]
+    assert answers == [vote(*e)[0] for e in each]  # one batch of 15 views, or 3 at a time: the same votes
+    assert sure == pytest.approx([vote(*e)[1] for e in each], abs=1e-5)

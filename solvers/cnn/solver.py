@@ -30,7 +30,7 @@ def shipped(preset: str) -> Path:
 
 def shipped_cascade(preset: str) -> Path:
     """The preset's default cascade, where it has one: {"checkpoint", "fallback", "threshold"}, file
-    names relative to the weights folder."""
+    names relative to the weights folder, and optionally "views" (test-time views per image)."""
     return WEIGHTS / f"{preset}.cascade.json"
 
 
@@ -42,26 +42,33 @@ class Plan:
     fallback: Path | None = None
     threshold: float = 0.0  # answers less sure than this go to the fallback
     cascade: Path | None = None  # the shipped cascade file these came from
+    views: int = 1  # test-time views each model reads of an image (model.VIEWS), then votes on
 
 
-def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None) -> Plan:
+def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None,
+         views: int | None = None) -> Plan:
     """Resolve the options to weights; ValueError, with the fix, for combinations that make no sense."""
+    from solvers.cnn.model import VIEWS
+
     if threshold is not None and not (_number(threshold) and 0.0 <= threshold <= 1.0):
         raise ValueError(f"threshold is a confidence between 0 and 1, got {threshold!r}")
+    if views is not None and not (isinstance(views, int) and not isinstance(views, bool) and 1 <= views <= len(VIEWS)):
+        raise ValueError(f"views is how many test-time views to read, 1 to {len(VIEWS)}, got {views!r}")
     if not checkpoint and not fallback and preset and shipped_cascade(preset).is_file():
         named = _read_cascade(shipped_cascade(preset))
         return Plan(WEIGHTS / named["checkpoint"], WEIGHTS / named["fallback"],
-                    named["threshold"] if threshold is None else float(threshold), shipped_cascade(preset))
+                    named["threshold"] if threshold is None else float(threshold), shipped_cascade(preset),
+                    named.get("views", 1) if views is None else views)
     if not checkpoint and not preset:
         raise ValueError("no checkpoint: give -o checkpoint=PATH (this data set names no preset)")
     first = Path(checkpoint) if checkpoint else shipped(preset)
     if not fallback:
         if threshold is not None:
             raise ValueError("a threshold says when to ask a fallback: give -o fallback=PATH too, or drop threshold")
-        return Plan(first)
+        return Plan(first, views=views or 1)
     if threshold is None:
         raise ValueError("a fallback needs -o threshold=T (0-1): answers less sure than T are read again")
-    return Plan(first, Path(fallback), float(threshold))
+    return Plan(first, Path(fallback), float(threshold), views=views or 1)
 
 
 def _read_cascade(path: Path) -> dict[str, Any]:
@@ -69,11 +76,13 @@ def _read_cascade(path: Path) -> dict[str, Any]:
         named = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"cascade file {path} is not readable JSON ({e}): restore it from git") from None
+    from solvers.cnn.model import VIEWS
+
     if not (isinstance(named, dict) and isinstance(named.get("checkpoint"), str)
             and isinstance(named.get("fallback"), str) and _number(named.get("threshold"))
-            and 0.0 <= named["threshold"] <= 1.0):
-        raise ValueError(f"cascade file {path} needs \"checkpoint\" and \"fallback\" file names and a \"threshold\" "
-                         "between 0 and 1: restore it from git")
+            and 0.0 <= named["threshold"] <= 1.0 and named.get("views", 1) in range(1, len(VIEWS) + 1)):
+        raise ValueError(f"cascade file {path} needs \"checkpoint\" and \"fallback\" file names, a \"threshold\" "
+                         f"between 0 and 1, and optionally 1-{len(VIEWS)} \"views\": restore it from git")
     return named
 
 
@@ -120,10 +129,10 @@ class CNNSolver:
 
     @staticmethod
     def files(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None,
-              **_: Any) -> dict[str, Path]:
+              views: int | None = None, **_: Any) -> dict[str, Path]:
         """The weights these options load, hashed into a run's provenance (shipped ones too)."""
         try:
-            chosen = plan(checkpoint, preset, fallback, threshold)
+            chosen = plan(checkpoint, preset, fallback, threshold, views)
         except ValueError:
             return {}  # the solver itself says what is wrong
         named = {"checkpoint": chosen.checkpoint, "fallback": chosen.fallback, "cascade": chosen.cascade}
@@ -131,12 +140,13 @@ class CNNSolver:
 
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
                  batch_size: int = 64, any_preset: bool = False, parallel: bool = True, fallback: str = "",
-                 threshold: float | None = None, engine: str = "auto", fit_length: bool = True) -> None:
+                 threshold: float | None = None, engine: str = "auto", fit_length: bool = True,
+                 views: int | None = None) -> None:
         import torch
 
         from solvers.cnn import runtime
 
-        chosen = plan(checkpoint, preset, fallback, threshold)
+        chosen = plan(checkpoint, preset, fallback, threshold, views)
         if not checkpoint and not chosen.checkpoint.is_file():
             raise ValueError(f"no shipped weights for preset {preset!r}: train with "
                              f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH")
@@ -157,6 +167,7 @@ class CNNSolver:
         self.fallback = (_Net.load(chosen.fallback, preset, charset, any_preset, self.device, self.engine, fit_length)
                          if chosen.fallback is not None else None)
         self.threshold = chosen.threshold
+        self.views = chosen.views
         # 64 per forward pass: with PyTorch at 256 the first stage's activations (100 MB for hard's 160x40 input)
         # spill the caches, and on this project's 2-core machine throughput fell by about a third (README, "CNN");
         # ONNX Runtime read the hard cascade as fast in chunks of 16, 32, 64 or 128
@@ -188,9 +199,9 @@ class CNNSolver:
             size = max(1, min(size, math.ceil(len(images) / self.cores)))
         chunks = [images[k : k + size] for k in range(0, len(images), size)]
         if self.pool is None or len(chunks) < 2:
-            read = [net.read(chunk) for chunk in chunks]
+            read = [net.read(chunk, self.views) for chunk in chunks]
         else:
-            read = list(self.pool.map(net.read, chunks))
+            read = list(self.pool.map(lambda chunk: net.read(chunk, self.views), chunks))
         return [a for answers, _ in read for a in answers], [s for _, sure in read for s in sure]
 
 
@@ -227,14 +238,20 @@ class _Net:
         return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device,
                    _trained_lengths(state) if fit_length else None)
 
-    def read(self, images: list[Image.Image]) -> tuple[list[str], list[float]]:
+    def read(self, images: list[Image.Image], views: int = 1) -> tuple[list[str], list[float]]:
+        """Answers and confidences; with several views, each image's readings vote (model.vote)."""
         import torch
 
-        from solvers.cnn.model import preprocess, read_out
+        from solvers.cnn.model import preprocess, read_out, view, vote
 
+        seen = [view(image, k) for image in images for k in range(views)]  # an image's views side by side
         with torch.inference_mode():
-            x = preprocess(images, self.config).to(self.device)
-            return read_out(self.model(x).cpu(), self.config.charset, self.lengths)
+            x = preprocess(seen, self.config).to(self.device)
+            answers, sure = read_out(self.model(x).cpu(), self.config.charset, self.lengths)
+        if views == 1:
+            return answers, sure
+        voted = [vote(answers[i : i + views], sure[i : i + views]) for i in range(0, len(answers), views)]
+        return [a for a, _ in voted], [c for _, c in voted]
 
 
 def _trained_lengths(state: dict[str, Any]) -> tuple[int, int] | None:
