@@ -525,7 +525,7 @@ def test_every_shipped_cascade_names_shipped_weights_of_its_preset() -> None:
 def test_views_move_and_scale_the_image_and_the_readings_vote() -> None:
     from PIL import Image, ImageChops
 
-    from solvers.cnn.model import VIEWS, view, vote
+    from solvers.cnn.views import VIEWS, view, vote
 
     image = Image.new("RGB", (40, 20), (250, 250, 250))
     image.paste((0, 0, 0), (18, 8, 22, 12))  # a dark square in the middle
@@ -551,7 +551,7 @@ def test_views_are_checked_and_reading_one_view_is_reading_the_image(tmp_path: P
     assert plain.views == 1 and cnn_solver.CNNSolver(checkpoint=path, views=1).solve(challenges) == plain.solve(challenges)
     net = plain.first
     answers, sure = net.read([c.image for c in challenges], views=3)
-    from solvers.cnn.model import view, vote
+    from solvers.cnn.views import view, vote
 
     each = [net.read([view(c.image, k) for k in range(3)]) for c in challenges]
     assert answers == [vote(*e)[0] for e in each]  # one batch of 15 views, or 3 at a time: the same votes

@@ -42,17 +42,17 @@ class Plan:
     fallback: Path | None = None
     threshold: float = 0.0  # answers less sure than this go to the fallback
     cascade: Path | None = None  # the shipped cascade file these came from
-    views: int = 1  # test-time views each model reads of an image (model.VIEWS), then votes on
+    views: int = 1  # test-time views each model reads of an image (views.VIEWS), then votes on
 
 
 def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None,
          views: int | None = None) -> Plan:
     """Resolve the options to weights; ValueError, with the fix, for combinations that make no sense."""
-    from solvers.cnn.model import VIEWS
+    from solvers.cnn.views import VIEWS
 
     if threshold is not None and not (_number(threshold) and 0.0 <= threshold <= 1.0):
         raise ValueError(f"threshold is a confidence between 0 and 1, got {threshold!r}")
-    if views is not None and not (isinstance(views, int) and not isinstance(views, bool) and 1 <= views <= len(VIEWS)):
+    if views is not None and not _views_ok(views):
         raise ValueError(f"views is how many test-time views to read, 1 to {len(VIEWS)}, got {views!r}")
     if not checkpoint and not fallback and preset and shipped_cascade(preset).is_file():
         named = _read_cascade(shipped_cascade(preset))
@@ -76,11 +76,11 @@ def _read_cascade(path: Path) -> dict[str, Any]:
         named = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"cascade file {path} is not readable JSON ({e}): restore it from git") from None
-    from solvers.cnn.model import VIEWS
+    from solvers.cnn.views import VIEWS
 
     if not (isinstance(named, dict) and isinstance(named.get("checkpoint"), str)
             and isinstance(named.get("fallback"), str) and _number(named.get("threshold"))
-            and 0.0 <= named["threshold"] <= 1.0 and named.get("views", 1) in range(1, len(VIEWS) + 1)):
+            and 0.0 <= named["threshold"] <= 1.0 and _views_ok(named.get("views", 1))):
         raise ValueError(f"cascade file {path} needs \"checkpoint\" and \"fallback\" file names, a \"threshold\" "
                          f"between 0 and 1, and optionally 1-{len(VIEWS)} \"views\": restore it from git")
     return named
@@ -88,6 +88,12 @@ def _read_cascade(path: Path) -> dict[str, Any]:
 
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _views_ok(value: object) -> bool:
+    from solvers.cnn.views import VIEWS
+
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= len(VIEWS)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -239,10 +245,11 @@ class _Net:
                    _trained_lengths(state) if fit_length else None)
 
     def read(self, images: list[Image.Image], views: int = 1) -> tuple[list[str], list[float]]:
-        """Answers and confidences; with several views, each image's readings vote (model.vote)."""
+        """Answers and confidences; with several views, each image's readings vote (views.vote)."""
         import torch
 
-        from solvers.cnn.model import preprocess, read_out, view, vote
+        from solvers.cnn.model import preprocess, read_out
+        from solvers.cnn.views import view, vote
 
         seen = [view(image, k) for image in images for k in range(views)]  # an image's views side by side
         with torch.inference_mode():
