@@ -216,11 +216,17 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from this checkpoint's weights (fine-tune; same --channels and --colour; input size, "
                    "--strided and --hidden may differ: what does not fit starts fresh).")
+@click.option("--mix", type=click.Path(path_type=Path), default=None,
+              help="With --dataset: a second data set (generated images, say) whose items are added to every batch.")
+@click.option("--mix-share", type=float, default=0.25, show_default=True,
+              help="The share of each batch's items drawn from --mix (the --dataset items per batch stay --batch-size).")
+@click.option("--mix-count", type=int, default=None, help="Read only the first N items of --mix [default: all].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
 def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
           width: int | None, channels: str | None, hidden: int | None, colour: bool | None, strided: bool | None,
-          augment: bool | None, init: Path | None, resume: bool) -> None:
+          augment: bool | None, init: Path | None, mix: Path | None, mix_share: float, mix_count: int | None,
+          resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
@@ -250,7 +256,8 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
                                ("colour", colour), ("strided", strided)) if v is not None}
     config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
                          seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
-                         workers=workers, model=model, augment=augment, init=init)
+                         workers=workers, model=model, augment=augment, init=init, mix=mix, mix_share=mix_share,
+                         mix_count=mix_count)
     bar: Any = None
 
     def report(p: Any) -> None:

@@ -148,6 +148,42 @@ def test_training_from_a_data_set_folder(tmp_path: Path) -> None:
     assert meta["charset"] == "".join(sorted(data.info["charset"]))
 
 
+def test_a_second_data_set_mixed_into_every_batch_is_recorded_and_resumes_exactly(tmp_path: Path) -> None:
+    from captchas.generate import make_dataset
+
+    real = make_dataset(image_scheme("easy"), 40, 5, tmp_path / "real").path
+    extra = make_dataset(image_scheme("easy"), 30, 6, tmp_path / "extra").path
+    base = {"preset": None, "dataset": real, "epochs": 1, "batch_size": 8, "eval_every": 1, "device": "cpu"}
+    plain = train(TrainConfig(out=tmp_path / "p.pt", **base))  # type: ignore[arg-type]
+    mixed = TrainConfig(out=tmp_path / "m.pt", mix=extra, mix_share=0.5, mix_count=20, **base)  # type: ignore[arg-type]
+    meta = train(mixed)
+    assert meta["mix"] == {"dataset": str(extra), "sha256": meta["mix"]["sha256"], "items": 20, "share": 0.5, "per_batch": 8}
+    assert meta["data"]["sha256"] == plain["data"]["sha256"] and meta["data"]["train_items"] == 36  # same real items
+    assert "Every batch also held 8 items drawn from" in model_card(meta, "cmd")
+    p = torch.load(tmp_path / "p.pt.last", weights_only=True)
+    m = torch.load(tmp_path / "m.pt.last", weights_only=True)
+    assert p["step"] == m["step"] == 5 and not all(torch.equal(p["model"][k], m["model"][k]) for k in p["model"])
+
+    def stop_at_two(progress: object) -> None:
+        if getattr(progress, "phase") == "train" and getattr(progress, "done") == 2:
+            raise KeyboardInterrupt
+
+    again = TrainConfig(out=tmp_path / "r.pt", mix=extra, mix_share=0.5, mix_count=20, **base)  # type: ignore[arg-type]
+    with pytest.raises(KeyboardInterrupt):
+        train(again, progress=stop_at_two)
+    train(again, resume=True)
+    r = torch.load(tmp_path / "r.pt.last", weights_only=True)
+    assert r["step"] == 5 and all(torch.equal(m["model"][k], r["model"][k]) for k in m["model"])
+
+    with pytest.raises(ValueError, match="give --dataset too"):
+        train(TrainConfig(out=tmp_path / "x.pt", preset="easy", mix=extra, **{**TINY}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="--mix-share is the share"):
+        train(TrainConfig(out=tmp_path / "x.pt", mix=extra, mix_share=1.0, **base))  # type: ignore[arg-type]
+    wider = make_dataset(image_scheme("easy", charset="abc"), 10, 7, tmp_path / "wider").path  # letters easy lacks
+    with pytest.raises(ValueError, match="which --dataset's charset lacks"):
+        train(TrainConfig(out=tmp_path / "x.pt", mix=wider, **base))  # type: ignore[arg-type]
+
+
 def test_a_mixed_case_insensitive_set_trains_folded_and_its_weights_read_either_case(tmp_path: Path) -> None:
     """TuringPass-like: both cases in the charset, scored without case: one class per letter."""
     from captchas.imports import import_folder

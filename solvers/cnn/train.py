@@ -54,6 +54,9 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour, strided)
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
     init: Path | None = None  # start from this checkpoint's weights (fine-tuning); see _initialise for what may differ
+    mix: Path | None = None  # with `dataset`: a second data set (generated, say) whose items are added to every batch
+    mix_share: float = 0.25  # the share of each batch's items that come from `mix`; the real items per batch stay batch_size
+    mix_count: int | None = None  # read only the first this many of `mix`'s items (all: None)
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         data_hash = hashlib.sha256(repr((scheme.knobs(), cfg.seed, cfg.count)).encode()).hexdigest()
     if not y:
         raise ValueError("no training items: give a larger --count or data set")
+    mixed = _load_mix(cfg, model_cfg, folding) if cfg.mix is not None else None
     written = answer_lengths(y + y_val)  # the answer lengths the solver will keep to
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -211,6 +215,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
     order = torch.Generator().manual_seed(cfg.seed)
     jitter = torch.Generator().manual_seed(cfg.seed + 1)
+    mixing = torch.Generator().manual_seed(cfg.seed + 2)  # which `mix` items join each batch
     augmenting = cfg.dataset is not None if cfg.augment is None else cfg.augment
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     step, best, history = 0, -1.0, []
@@ -226,6 +231,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         order.set_state(state["order"])
         if "jitter" in state:
             jitter.set_state(state["jitter"])
+        if "mixing" in state:
+            mixing.set_state(state["mixing"])
         step, best, history = state["step"], state["best"], state["history"]
         permutation = state["permutation"]
         start -= state["seconds"]
@@ -239,14 +246,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
             permutation = torch.randperm(len(y), generator=order)
         k = (step % per_epoch) * cfg.batch_size
         batch = permutation[k : k + cfg.batch_size]
-        inputs = x[batch].to(device).float().div_(255.0).contiguous(memory_format=CHANNELS_LAST)  # (B, C, H, W)
+        pixels, target, target_lengths = x[batch], [targets[offsets[i] : offsets[i + 1]] for i in batch.tolist()], lengths[batch]
+        if mixed is not None:
+            pixels, target, target_lengths = mixed.join(pixels, target, target_lengths, mixing)
+        inputs = pixels.to(device).float().div_(255.0).contiguous(memory_format=CHANNELS_LAST)  # (B, C, H, W)
         if augmenting:
             inputs = augment(inputs, jitter)
         logits = model(inputs)  # (B, T, classes)
         log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, classes), as CTCLoss wants
-        target = torch.cat([targets[offsets[i] : offsets[i + 1]] for i in batch.tolist()]).to(device)
-        loss = ctc(log_probs, target, torch.full((len(batch),), log_probs.shape[0], dtype=torch.long),
-                   lengths[batch].to(device))
+        loss = ctc(log_probs, torch.cat(target).to(device), torch.full((len(inputs),), log_probs.shape[0], dtype=torch.long),
+                   target_lengths.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -261,14 +270,56 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
             if acc > best:
                 best = acc
                 meta = _save(cfg, model, model_cfg, preset, case_sensitive, folding, data_hash, len(y), len(y_val), history,
-                             device, started_from, written)
+                             device, started_from, written, mixed.about if mixed is not None else None)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                        "order": order.get_state(), "jitter": jitter.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
+                        "order": order.get_state(), "jitter": jitter.get_state(), "mixing": mixing.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
             if progress:
                 progress(Progress("train", step, total, loss.item(), acc, seconds))
         if out_of_time:
             break
     return meta
+
+
+@dataclass(frozen=True)
+class _Mix:
+    """A second data set's items, some of which join every batch of the first's."""
+
+    x: torch.Tensor
+    targets: list[torch.Tensor]
+    per_batch: int
+    about: dict[str, Any]  # for the checkpoint and its card: which data, how many items, what share
+
+    def join(self, pixels: torch.Tensor, target: list[torch.Tensor], target_lengths: torch.Tensor,
+             generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """The batch with `per_batch` items of this set added, drawn at random (with replacement between batches)."""
+        pick = torch.randint(len(self.targets), (self.per_batch,), generator=generator).tolist()
+        added = [self.targets[i] for i in pick]
+        return (torch.cat([pixels, self.x[pick]]), target + added,
+                torch.cat([target_lengths, torch.tensor([len(t) for t in added], dtype=torch.long)]))
+
+
+def _load_mix(cfg: TrainConfig, model_cfg: CNNConfig, folding: bool) -> _Mix:
+    """Read `cfg.mix` for mixing into the batches of `cfg.dataset`: its answers must be ones the model can write."""
+    assert cfg.mix is not None
+    if cfg.dataset is None:
+        raise ValueError("--mix adds a second data set's items to the batches of --dataset: give --dataset too")
+    if not 0.0 < cfg.mix_share < 1.0:
+        raise ValueError(f"--mix-share is the share of each batch taken from --mix, between 0 and 1 (exclusive), got {cfg.mix_share}")
+    if cfg.mix_count is not None and cfg.mix_count < 1:
+        raise ValueError(f"--mix-count must be at least 1, got {cfg.mix_count}")
+    data = ds.read_dataset(cfg.mix)
+    items = load_challenges(data, cfg.mix_count)
+    x = stack([input_bytes(Image.frombytes(mode, size, raw), model_cfg) for _, (_, mode, size, raw) in items], model_cfg)
+    answers = [s.answer.casefold() if folding else s.answer for s, _ in items]
+    missing = sorted({c for a in answers for c in a if c not in model_cfg.charset})
+    if missing:
+        raise ValueError(f"--mix {cfg.mix}: its answers use {''.join(missing)!r}, which --dataset's charset lacks: "
+                         "generate the mix set with that charset")
+    flat, sizes = encode(answers, model_cfg.charset)
+    per_batch = max(1, round(cfg.batch_size * cfg.mix_share / (1.0 - cfg.mix_share)))
+    about = {"dataset": str(cfg.mix), "sha256": data.hash, "items": len(answers), "share": cfg.mix_share,
+             "per_batch": per_batch}
+    return _Mix(x, list(flat.split(sizes.tolist())), per_batch, about)
 
 
 def _initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str, Any]:
@@ -328,7 +379,8 @@ def _layer(key: str) -> str:
 
 def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
           folded: bool, data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device,
-          started_from: dict[str, Any] | None = None, lengths: tuple[int, int] | None = None) -> dict[str, Any]:
+          started_from: dict[str, Any] | None = None, lengths: tuple[int, int] | None = None,
+          mixed: dict[str, Any] | None = None) -> dict[str, Any]:
     import PIL
 
     meta = {
@@ -344,6 +396,7 @@ def _save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str
         "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "history": history,
         "init": started_from,  # the checkpoint this run started from, if any
+        "mix": mixed,  # the second data set mixed into every batch, if any
         "versions": {"torch": str(torch.__version__), "pillow": PIL.__version__, "python": platform.python_version()},
         "hardware": f"{device.type}: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
     }
@@ -372,6 +425,10 @@ def model_card(meta: dict[str, Any], command: str) -> str:
         span = f"{shortest}" if shortest == longest else f"{shortest}-{longest}"
         folded += (f"\n- Answers trained on: {span} characters; the solver keeps its answers to these lengths "
                    "(`-o fit_length=False` does not)")
+    mix = meta.get("mix")
+    if mix:
+        folded += (f"\n- Every batch also held {mix['per_batch']} items drawn from `{mix['dataset']}` (its first "
+                   f"{mix['items']:,} items, data sha256 `{mix['sha256'][:16]}...`; {mix['share']:.0%} of each batch)")
     init = meta.get("init")
     if init:
         data0 = init["data"] or {}
