@@ -373,7 +373,7 @@ def test_cascade_options_that_make_no_sense_are_refused(tmp_path: Path, monkeypa
     assert cnn_solver.plan(preset="hard", threshold=0.5).threshold == 0.5  # the shipped pair, another threshold
     assert cnn_solver.plan(preset="hard", checkpoint="mine.pt").fallback is None  # own weights: no cascade
     (tmp_path / "hard.cascade.json").write_text('{"checkpoint": "f.pt", "threshold": 2}')
-    with pytest.raises(ValueError, match="needs \"checkpoint\" and \"fallback\" file names"):
+    with pytest.raises(ValueError, match="needs a \"checkpoint\" file name"):
         cnn_solver.plan(preset="hard")
     assert cnn_solver.CNNSolver.files(preset="hard") == {}  # provenance leaves it to the solver to say why
     (tmp_path / "hard.cascade.json").write_bytes(b"\xff{")
@@ -477,8 +477,8 @@ def test_training_and_solving_on_cuda(tmp_path: Path) -> None:
     images = [c.image for c in challenges]
     with torch.inference_mode():
         x = preprocess(images, on_gpu.first.config)
-        gpu = on_gpu.first.model(x.cuda()).cpu()
-        cpu = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "g.pt"), engine="torch").first.model(x)
+        gpu = on_gpu.first.nets[0].model(x.cuda()).cpu()
+        cpu = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "g.pt"), engine="torch").first.nets[0].model(x)
     assert torch.allclose(gpu, cpu, atol=1e-3)
 
 
@@ -584,11 +584,55 @@ def test_views_are_checked_and_reading_one_view_is_reading_the_image(tmp_path: P
     scheme = image_scheme("easy")
     challenges = [Challenge(str(i), scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i))) for i in range(5)]
     plain = cnn_solver.CNNSolver(checkpoint=path)
-    assert plain.views == 1 and cnn_solver.CNNSolver(checkpoint=path, views=1).solve(challenges) == plain.solve(challenges)
-    net = plain.first
-    answers, sure = net.read([c.image for c in challenges], views=3)
+    assert plain.first.views == 1 and cnn_solver.CNNSolver(checkpoint=path, views=1).solve(challenges) == plain.solve(challenges)
+    answers, sure = cnn_solver.CNNSolver(checkpoint=path, views=3).first.read([c.image for c in challenges])
     from solvers.cnn.views import view, vote
 
-    each = [net.read([view(c.image, k) for k in range(3)]) for c in challenges]
+    each = [plain.first.read([view(c.image, k) for k in range(3)]) for c in challenges]
     assert answers == [vote(*e)[0] for e in each]  # one batch of 15 views, or 3 at a time: the same votes
     assert sure == pytest.approx([vote(*e)[1] for e in each], abs=1e-5)
+
+
+def test_an_ensemble_averages_its_checkpoints_probabilities_and_views_may_merge_by_their_mean(tmp_path: Path) -> None:
+    from solvers.cnn.model import read_out
+    from solvers.cnn.views import view
+
+    a, b, challenges = _two_models(tmp_path)
+    images = [c.image for c in challenges]
+    one, other = (cnn_solver.CNNSolver(checkpoint=path, parallel=False).first.nets[0] for path in (a, b))
+    mean = (one.logits(images).softmax(-1) + other.logits(images).softmax(-1)) / 2
+    both = cnn_solver.CNNSolver(checkpoint=f"{a},{b}")
+    want = read_out(mean.log(), one.config.charset, one.lengths)[0]
+    assert both.solve(challenges) == want and len(both.first.nets) == 2
+    assert want != read_out(one.logits(images), one.config.charset, one.lengths)[0]  # the second model counts
+    assert set(cnn_solver.CNNSolver.files(checkpoint=f"{a},{b}")) == {"checkpoint", "checkpoint2"}
+
+    seen = [view(image, k) for image in images for k in range(3)]
+    by_view = one.logits(seen).softmax(-1).view(len(images), 3, *mean.shape[1:]).mean(1)
+    averaged = cnn_solver.CNNSolver(checkpoint=a, views=3, merge="mean")
+    assert averaged.solve(challenges) == read_out(by_view.log(), one.config.charset, one.lengths)[0]
+    with pytest.raises(ValueError, match="merge is how an image's views become one answer, one of vote, mean"):
+        cnn_solver.CNNSolver(checkpoint=a, merge="median")
+    with pytest.raises(ValueError, match="names an empty file"):
+        cnn_solver.plan(checkpoint=f"{a},")
+
+    _train(tmp_path / "wide.pt", model={"width": 96})
+    with pytest.raises(ValueError, match="must write the same charset from inputs of the same width"):
+        cnn_solver.CNNSolver(checkpoint=f"{a},{tmp_path / 'wide.pt'}")
+
+
+def test_a_shipped_reading_may_name_an_ensemble_without_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cnn_solver, "WEIGHTS", tmp_path)
+    (tmp_path / "hard.cascade.json").write_text('{"checkpoint": ["a.pt", "b.pt"], "views": 6, "merge": "mean"}')
+    chosen = cnn_solver.plan(preset="hard")
+    assert (chosen.checkpoint, chosen.also, chosen.fallback, chosen.views, chosen.merge) == (
+        tmp_path / "a.pt", (tmp_path / "b.pt",), None, 6, "mean")
+    assert cnn_solver.plan(preset="hard", merge="vote").merge == "vote"
+    with pytest.raises(ValueError, match="reads without a fallback: drop threshold"):
+        cnn_solver.plan(preset="hard", threshold=0.5)
+    assert set(cnn_solver.CNNSolver.files(preset="hard")) == {"checkpoint", "checkpoint2", "cascade"}
+    for bad in ('{"checkpoint": []}', '{"checkpoint": ["a.pt", 3]}', '{"checkpoint": "a.pt", "threshold": 0.5}',
+                '{"checkpoint": "a.pt", "merge": "max"}'):
+        (tmp_path / "hard.cascade.json").write_text(bad)
+        with pytest.raises(ValueError, match="needs a \"checkpoint\" file name"):
+            cnn_solver.plan(preset="hard")

@@ -1,8 +1,9 @@
 """The `cnn` solver: our trained model. Weights load with torch.load(weights_only=True).
 
-A cascade reads every item with one checkpoint and gives the items it is least sure of to a second
-one (`-o fallback=PATH -o threshold=T`); a preset whose weights folder holds `<preset>.cascade.json`
-uses the cascade it names by default.
+Several checkpoints can read as one (`-o checkpoint=A,B`: an ensemble whose probabilities are
+averaged). A cascade reads every item with the first and gives the items it is least sure of to a
+second one (`-o fallback=PATH -o threshold=T`); a preset whose weights folder holds
+`<preset>.cascade.json` reads as it says by default.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from captchas.dataset import Challenge
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  # shipped: <preset>.pt with a model card <preset>.md
 ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime on the CPU where it is installed, else PyTorch
+MERGES = ("vote", "mean")  # how an image's views become one answer: their answers vote, or their probabilities average
 
 
 def shipped(preset: str) -> Path:
@@ -29,46 +31,59 @@ def shipped(preset: str) -> Path:
 
 
 def shipped_cascade(preset: str) -> Path:
-    """The preset's default cascade, where it has one: {"checkpoint", "fallback", "threshold"}, file
-    names relative to the weights folder, and optionally "views" (test-time views per image)."""
+    """How the preset reads by default, where it says: {"checkpoint": a file name or a list of them (an
+    ensemble), optionally "fallback" (a file name) with "threshold", "views" (test-time views per
+    image) and "merge" (vote|mean)}, file names relative to the weights folder."""
     return WEIGHTS / f"{preset}.cascade.json"
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Which weights a set of options loads: one checkpoint, or a cascade of two."""
+    """Which weights a set of options loads: one checkpoint or an ensemble, optionally with a fallback."""
 
     checkpoint: Path
     fallback: Path | None = None
     threshold: float = 0.0  # answers less sure than this go to the fallback
     cascade: Path | None = None  # the shipped cascade file these came from
-    views: int = 1  # test-time views each model reads of an image (views.VIEWS), then votes on
+    views: int = 1  # test-time views each model reads of an image (views.VIEWS)
+    also: tuple[Path, ...] = ()  # further checkpoints read with the first, their probabilities averaged
+    merge: str = "vote"  # how an image's views become one answer (MERGES)
 
 
 def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None,
-         views: int | None = None) -> Plan:
-    """Resolve the options to weights; ValueError, with the fix, for combinations that make no sense."""
+         views: int | None = None, merge: str | None = None) -> Plan:
+    """Resolve the options to weights; ValueError, with the fix, for combinations that make no sense.
+    `checkpoint` may name several files, comma-separated: an ensemble."""
     from solvers.cnn.views import VIEWS
 
     if threshold is not None and not (_number(threshold) and 0.0 <= threshold <= 1.0):
         raise ValueError(f"threshold is a confidence between 0 and 1, got {threshold!r}")
     if views is not None and not _views_ok(views):
         raise ValueError(f"views is how many test-time views to read, 1 to {len(VIEWS)}, got {views!r}")
+    if merge is not None and merge not in MERGES:
+        raise ValueError(f"merge is how an image's views become one answer, one of {', '.join(MERGES)}; got {merge!r}")
     if not checkpoint and not fallback and preset and shipped_cascade(preset).is_file():
         named = _read_cascade(shipped_cascade(preset))
-        return Plan(WEIGHTS / named["checkpoint"], WEIGHTS / named["fallback"],
-                    named["threshold"] if threshold is None else float(threshold), shipped_cascade(preset),
-                    named.get("views", 1) if views is None else views)
+        files = [named["checkpoint"]] if isinstance(named["checkpoint"], str) else named["checkpoint"]
+        if threshold is not None and "fallback" not in named:
+            raise ValueError(f"preset {preset!r} reads without a fallback: drop threshold, or give -o fallback=PATH")
+        return Plan(WEIGHTS / files[0], WEIGHTS / named["fallback"] if "fallback" in named else None,
+                    named.get("threshold", 0.0) if threshold is None else float(threshold), shipped_cascade(preset),
+                    named.get("views", 1) if views is None else views, tuple(WEIGHTS / f for f in files[1:]),
+                    named.get("merge", "vote") if merge is None else merge)
     if not checkpoint and not preset:
         raise ValueError("no checkpoint: give -o checkpoint=PATH (this data set names no preset)")
-    first = Path(checkpoint) if checkpoint else shipped(preset)
+    files = [f.strip() for f in checkpoint.split(",")] if checkpoint else [str(shipped(preset))]
+    if not all(files):
+        raise ValueError(f"checkpoint {checkpoint!r} names an empty file: give PATH or PATH,PATH (an ensemble)")
+    first, also = Path(files[0]), tuple(Path(f) for f in files[1:])
     if not fallback:
         if threshold is not None:
             raise ValueError("a threshold says when to ask a fallback: give -o fallback=PATH too, or drop threshold")
-        return Plan(first, views=views or 1)
+        return Plan(first, views=views or 1, also=also, merge=merge or "vote")
     if threshold is None:
         raise ValueError("a fallback needs -o threshold=T (0-1): answers less sure than T are read again")
-    return Plan(first, Path(fallback), float(threshold), views=views or 1)
+    return Plan(first, Path(fallback), float(threshold), views=views or 1, also=also, merge=merge or "vote")
 
 
 def _read_cascade(path: Path) -> dict[str, Any]:
@@ -78,11 +93,15 @@ def _read_cascade(path: Path) -> dict[str, Any]:
         raise ValueError(f"cascade file {path} is not readable JSON ({e}): restore it from git") from None
     from solvers.cnn.views import VIEWS
 
-    if not (isinstance(named, dict) and isinstance(named.get("checkpoint"), str)
-            and isinstance(named.get("fallback"), str) and _number(named.get("threshold"))
-            and 0.0 <= named["threshold"] <= 1.0 and _views_ok(named.get("views", 1))):
-        raise ValueError(f"cascade file {path} needs \"checkpoint\" and \"fallback\" file names, a \"threshold\" "
-                         f"between 0 and 1, and optionally 1-{len(VIEWS)} \"views\": restore it from git")
+    first = named.get("checkpoint") if isinstance(named, dict) else None
+    files_ok = isinstance(first, str) or (isinstance(first, list) and bool(first) and all(isinstance(f, str) for f in first))
+    fallback_ok = isinstance(named, dict) and (
+        ("fallback" not in named and "threshold" not in named)
+        or (isinstance(named.get("fallback"), str) and _number(named.get("threshold")) and 0.0 <= named["threshold"] <= 1.0))
+    if not (files_ok and fallback_ok and _views_ok(named.get("views", 1)) and named.get("merge", "vote") in MERGES):
+        raise ValueError(f"cascade file {path} needs a \"checkpoint\" file name (or a list of them), optionally a "
+                         f"\"fallback\" file name with a \"threshold\" between 0 and 1, 1-{len(VIEWS)} \"views\" and a "
+                         f"\"merge\" ({' or '.join(MERGES)}): restore it from git")
     return named
 
 
@@ -135,24 +154,25 @@ class CNNSolver:
 
     @staticmethod
     def files(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None,
-              views: int | None = None, **_: Any) -> dict[str, Path]:
+              views: int | None = None, merge: str | None = None, **_: Any) -> dict[str, Path]:
         """The weights these options load, hashed into a run's provenance (shipped ones too)."""
         try:
-            chosen = plan(checkpoint, preset, fallback, threshold, views)
+            chosen = plan(checkpoint, preset, fallback, threshold, views, merge)
         except ValueError:
             return {}  # the solver itself says what is wrong
-        named = {"checkpoint": chosen.checkpoint, "fallback": chosen.fallback, "cascade": chosen.cascade}
+        named = {"checkpoint": chosen.checkpoint, **{f"checkpoint{k}": p for k, p in enumerate(chosen.also, 2)},
+                 "fallback": chosen.fallback, "cascade": chosen.cascade}
         return {key: path for key, path in named.items() if path is not None}
 
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
                  batch_size: int = 64, any_preset: bool = False, parallel: bool = True, fallback: str = "",
                  threshold: float | None = None, engine: str = "auto", fit_length: bool = True,
-                 views: int | None = None) -> None:
+                 views: int | None = None, merge: str | None = None) -> None:
         import torch
 
         from solvers.cnn import runtime
 
-        chosen = plan(checkpoint, preset, fallback, threshold, views)
+        chosen = plan(checkpoint, preset, fallback, threshold, views, merge)
         if not checkpoint and not chosen.checkpoint.is_file():
             raise ValueError(f"no shipped weights for preset {preset!r}: train with "
                              f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH")
@@ -169,11 +189,13 @@ class CNNSolver:
             raise ValueError("device cuda: no CUDA device here; use -o device=cpu")
         self.engine = engine if engine != "auto" else "onnxruntime" if device == "cpu" and runtime.available() else "torch"
         self.device = torch.device(device)
-        self.first = _Net.load(chosen.checkpoint, preset, charset, any_preset, self.device, self.engine, fit_length)
-        self.fallback = (_Net.load(chosen.fallback, preset, charset, any_preset, self.device, self.engine, fit_length)
+        def load(path: Path) -> _Net:
+            return _Net.load(path, preset, charset, any_preset, self.device, self.engine, fit_length)
+
+        self.first = _Reader.of([load(path) for path in (chosen.checkpoint, *chosen.also)], chosen.views, chosen.merge)
+        self.fallback = (_Reader.of([load(chosen.fallback)], chosen.views, chosen.merge)
                          if chosen.fallback is not None else None)
         self.threshold = chosen.threshold
-        self.views = chosen.views
         # 64 per forward pass: with PyTorch at 256 the first stage's activations (100 MB for hard's 160x40 input)
         # spill the caches, and on this project's 2-core machine throughput fell by about a third (README, "CNN");
         # ONNX Runtime read the hard cascade as fast in chunks of 16, 32, 64 or 128
@@ -198,16 +220,16 @@ class CNNSolver:
                     answers[i] = answer
         return answers
 
-    def _read(self, net: _Net, images: list[Image.Image]) -> tuple[list[str], list[float]]:
+    def _read(self, reader: _Reader, images: list[Image.Image]) -> tuple[list[str], list[float]]:
         """Answers and confidences, in order; chunks split evenly between the cores when there are few."""
         size = self.batch_size
         if self.pool is not None:
             size = max(1, min(size, math.ceil(len(images) / self.cores)))
         chunks = [images[k : k + size] for k in range(0, len(images), size)]
         if self.pool is None or len(chunks) < 2:
-            read = [net.read(chunk, self.views) for chunk in chunks]
+            read = [reader.read(chunk) for chunk in chunks]
         else:
-            read = list(self.pool.map(lambda chunk: net.read(chunk, self.views), chunks))
+            read = list(self.pool.map(reader.read, chunks))
         return [a for answers, _ in read for a in answers], [s for _, sure in read for s in sure]
 
 
@@ -244,20 +266,60 @@ class _Net:
         return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device,
                    _trained_lengths(state) if fit_length else None)
 
-    def read(self, images: list[Image.Image], views: int = 1) -> tuple[list[str], list[float]]:
-        """Answers and confidences; with several views, each image's readings vote (views.vote)."""
+    def logits(self, images: list[Image.Image]) -> Any:
+        """(B, T, classes) for the images, on the CPU."""
         import torch
 
-        from solvers.cnn.model import preprocess, read_out
+        from solvers.cnn.model import preprocess
+
+        with torch.inference_mode():
+            return self.model(preprocess(images, self.config).to(self.device)).cpu()
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """One or more checkpoints reading as one: each reads every view of an image, their probabilities
+    are averaged (an ensemble), and the views merge into one answer by vote or by mean."""
+
+    nets: tuple[_Net, ...]
+    views: int = 1
+    merge: str = "vote"
+
+    @classmethod
+    def of(cls, nets: list[_Net], views: int, merge: str) -> _Reader:
+        first = nets[0]
+        for net in nets[1:]:
+            if net.config.charset != first.config.charset or net.config.width != first.config.width:
+                raise ValueError("the checkpoints of an ensemble must write the same charset from inputs of the same "
+                                 f"width, so that their columns line up: {first.config.charset!r} at "
+                                 f"{first.config.width} against {net.config.charset!r} at {net.config.width}")
+        return cls(tuple(nets), views, merge)
+
+    @property
+    def config(self) -> Any:
+        return self.nets[0].config
+
+    @property
+    def lengths(self) -> tuple[int, int] | None:
+        return self.nets[0].lengths
+
+    def read(self, images: list[Image.Image]) -> tuple[list[str], list[float]]:
+        """Answers and confidences; with several views, as `merge` says (views.vote, or the mean)."""
+        from solvers.cnn.model import read_out
         from solvers.cnn.views import view, vote
 
-        seen = [view(image, k) for image in images for k in range(views)]  # an image's views side by side
-        with torch.inference_mode():
-            x = preprocess(seen, self.config).to(self.device)
-            answers, sure = read_out(self.model(x).cpu(), self.config.charset, self.lengths)
-        if views == 1:
+        seen = [view(image, k) for image in images for k in range(self.views)]  # an image's views side by side
+        if len(self.nets) == 1:
+            scores = self.nets[0].logits(seen)
+        else:  # the mean of the probabilities, as log-probabilities (read_out's softmax gives them back)
+            scores = (sum(net.logits(seen).float().softmax(-1) for net in self.nets) / len(self.nets)).clamp_min(1e-30).log()
+        if self.views > 1 and self.merge == "mean":
+            probabilities = scores.float().softmax(-1)
+            scores = probabilities.view(len(images), self.views, *probabilities.shape[1:]).mean(1).clamp_min(1e-30).log()
+        answers, sure = read_out(scores, self.config.charset, self.lengths)
+        if self.views == 1 or self.merge == "mean":
             return answers, sure
-        voted = [vote(answers[i : i + views], sure[i : i + views]) for i in range(0, len(answers), views)]
+        voted = [vote(answers[i : i + self.views], sure[i : i + self.views]) for i in range(0, len(answers), self.views)]
         return [a for a, _ in voted], [c for _, c in voted]
 
 
