@@ -552,10 +552,12 @@ def test_every_shipped_cascade_names_shipped_weights_of_its_preset() -> None:
     for path in cascades:
         preset = path.name.removesuffix(".cascade.json")
         files = cnn_solver.CNNSolver.files(preset=preset)
-        assert set(files) == {"checkpoint", "fallback", "cascade"}
+        assert {"checkpoint", "cascade"} <= set(files) and len(files) >= 3  # a fallback or an ensemble
         assert all(p.is_file() and p.parent == cnn_solver.WEIGHTS for p in files.values())
-        solver = cnn_solver.CNNSolver(preset=preset)  # both load, and both were trained for this preset
-        assert solver.fallback is not None and solver.first.lengths and solver.fallback.lengths
+        solver = cnn_solver.CNNSolver(preset=preset)  # all load, and all were trained for this preset
+        readers = [solver.first] + ([solver.fallback] if solver.fallback is not None else [])
+        assert all(net.lengths for reader in readers for net in reader.nets)
+        assert sum(len(reader.nets) for reader in readers) == len(files) - 1
 
 
 def test_views_move_and_scale_the_image_and_the_readings_vote() -> None:
@@ -593,32 +595,34 @@ def test_views_are_checked_and_reading_one_view_is_reading_the_image(tmp_path: P
     assert sure == pytest.approx([vote(*e)[1] for e in each], abs=1e-5)
 
 
-def test_an_ensemble_averages_its_checkpoints_probabilities_and_views_may_merge_by_their_mean(tmp_path: Path) -> None:
+def test_an_ensemble_pools_its_readings_in_one_vote_or_averages_its_probabilities(tmp_path: Path) -> None:
     from solvers.cnn.model import read_out
-    from solvers.cnn.views import view
+    from solvers.cnn.views import view, vote
 
     a, b, challenges = _two_models(tmp_path)
     images = [c.image for c in challenges]
     one, other = (cnn_solver.CNNSolver(checkpoint=path, parallel=False).first.nets[0] for path in (a, b))
-    mean = (one.logits(images).softmax(-1) + other.logits(images).softmax(-1)) / 2
-    both = cnn_solver.CNNSolver(checkpoint=f"{a},{b}")
-    want = read_out(mean.log(), one.config.charset, one.lengths)[0]
-    assert both.solve(challenges) == want and len(both.first.nets) == 2
-    assert want != read_out(one.logits(images), one.config.charset, one.lengths)[0]  # the second model counts
+    seen = [view(image, k) for image in images for k in range(3)]
+    ra, rb = (read_out(net.logits(seen), net.config.charset, net.lengths) for net in (one, other))
+    pooled = [vote(ra[0][i : i + 3] + rb[0][i : i + 3], ra[1][i : i + 3] + rb[1][i : i + 3])[0] for i in range(0, len(seen), 3)]
+    both = cnn_solver.CNNSolver(checkpoint=f"{a},{b}", views=3)
+    assert both.solve(challenges) == pooled and len(both.first.nets) == 2  # six readings an image, one vote
+    assert [both.solve([c])[0] for c in challenges] == pooled  # batch 1 takes the same path
     assert set(cnn_solver.CNNSolver.files(checkpoint=f"{a},{b}")) == {"checkpoint", "checkpoint2"}
 
-    seen = [view(image, k) for image in images for k in range(3)]
-    by_view = one.logits(seen).softmax(-1).view(len(images), 3, *mean.shape[1:]).mean(1)
-    averaged = cnn_solver.CNNSolver(checkpoint=a, views=3, merge="mean")
-    assert averaged.solve(challenges) == read_out(by_view.log(), one.config.charset, one.lengths)[0]
-    with pytest.raises(ValueError, match="merge is how an image's views become one answer, one of vote, mean"):
+    mean = (one.logits(seen).softmax(-1) + other.logits(seen).softmax(-1)) / 2
+    mean = mean.view(len(images), 3, *mean.shape[1:]).mean(1)  # over both checkpoints and the three views
+    averaged = cnn_solver.CNNSolver(checkpoint=f"{a},{b}", views=3, merge="mean")
+    assert averaged.solve(challenges) == read_out(mean.log(), one.config.charset, one.lengths)[0]
+    with pytest.raises(ValueError, match="merge is how an image's readings become one answer, one of vote, mean"):
         cnn_solver.CNNSolver(checkpoint=a, merge="median")
     with pytest.raises(ValueError, match="names an empty file"):
         cnn_solver.plan(checkpoint=f"{a},")
 
     _train(tmp_path / "wide.pt", model={"width": 96})
+    cnn_solver.CNNSolver(checkpoint=f"{a},{tmp_path / 'wide.pt'}")  # votes need no columns in common
     with pytest.raises(ValueError, match="must write the same charset from inputs of the same width"):
-        cnn_solver.CNNSolver(checkpoint=f"{a},{tmp_path / 'wide.pt'}")
+        cnn_solver.CNNSolver(checkpoint=f"{a},{tmp_path / 'wide.pt'}", merge="mean")
 
 
 def test_a_shipped_reading_may_name_an_ensemble_without_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,8 @@
 """The `cnn` solver: our trained model. Weights load with torch.load(weights_only=True).
 
-Several checkpoints can read as one (`-o checkpoint=A,B`: an ensemble whose probabilities are
-averaged). A cascade reads every item with the first and gives the items it is least sure of to a
-second one (`-o fallback=PATH -o threshold=T`); a preset whose weights folder holds
+Several checkpoints can read as one (`-o checkpoint=A,B`: an ensemble whose readings vote, or
+whose probabilities are averaged with `-o merge=mean`). A cascade reads every item with the first
+and gives the items it is least sure of to a second one (`-o fallback=PATH -o threshold=T`); a preset whose weights folder holds
 `<preset>.cascade.json` reads as it says by default.
 """
 
@@ -23,7 +23,7 @@ from captchas.dataset import Challenge
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  # shipped: <preset>.pt with a model card <preset>.md
 ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime on the CPU where it is installed, else PyTorch
-MERGES = ("vote", "mean")  # how an image's views become one answer: their answers vote, or their probabilities average
+MERGES = ("vote", "mean")  # how an image's readings become one answer: their answers vote, or their probabilities average
 
 
 def shipped(preset: str) -> Path:
@@ -46,8 +46,8 @@ class Plan:
     threshold: float = 0.0  # answers less sure than this go to the fallback
     cascade: Path | None = None  # the shipped cascade file these came from
     views: int = 1  # test-time views each model reads of an image (views.VIEWS)
-    also: tuple[Path, ...] = ()  # further checkpoints read with the first, their probabilities averaged
-    merge: str = "vote"  # how an image's views become one answer (MERGES)
+    also: tuple[Path, ...] = ()  # further checkpoints read with the first (an ensemble)
+    merge: str = "vote"  # how the readings of an image's views (and checkpoints) become one answer (MERGES)
 
 
 def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: float | None = None,
@@ -61,7 +61,7 @@ def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: 
     if views is not None and not _views_ok(views):
         raise ValueError(f"views is how many test-time views to read, 1 to {len(VIEWS)}, got {views!r}")
     if merge is not None and merge not in MERGES:
-        raise ValueError(f"merge is how an image's views become one answer, one of {', '.join(MERGES)}; got {merge!r}")
+        raise ValueError(f"merge is how an image's readings become one answer, one of {', '.join(MERGES)}; got {merge!r}")
     if not checkpoint and not fallback and preset and shipped_cascade(preset).is_file():
         named = _read_cascade(shipped_cascade(preset))
         files = [named["checkpoint"]] if isinstance(named["checkpoint"], str) else named["checkpoint"]
@@ -278,8 +278,9 @@ class _Net:
 
 @dataclass(frozen=True)
 class _Reader:
-    """One or more checkpoints reading as one: each reads every view of an image, their probabilities
-    are averaged (an ensemble), and the views merge into one answer by vote or by mean."""
+    """One or more checkpoints reading as one. Each reads every view of an image; then `merge`:
+    "vote", every reading (checkpoint x view) decoded on its own and all of them voting (views.vote),
+    or "mean", their probabilities averaged per column and decoded once."""
 
     nets: tuple[_Net, ...]
     views: int = 1
@@ -289,10 +290,11 @@ class _Reader:
     def of(cls, nets: list[_Net], views: int, merge: str) -> _Reader:
         first = nets[0]
         for net in nets[1:]:
-            if net.config.charset != first.config.charset or net.config.width != first.config.width:
-                raise ValueError("the checkpoints of an ensemble must write the same charset from inputs of the same "
-                                 f"width, so that their columns line up: {first.config.charset!r} at "
-                                 f"{first.config.width} against {net.config.charset!r} at {net.config.width}")
+            if merge == "mean" and (net.config.charset != first.config.charset or net.config.width != first.config.width):
+                raise ValueError("checkpoints whose probabilities are averaged (merge=mean) must write the same charset "
+                                 f"from inputs of the same width, so that their columns line up: {first.config.charset!r} "
+                                 f"at {first.config.width} against {net.config.charset!r} at {net.config.width}; "
+                                 "use merge=vote")
         return cls(tuple(nets), views, merge)
 
     @property
@@ -304,22 +306,21 @@ class _Reader:
         return self.nets[0].lengths
 
     def read(self, images: list[Image.Image]) -> tuple[list[str], list[float]]:
-        """Answers and confidences; with several views, as `merge` says (views.vote, or the mean)."""
+        """Answers and confidences, one each per image."""
         from solvers.cnn.model import read_out
         from solvers.cnn.views import view, vote
 
         seen = [view(image, k) for image in images for k in range(self.views)]  # an image's views side by side
-        if len(self.nets) == 1:
-            scores = self.nets[0].logits(seen)
-        else:  # the mean of the probabilities, as log-probabilities (read_out's softmax gives them back)
-            scores = (sum(net.logits(seen).float().softmax(-1) for net in self.nets) / len(self.nets)).clamp_min(1e-30).log()
-        if self.views > 1 and self.merge == "mean":
-            probabilities = scores.float().softmax(-1)
-            scores = probabilities.view(len(images), self.views, *probabilities.shape[1:]).mean(1).clamp_min(1e-30).log()
-        answers, sure = read_out(scores, self.config.charset, self.lengths)
-        if self.views == 1 or self.merge == "mean":
-            return answers, sure
-        voted = [vote(answers[i : i + self.views], sure[i : i + self.views]) for i in range(0, len(answers), self.views)]
+        if len(self.nets) == 1 and self.views == 1:
+            return read_out(self.nets[0].logits(seen), self.config.charset, self.lengths)
+        if self.merge == "mean":
+            probabilities = sum(net.logits(seen).float().softmax(-1) for net in self.nets) / len(self.nets)
+            mean = probabilities.view(len(images), self.views, *probabilities.shape[1:]).mean(1)
+            return read_out(mean.clamp_min(1e-30).log(), self.config.charset, self.lengths)
+        readings = [read_out(net.logits(seen), net.config.charset, net.lengths) for net in self.nets]
+        voted = [vote([a for answers, _ in readings for a in answers[i : i + self.views]],
+                      [c for _, sure in readings for c in sure[i : i + self.views]])
+                 for i in range(0, len(seen), self.views)]
         return [a for a, _ in voted], [c for _, c in voted]
 
 
