@@ -2,8 +2,8 @@
 
 Several checkpoints can read as one (`-o checkpoint=A,B`: an ensemble whose readings vote, or
 whose probabilities are averaged with `-o merge=mean`). A cascade reads every item with the first
-and gives the items it is least sure of to a second one (`-o fallback=PATH -o threshold=T`); a preset whose weights folder holds
-`<preset>.cascade.json` reads as it says by default.
+and gives the items it is least sure of to a second one (`-o fallback=PATH -o threshold=T`); a
+preset whose weights folder holds `<preset>.cascade.json` reads as it says by default.
 """
 
 from __future__ import annotations

@@ -308,13 +308,13 @@ def _load_mix(cfg: TrainConfig, model_cfg: CNNConfig, folding: bool) -> _Mix:
     if cfg.mix_count is not None and cfg.mix_count < 1:
         raise ValueError(f"--mix-count must be at least 1, got {cfg.mix_count}")
     data = ds.read_dataset(cfg.mix)
-    items = load_challenges(data, cfg.mix_count)
-    x = stack([input_bytes(Image.frombytes(mode, size, raw), model_cfg) for _, (_, mode, size, raw) in items], model_cfg)
-    answers = [s.answer.casefold() if folding else s.answer for s, _ in items]
+    answers = [s.answer.casefold() if folding else s.answer for s in data.samples[: cfg.mix_count]]
     missing = sorted({c for a in answers for c in a if c not in model_cfg.charset})
-    if missing:
+    if missing:  # said before any image is read
         raise ValueError(f"--mix {cfg.mix}: its answers use {''.join(missing)!r}, which --dataset's charset lacks: "
                          "generate the mix set with that charset")
+    items = load_challenges(data, cfg.mix_count)
+    x = stack([input_bytes(Image.frombytes(mode, size, raw), model_cfg) for _, (_, mode, size, raw) in items], model_cfg)
     flat, sizes = encode(answers, model_cfg.charset)
     per_batch = max(1, round(cfg.batch_size * cfg.mix_share / (1.0 - cfg.mix_share)))
     about = {"dataset": str(cfg.mix), "sha256": data.hash, "items": len(answers), "share": cfg.mix_share,
