@@ -266,14 +266,23 @@ class _Net:
         return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device,
                    _trained_lengths(state) if fit_length else None)
 
-    def logits(self, images: list[Image.Image]) -> Any:
-        """(B, T, classes) for the images, on the CPU."""
+    @property
+    def input(self) -> tuple[bool, int, int]:
+        """What `preprocess` makes of an image for this model: checkpoints alike here share one input."""
+        return self.config.colour, self.config.width, self.config.height
+
+    def logits(self, images: list[Image.Image], inputs: dict[tuple[bool, int, int], Any] | None = None) -> Any:
+        """(B, T, classes) for the images, on the CPU. `inputs` keeps each preprocessed batch for the
+        next checkpoint of the same input, so an ensemble converts and resizes each image once."""
         import torch
 
         from solvers.cnn.model import preprocess
 
+        inputs = {} if inputs is None else inputs
+        if self.input not in inputs:
+            inputs[self.input] = preprocess(images, self.config)
         with torch.inference_mode():
-            return self.model(preprocess(images, self.config).to(self.device)).cpu()
+            return self.model(inputs[self.input].to(self.device)).cpu()
 
 
 @dataclass(frozen=True)
@@ -313,11 +322,12 @@ class _Reader:
         seen = [view(image, k) for image in images for k in range(self.views)]  # an image's views side by side
         if len(self.nets) == 1 and self.views == 1:
             return read_out(self.nets[0].logits(seen), self.config.charset, self.lengths)
+        inputs: dict[tuple[bool, int, int], Any] = {}
         if self.merge == "mean":
-            probabilities = sum(net.logits(seen).float().softmax(-1) for net in self.nets) / len(self.nets)
+            probabilities = sum(net.logits(seen, inputs).float().softmax(-1) for net in self.nets) / len(self.nets)
             mean = probabilities.view(len(images), self.views, *probabilities.shape[1:]).mean(1)
             return read_out(mean.clamp_min(1e-30).log(), self.config.charset, self.lengths)
-        readings = [read_out(net.logits(seen), net.config.charset, net.lengths) for net in self.nets]
+        readings = [read_out(net.logits(seen, inputs), net.config.charset, net.lengths) for net in self.nets]
         voted = [vote([a for answers, _ in readings for a in answers[i : i + self.views]],
                       [c for _, sure in readings for c in sure[i : i + self.views]])
                  for i in range(0, len(seen), self.views)]
