@@ -620,7 +620,11 @@ def test_an_ensemble_pools_its_readings_in_one_vote_or_averages_its_probabilitie
         cnn_solver.plan(checkpoint=f"{a},")
 
     _train(tmp_path / "wide.pt", model={"width": 96})
-    cnn_solver.CNNSolver(checkpoint=f"{a},{tmp_path / 'wide.pt'}")  # votes need no columns in common
+    mixed = cnn_solver.CNNSolver(checkpoint=f"{a},{tmp_path / 'wide.pt'}", parallel=False)  # votes need no common columns
+    wide = mixed.first.nets[1]
+    rw = read_out(wide.logits(images), wide.config.charset, wide.lengths)  # its own input: 96 wide, not 72
+    ra1 = read_out(one.logits(images), one.config.charset, one.lengths)
+    assert mixed.solve(challenges) == [vote([x, y], [sx, sy])[0] for x, sx, y, sy in zip(*ra1, *rw)]
     with pytest.raises(ValueError, match="must write the same charset from inputs of the same width"):
         cnn_solver.CNNSolver(checkpoint=f"{a},{tmp_path / 'wide.pt'}", merge="mean")
 
