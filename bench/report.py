@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bench.run import SKIPPED, Attempt, Timing
+from bench.run import SKIPPED, Attempt, Timing, normalise
 
 Z95 = 1.959963984540054
 
@@ -116,6 +116,75 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Glyph:
+    """How well one solver read one character of the answers."""
+
+    solver: str
+    glyph: str  # as the answers write it: case kept, so that I and l stay apart where scoring folds case
+    n: int  # times it stands in the answers of answered attempts
+    right: int  # times the solver's answer kept it (see glyph_accuracy)
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.n
+
+
+def glyph_accuracy(attempts: Iterable[Attempt], case_sensitive: bool = False) -> list[Glyph]:
+    """Per solver and answer character, how often it was read right: each answered attempt is aligned
+    with its answer along a minimum edit path (matches taken first where paths tie), and a character
+    counts as right where that path keeps it, compared as the scoring rule compares (`normalise`).
+    Errors and skips are left out: no glyph was read. Worst first within each solver, in order of
+    first appearance of the solvers."""
+    counts: dict[str, dict[str, list[int]]] = {}
+    for a in attempts:
+        if a.error:
+            continue
+        per = counts.setdefault(a.solver, {})
+        answer = "".join(a.expected.split())
+        for glyph, kept in zip(answer, _kept(answer, "".join(a.predicted.split()), case_sensitive)):
+            tally = per.setdefault(glyph, [0, 0])
+            tally[0] += 1
+            tally[1] += kept
+    return [Glyph(solver, glyph, n, right)
+            for solver, per in counts.items()
+            for glyph, (n, right) in sorted(per.items(), key=lambda kv: (kv[1][1] / kv[1][0], kv[0]))]
+
+
+def _kept(answer: str, predicted: str, case_sensitive: bool) -> list[bool]:
+    """For each character of `answer`: whether a minimum edit path to `predicted` keeps it."""
+    a = [normalise(c, case_sensitive) for c in answer]
+    b = [normalise(c, case_sensitive) for c in predicted]
+    d = [[i + j if not i or not j else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    kept = [False] * len(a)
+    i, j = len(a), len(b)
+    while i and j:
+        if a[i - 1] == b[j - 1] and d[i][j] == d[i - 1][j - 1]:
+            kept[i - 1] = True
+            i, j = i - 1, j - 1
+        elif d[i][j] == d[i - 1][j - 1] + 1:
+            i, j = i - 1, j - 1  # substituted
+        elif d[i][j] == d[i - 1][j] + 1:
+            i -= 1  # dropped
+        else:
+            j -= 1  # inserted
+    return kept
+
+
+def glyph_table(glyphs: Sequence[Glyph], worst: int | None = None) -> str:
+    """The terminal table of glyph_accuracy: each solver's `worst` characters (all by default)."""
+    rows: list[list[str]] = []
+    shown: dict[str, int] = {}
+    for g in glyphs:
+        shown[g.solver] = shown.get(g.solver, 0) + 1
+        if worst is None or shown[g.solver] <= worst:
+            rows.append([g.solver, g.glyph, str(g.n), str(g.right), f"{g.accuracy:.1%}"])
+    return format_table(["solver", "glyph", "n", "read right", "accuracy"], rows)
 
 
 def _ms(seconds: float | None) -> str:

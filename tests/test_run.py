@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import session
-from bench.report import percentile, summarize, wilson
+from bench.report import glyph_accuracy, glyph_table, percentile, summarize, wilson
 from bench.run import Attempt, RunConfig, SolverSpec, cer, is_correct
 from captchas import dataset as ds
 
@@ -55,6 +55,36 @@ def test_percentile() -> None:
     assert percentile([1, 2, 3, 4, 5], 50) == 3
     assert percentile([1, 2, 3, 4, 5], 90) == pytest.approx(4.6)
     assert percentile([7], 90) == 7
+
+
+def _said(solver: str, expected: str, predicted: str, error: str = "") -> Attempt:
+    return Attempt("r", solver, expected, expected, predicted, False, 0.0, 0.0, error)
+
+
+def test_glyph_accuracy_aligns_answers_and_keeps_the_answers_case() -> None:
+    rows = [
+        _said("cnn", "4IlX", "4llx"),  # I read as l: only I is wrong (case folded, as scored)
+        _said("cnn", "abc", "ac"),  # b dropped
+        _said("cnn", "abc", "xabc"),  # an extra character costs no answer character
+        _said("cnn", "ab", "", error="solver raised"),  # no reading: left out
+        _said("human", "aB", "ab"),
+        _said("human", "aB", "", error="skipped"),
+    ]
+    got = {(g.solver, g.glyph): (g.n, g.right) for g in glyph_accuracy(rows)}
+    assert got == {("cnn", "4"): (1, 1), ("cnn", "I"): (1, 0), ("cnn", "l"): (1, 1), ("cnn", "X"): (1, 1),
+                   ("cnn", "a"): (2, 2), ("cnn", "b"): (2, 1), ("cnn", "c"): (2, 2),
+                   ("human", "a"): (1, 1), ("human", "B"): (1, 1)}
+    sensitive = {(g.solver, g.glyph): (g.n, g.right) for g in glyph_accuracy(rows, case_sensitive=True)}
+    assert sensitive[("human", "B")] == (1, 0) and sensitive[("cnn", "X")] == (1, 0)
+    order = [g.glyph for g in glyph_accuracy(rows) if g.solver == "cnn"]
+    assert order[:2] == ["I", "b"]  # worst first: 0 %, then 50 %
+
+
+def test_glyph_table_shows_each_solvers_worst() -> None:
+    rows = [_said("cnn", "abc", "abx"), _said("human", "abc", "xbc")]
+    table = glyph_table(glyph_accuracy(rows), worst=1).splitlines()
+    assert table[0].split() == ["solver", "glyph", "n", "read", "right", "accuracy"]
+    assert [line.split() for line in table[2:]] == [["cnn", "c", "1", "0", "0.0%"], ["human", "a", "1", "0", "0.0%"]]
 
 
 def test_summarize_counts_errors_as_wrong_and_leaves_them_out_of_latency() -> None:
