@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bench.run import SKIPPED, Attempt, Timing, normalise
+from bench.run import SKIPPED, Attempt, Timing, edit_table, normalise
 
 Z95 = 1.959963984540054
 
@@ -157,10 +157,7 @@ def _kept(answer: str, predicted: str, case_sensitive: bool) -> list[bool]:
     """For each character of `answer`: whether a minimum edit path to `predicted` keeps it."""
     a = [normalise(c, case_sensitive) for c in answer]
     b = [normalise(c, case_sensitive) for c in predicted]
-    d = [[i + j if not i or not j else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+    d = edit_table(a, b)
     kept = [False] * len(a)
     i, j = len(a), len(b)
     while i and j:

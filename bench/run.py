@@ -85,13 +85,18 @@ def is_correct(expected: str, predicted: str, case_sensitive: bool = False) -> b
 def cer(expected: str, predicted: str, case_sensitive: bool = False) -> float:
     """Character error rate: Levenshtein distance over the expected length, after normalise()."""
     a, b = normalise(expected, case_sensitive), normalise(predicted, case_sensitive)
-    previous = list(range(len(b) + 1))
+    return edit_table(a, b)[-1][-1] / max(len(a), 1)
+
+
+def edit_table(a: Sequence[str], b: Sequence[str]) -> list[list[int]]:
+    """Levenshtein distances between every prefix of `a` and of `b`: row i, column j is a[:i] to b[:j]."""
+    d = [list(range(len(b) + 1))]
     for i, ca in enumerate(a, 1):
-        current = [i]
+        row = [i]
         for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1] / max(len(a), 1)
+            row.append(min(d[i - 1][j] + 1, row[j - 1] + 1, d[i - 1][j - 1] + (ca != cb)))
+        d.append(row)
+    return d
 
 
 def load_challenges(dataset: ds.Dataset, limit: int | None = None) -> list[tuple[ds.Sample, Pixels]]:
