@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from captchas.dataset import Challenge
+from solvers.cnn.views import VIEWS, view, vote
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  # shipped: <preset>.pt with a model card <preset>.md
 ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime on the CPU where it is installed, else PyTorch
@@ -54,8 +55,6 @@ def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: 
          views: int | None = None, merge: str | None = None) -> Plan:
     """Resolve the options to weights; ValueError, with the fix, for combinations that make no sense.
     `checkpoint` may name several files, comma-separated: an ensemble."""
-    from solvers.cnn.views import VIEWS
-
     if threshold is not None and not (_number(threshold) and 0.0 <= threshold <= 1.0):
         raise ValueError(f"threshold is a confidence between 0 and 1, got {threshold!r}")
     if views is not None and not _views_ok(views):
@@ -91,8 +90,6 @@ def _read_cascade(path: Path) -> dict[str, Any]:
         named = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"cascade file {path} is not readable JSON ({e}): restore it from git") from None
-    from solvers.cnn.views import VIEWS
-
     first = named.get("checkpoint") if isinstance(named, dict) else None
     files_ok = isinstance(first, str) or (isinstance(first, list) and bool(first) and all(isinstance(f, str) for f in first))
     fallback_ok = isinstance(named, dict) and (
@@ -110,8 +107,6 @@ def _number(value: object) -> bool:
 
 
 def _views_ok(value: object) -> bool:
-    from solvers.cnn.views import VIEWS
-
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= len(VIEWS)
 
 
@@ -317,7 +312,6 @@ class _Reader:
     def read(self, images: list[Image.Image]) -> tuple[list[str], list[float]]:
         """Answers and confidences, one each per image."""
         from solvers.cnn.model import read_out
-        from solvers.cnn.views import view, vote
 
         seen = [view(image, k) for image in images for k in range(self.views)]  # an image's views side by side
         if len(self.nets) == 1 and self.views == 1:
