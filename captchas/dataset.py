@@ -138,6 +138,14 @@ def check_files(dataset: Dataset, progress: Progress | None = None) -> list[str]
         if progress:
             progress(done, total)
     listed = {s.file for s in dataset.samples} | {MANIFEST, INFO}
+    answers = dataset.info.get("human_answers") or {}
+    if answers.get("file"):  # recorded human answers shipped with the set (TuringPass's humans split)
+        listed.add(answers["file"])
+        path = dataset.path / answers["file"]
+        if Path(answers["file"]).name != answers["file"] or not path.is_file():
+            problems.append(f"{answers['file']}: the recorded answers that dataset.json names are missing")
+        elif answers.get("sha256") and sha256_bytes(path.read_bytes()) != answers["sha256"]:
+            problems.append(f"{answers['file']}: does not match its sha256 in dataset.json")
     extra = sorted(p.name for p in dataset.path.iterdir() if p.name not in listed)
     problems += [f"{name}: not in the manifest" for name in extra]
     return problems

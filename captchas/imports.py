@@ -218,6 +218,9 @@ TURINGPASS_IMAGES = Path("static/dataset")
 TURINGPASS_ANSWERS = Path("models/captcha/human_captcha_solve_data.csv")
 TURINGPASS_COLUMNS = ("time_taken", "attempts", "actual", "response")
 ANSWERS_FILE = "answers.csv"
+# The TuringPass `humans` split, shipped inside the package as the embedded human baseline
+# (data/turingpass/SOURCE.md says where it comes from and what was changed).
+EMBEDDED_HUMANS = Path(__file__).resolve().parent / "data" / "turingpass" / "humans"
 
 
 @dataclass(frozen=True)
