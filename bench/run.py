@@ -79,13 +79,13 @@ def normalise(text: str, case_sensitive: bool) -> str:
 
 def is_correct(expected: str, predicted: str, case_sensitive: bool = False) -> bool:
     """The one scoring rule."""
-    return normalise(expected, case_sensitive) == normalise(predicted, case_sensitive)
+    return expected == predicted or normalise(expected, case_sensitive) == normalise(predicted, case_sensitive)
 
 
 def cer(expected: str, predicted: str, case_sensitive: bool = False) -> float:
     """Character error rate: Levenshtein distance over the expected length, after normalise()."""
     a, b = normalise(expected, case_sensitive), normalise(predicted, case_sensitive)
-    return edit_table(a, b)[-1][-1] / max(len(a), 1)
+    return 0.0 if a == b else edit_table(a, b)[-1][-1] / max(len(a), 1)
 
 
 def edit_table(a: Sequence[str], b: Sequence[str]) -> list[list[int]]:
@@ -134,13 +134,7 @@ def run_solver(
     Replay solvers (with a `replay(ids)` method, such as `human`) yield one Attempt per recorded
     answer instead, none for items nobody answered.
     """
-    from solvers.registry import SolverError, resolve
-
-    try:
-        replays = callable(getattr(resolve(spec.name), "replay", None))
-    except SolverError:
-        replays = False  # the host reports it
-    if replays:
+    if replays(spec.name):  # an unknown solver is not: the host reports it
         yield from _replay(run_id, spec, items, config, case_sensitive, done, dataset_hash)
         return
     try:
@@ -170,6 +164,16 @@ def run_solver(
         yield _throughput(host, spec, items, config)
     finally:
         host.close()
+
+
+def replays(name: str) -> bool:
+    """Whether a solver replays recorded human answers (it has `replay(ids)`) rather than reading images."""
+    from solvers.registry import SolverError, resolve
+
+    try:
+        return callable(getattr(resolve(name), "replay", None))
+    except SolverError:
+        return False
 
 
 def _replay(run_id: str, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig,

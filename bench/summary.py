@@ -1,19 +1,19 @@
-"""Summaries of attempts: accuracy with a Wilson 95 % interval, CER, latency, throughput.
+"""Summaries of attempts: accuracy with a Wilson 95 % interval, CER, latency, throughput; which
+glyphs each solver reads right and what it reads them as.
 
-Pure functions over records; `to_csv_rows` and `to_table` only build values and strings.
+Pure functions over records; `to_table` and `glyph_table` only build strings.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bench.run import SKIPPED, Attempt, Timing, edit_table, normalise
-
-Z95 = 1.959963984540054
-
+from bench.stats import wilson
 
 @dataclass(frozen=True)
 class Summary:
@@ -36,17 +36,6 @@ class Summary:
     cold_start: float | None  # seconds
     restarts: int
     failure: str = ""  # why the solver could not run at all
-
-
-def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -138,39 +127,68 @@ def glyph_accuracy(attempts: Iterable[Attempt], case_sensitive: bool = False) ->
     counts as right where that path keeps it, compared as the scoring rule compares (`normalise`).
     Errors and skips are left out: no glyph was read. Worst first within each solver, in order of
     first appearance of the solvers."""
-    counts: dict[str, dict[str, list[int]]] = {}
+    return glyph_readings(attempts, case_sensitive)[0]
+
+
+DROPPED = "\u2205"  # what a confusion reads for an answer glyph that the solver left out (the empty-set sign)
+
+
+def confusions(attempts: Iterable[Attempt], case_sensitive: bool = False) -> dict[str, Counter[tuple[str, str]]]:
+    """Per solver, how often each answer glyph was read as another one (or dropped: DROPPED), along the
+    alignment of `glyph_accuracy`. Pairs that the scoring rule calls equal are not confusions."""
+    return glyph_readings(attempts, case_sensitive)[1]
+
+
+def glyph_readings(attempts: Iterable[Attempt], case_sensitive: bool = False
+                   ) -> tuple[list[Glyph], dict[str, Counter[tuple[str, str]]]]:
+    """`glyph_accuracy` and `confusions` from one alignment of each attempt."""
+    seen: defaultdict[str, Counter[str]] = defaultdict(Counter)  # solver -> glyph -> times in the answers
+    kept: defaultdict[str, Counter[str]] = defaultdict(Counter)  # solver -> glyph -> times read right
+    found: defaultdict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
     for a in attempts:
         if a.error:
             continue
-        per = counts.setdefault(a.solver, {})
-        answer = "".join(a.expected.split())
-        for glyph, kept in zip(answer, _kept(answer, "".join(a.predicted.split()), case_sensitive)):
-            tally = per.setdefault(glyph, [0, 0])
-            tally[0] += 1
-            tally[1] += kept
-    return [Glyph(solver, glyph, n, right)
-            for solver, per in counts.items()
-            for glyph, (n, right) in sorted(per.items(), key=lambda kv: (kv[1][1] / kv[1][0], kv[0]))]
+        answer, predicted = "".join(a.expected.split()), "".join(a.predicted.split())
+        seen[a.solver].update(answer)
+        right, tally = kept[a.solver], found[a.solver]
+        if answer == predicted or (not case_sensitive and len(answer) == len(predicted)
+                                   and _glyphs(answer, False) == _glyphs(predicted, False)):
+            right.update(answer)  # read right: every glyph kept (the common case, counted at C speed)
+            continue
+        for glyph, r in zip(answer, align(answer, predicted, case_sensitive)):
+            # compared as normalise() compares: the white space is gone already, so only case is left to fold
+            if r is not None and (r == glyph or not case_sensitive and r.casefold() == glyph.casefold()):
+                right[glyph] += 1
+            else:
+                tally[(glyph, DROPPED if r is None else r)] += 1
+    glyphs = [Glyph(solver, glyph, n, kept[solver][glyph])
+              for solver, per in seen.items()
+              for glyph, n in sorted(per.items(), key=lambda kv: (kept[solver][kv[0]] / kv[1], kv[0]))]
+    return glyphs, dict(found)
 
 
-def _kept(answer: str, predicted: str, case_sensitive: bool) -> list[bool]:
-    """For each character of `answer`: whether a minimum edit path to `predicted` keeps it."""
-    a = [normalise(c, case_sensitive) for c in answer]
-    b = [normalise(c, case_sensitive) for c in predicted]
+def align(answer: str, predicted: str, case_sensitive: bool) -> list[str | None]:
+    """For each character of `answer` (white space removed): the character of `predicted` that a
+    minimum edit path puts against it (itself where kept, another where substituted), or None where
+    the path drops it."""
+    a, b = _glyphs(answer, case_sensitive), _glyphs(predicted, case_sensitive)
+    if a == b:
+        return list(predicted)  # read right: every glyph kept
     d = edit_table(a, b)
-    kept = [False] * len(a)
+    read: list[str | None] = [None] * len(a)
     i, j = len(a), len(b)
     while i and j:
         if a[i - 1] == b[j - 1] and d[i][j] == d[i - 1][j - 1]:
-            kept[i - 1] = True
+            read[i - 1] = predicted[j - 1]  # kept
             i, j = i - 1, j - 1
         elif d[i][j] == d[i - 1][j - 1] + 1:
-            i, j = i - 1, j - 1  # substituted
+            read[i - 1] = predicted[j - 1]  # substituted
+            i, j = i - 1, j - 1
         elif d[i][j] == d[i - 1][j] + 1:
             i -= 1  # dropped
         else:
             j -= 1  # inserted
-    return kept
+    return read
 
 
 def glyph_table(glyphs: Sequence[Glyph], worst: int | None = None) -> str:
@@ -186,3 +204,8 @@ def glyph_table(glyphs: Sequence[Glyph], worst: int | None = None) -> str:
 
 def _ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.2f}" if seconds is not None else "-"
+
+
+def _glyphs(text: str, case_sensitive: bool) -> list[str]:
+    """Each character in its comparison form (white space already removed)."""
+    return list(text) if case_sensitive else [c.casefold() for c in text]

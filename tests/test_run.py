@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import session
-from bench.report import glyph_accuracy, glyph_table, percentile, summarize, wilson
+from bench.summary import glyph_accuracy, glyph_table, percentile, summarize, wilson
 from bench.run import Attempt, RunConfig, SolverSpec, cer, is_correct
 from captchas import dataset as ds
 
