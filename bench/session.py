@@ -20,15 +20,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.report import Summary, summarize
-from bench.run import Attempt, RunConfig, Timing, load_challenges, run_solver
+from bench.summary import Summary, summarize
+from bench.run import Attempt, RunConfig, Timing, load_challenges, replays, run_solver
 from captchas import dataset as ds
 from solvers.registry import check_options
 
 RUN, ATTEMPTS, TIMING = "run.json", "attempts.csv", "timing.jsonl"
 SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"
 COLUMNS = [f.name for f in dataclasses.fields(Attempt)]
-LIBRARIES = ("captcha", "pillow", "click", "numpy", "tesserocr", "ddddocr", "onnxruntime", "torch", "torchvision")
+LIBRARIES = ("captcha", "pillow", "click", "numpy", "scipy", "statsmodels", "tesserocr", "ddddocr", "onnxruntime",
+             "torch", "torchvision")
 
 Progress = Callable[[str, int, int], None]  # (solver, done, total)
 
@@ -215,12 +216,14 @@ def provenance(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
     return {
         "started": _now(),
         "command": sys.argv,
-        "dataset": {k: dataset.info.get(k) for k in ("kind", "scheme", "preset", "seed", "count", "source")},
+        "dataset": {k: dataset.info.get(k) for k in ("kind", "scheme", "preset", "seed", "count", "source",
+                                                      "source_name", "split", "case_sensitive")},
+        "recorded_solvers": [s.name for s in config.solvers if replays(s.name)],  # people, not machines
         "solver_versions": {s.name: _solver_version(s.name) for s in config.solvers},
         "solver_files": {s.name: files for s in config.solvers if (files := _solver_files(s.name, s.options))},
         "libraries": {name: _version(name) for name in LIBRARIES},
         "python": platform.python_version(),
-        "git": _git(),
+        "git": git_state(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "node": platform.node()},
     }
@@ -258,7 +261,7 @@ def _solver_version(name: str) -> str:
     return f"{name} (module:attr, not installed)"
 
 
-def _git() -> dict[str, Any]:
+def git_state() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)

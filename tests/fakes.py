@@ -129,3 +129,31 @@ class FileSolver:
 
     def solve(self, batch: Sequence[Challenge]) -> list[str]:
         return [self.answer] * len(batch)
+
+
+def write_run(folder: Any, dataset_sha256: str, attempts: Sequence[Any], *, people: Sequence[str] = ("human",),
+              case_sensitive: bool = False, finished: bool = True) -> Any:
+    """A run folder as `captcha-bench run` writes it (run.json, attempts.csv, summary.json), from attempts
+    a test constructs: the report reads only these files, so the verdict rule can be tested on any data."""
+    import csv
+    from pathlib import Path
+
+    from bench.session import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    solvers = list(dict.fromkeys(a.solver for a in attempts))
+    request = {"dataset": str(folder / "set"), "dataset_sha256": dataset_sha256, "case_sensitive": case_sensitive,
+               "solvers": [{"name": s, "options": {}} for s in solvers], "config": {}}
+    provenance = {"dataset": {"kind": "generated", "preset": "medium", "seed": 1, "count": 100,
+                              "case_sensitive": case_sensitive}, "recorded_solvers": list(people)}
+    (folder / RUN).write_text(json.dumps({**request, "provenance": provenance}))
+    with (folder / ATTEMPTS).open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for a in attempts:
+            writer.writerow([folder.name, a.solver, a.item_id, a.expected, a.predicted, int(a.correct), f"{a.cer:.6f}",
+                             f"{a.seconds:.9f}", a.error, a.participant, a.attempt])
+    if finished:
+        (folder / SUMMARY_JSON).write_text("{}")
+    return folder

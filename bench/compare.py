@@ -1,0 +1,220 @@
+"""A machine against people on the same items: paired accuracy and time, the verdict, Holm's correction.
+
+Pure functions over attempts. The primary analysis pairs each item's machine attempt with the
+item's first human answer (the first recorded answer that was that person's first try); the
+second uses all answers, with intervals from a bootstrap that resamples items.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bench import stats
+from bench.run import Attempt, cer, is_correct
+
+
+@dataclass(frozen=True)
+class AccuracyTest:
+    """Machine minus people, accuracy on the same items, under one case rule."""
+
+    case_sensitive: bool
+    items: int  # items with the machine's attempt and a first human answer
+    machine_right: int
+    human_right: int
+    machine_only: int  # items the machine got right and the person wrong
+    human_only: int  # the other way round
+    difference: float  # machine accuracy - people's accuracy (first answers), in [-1, 1]
+    low: float  # Newcombe 95 % interval
+    high: float
+    p: float  # exact McNemar, two-sided
+    answers: int  # all answers: human answers on the items the machine attempted
+    answer_items: int  # ...and on how many items
+    human_right_all: int
+    difference_all: float  # machine accuracy over those items - people's over all their answers
+    low_all: float  # item bootstrap 95 % interval
+    high_all: float
+    p_holm: float = math.nan  # p after Holm's correction over every test of the report
+
+    @property
+    def machine_accuracy(self) -> float:
+        return self.machine_right / self.items if self.items else math.nan
+
+    @property
+    def human_accuracy(self) -> float:
+        return self.human_right / self.items if self.items else math.nan
+
+    @property
+    def human_accuracy_all(self) -> float:
+        return self.human_right_all / self.answers if self.answers else math.nan
+
+    @property
+    def ahead(self) -> str:
+        return stats.side(self.p_holm, self.low, self.high, 0.0)
+
+
+@dataclass(frozen=True)
+class TimeTest:
+    """People's solve time over the machine's, on the same items (both answered)."""
+
+    items: int
+    machine_median: float  # seconds
+    human_median: float
+    ratio: float  # human median / machine median: how many times longer people took
+    low: float  # paired bootstrap 95 % interval
+    high: float
+    p: float  # Wilcoxon signed-rank, two-sided
+    answers: int  # all answers with a time, on items the machine answered
+    human_median_all: float
+    ratio_all: float
+    low_all: float  # item bootstrap 95 % interval
+    high_all: float
+    p_holm: float = math.nan
+
+    @property
+    def ahead(self) -> str:
+        return stats.side(self.p_holm, self.low, self.high, 1.0)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One machine solver against the people, on one data set."""
+
+    group: str  # the data set's label
+    machine: str
+    human: str
+    accuracy: AccuracyTest  # under the data set's case rule
+    other: AccuracyTest  # under the other case rule
+    time: TimeTest
+
+    @property
+    def verdict(self) -> str:
+        return stats.overall(self.accuracy.ahead, self.time.ahead)
+
+    @property
+    def verdict_other(self) -> str:
+        return stats.overall(self.other.ahead, self.time.ahead)
+
+
+def right(a: Attempt, case_sensitive: bool) -> bool:
+    """Whether an attempt is right under a case rule (errors and skips never are)."""
+    return not a.error and is_correct(a.expected, a.predicted, case_sensitive)
+
+
+def rescore(attempts: Iterable[Attempt], case_sensitive: bool, with_cer: bool = True) -> list[Attempt]:
+    """The attempts scored again under a case rule, as the run would have; CER too unless `with_cer`
+    is False (it is then NaN: an edit table per attempt is the costly part)."""
+    return [Attempt(a.run_id, a.solver, a.item_id, a.expected, a.predicted, right(a, case_sensitive),
+                    cer(a.expected, a.predicted, case_sensitive) if with_cer else math.nan, a.seconds, a.error,
+                    a.participant, a.attempt)  # the constructor: dataclasses.replace costs ten times as much
+            for a in attempts]
+
+
+def first_answers(human: Iterable[Attempt]) -> dict[str, Attempt]:
+    """Each item's first answer: the first recorded row that was its person's first try (attempt 1).
+    Items with retries only are left out: a retry follows a try the person was told was wrong."""
+    first: dict[str, Attempt] = {}
+    for a in human:
+        if a.attempt == 1 and a.item_id not in first:
+            first[a.item_id] = a
+    return first
+
+
+def compare(group: str, machine: Sequence[Attempt], human: Sequence[Attempt], case_sensitive: bool,
+            seed: int = stats.SEED) -> Comparison:
+    """One machine's attempts against people's answers (see compare_all)."""
+    return compare_all(group, {machine[0].solver if machine else "": machine}, human, case_sensitive, seed)[0]
+
+
+def compare_all(group: str, machines: dict[str, Sequence[Attempt]], human: Sequence[Attempt], case_sensitive: bool,
+                seed: int = stats.SEED) -> list[Comparison]:
+    """Each machine's attempts against people's answers, on the items both attempted (p_holm not yet set).
+
+    Newcombe's interval, McNemar and Wilcoxon come from the first answers; the all-answers intervals
+    and the ratios' intervals from one bootstrap of the items both attempted, per machine."""
+    people = _People(human, (case_sensitive, not case_sensitive))
+    return [_compare(group, name, attempts, people, case_sensitive, seed) for name, attempts in machines.items()]
+
+
+class _People:
+    """What every comparison with the same people needs, worked out once: each item's first answer,
+    its answers, how many were right under each case rule, and their solve times."""
+
+    def __init__(self, human: Sequence[Attempt], rules: tuple[bool, bool]) -> None:
+        self.name = human[0].solver if human else ""
+        self.first = first_answers(human)
+        self.by_item: dict[str, list[Attempt]] = {}
+        for a in human:
+            self.by_item.setdefault(a.item_id, []).append(a)
+        self.ok = {rule: {id(a): right(a, rule) for a in human} for rule in rules}
+        self.right = {rule: {i: sum(self.ok[rule][id(a)] for a in said) for i, said in self.by_item.items()}
+                      for rule in rules}
+        self.times = {i: [a.seconds for a in said if _timed(a)] for i, said in self.by_item.items()}
+
+
+def _compare(group: str, name: str, machine: Sequence[Attempt], people: _People, case_sensitive: bool,
+             seed: int) -> Comparison:
+    mine: dict[str, Attempt] = {}
+    for a in machine:
+        mine.setdefault(a.item_id, a)
+    items = [i for i in people.by_item if i in mine]  # the units of the bootstrap
+    first = people.first
+    rules = (case_sensitive, not case_sensitive)
+    ok = {rule: {**people.ok[rule], **{id(a): right(a, rule) for a in mine.values()}} for rule in rules}
+    m_right = {rule: np.array([ok[rule][id(mine[i])] for i in items], dtype=float) for rule in rules}
+    h_right = {rule: np.array([people.right[rule][i] for i in items], dtype=float) for rule in rules}
+    answers = np.array([len(people.by_item[i]) for i in items], dtype=float)
+    paired = [i in first and _timed(first[i]) and _timed(mine[i]) for i in items]  # first answers, both timed
+    first_people = stats.Pooled([[first[i].seconds] if both else [] for i, both in zip(items, paired)])
+    first_machine = stats.Pooled([[mine[i].seconds] if both else [] for i, both in zip(items, paired)])
+    every = [people.times[i] if _timed(mine[i]) else [] for i in items]
+    all_people = stats.Pooled(every)
+    all_machine = stats.Pooled([[mine[i].seconds] if times else [] for i, times in zip(items, every)])
+
+    def statistic(w: NDArray[np.float64]) -> NDArray[np.float64]:  # (B, items): times each item was drawn
+        drawn, said = w.sum(axis=1), w @ answers
+        return np.stack([*(w @ m_right[rule] / drawn - w @ h_right[rule] / said for rule in rules),
+                         stats.ratio(first_people.medians(w), first_machine.medians(w)),
+                         stats.ratio(all_people.medians(w), all_machine.medians(w))])
+
+    low, high = stats.bootstrap(len(items), statistic, seed=seed)
+    estimate = statistic(np.ones((1, len(items))))[:, 0] if items else np.full(4, math.nan)
+    tests = [_accuracy(mine, first, rule, ok[rule], len(items), int(answers.sum()), int(h_right[rule].sum()),
+                       (float(estimate[k]), float(low[k]), float(high[k]))) for k, rule in enumerate(rules)]
+    their = [first[i].seconds for i, both in zip(items, paired) if both]
+    its = [mine[i].seconds for i, both in zip(items, paired) if both]
+    time = TimeTest(len(their), first_machine.median, first_people.median, float(estimate[2]), float(low[2]),
+                    float(high[2]), stats.wilcoxon_signed_rank(their, its), all_people.values.size,
+                    all_people.median, float(estimate[3]), float(low[3]), float(high[3]))
+    return Comparison(group, name, people.name, tests[0], tests[1], time)
+
+
+def adjust(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """Holm's correction over every test of these comparisons: both case rules' McNemar and the Wilcoxon."""
+    ps = [p for c in comparisons for p in (c.accuracy.p, c.other.p, c.time.p)]
+    adjusted = iter(stats.holm(ps))
+    return [dataclasses.replace(c, accuracy=dataclasses.replace(c.accuracy, p_holm=next(adjusted)),
+                                other=dataclasses.replace(c.other, p_holm=next(adjusted)),
+                                time=dataclasses.replace(c.time, p_holm=next(adjusted)))
+            for c in comparisons]
+
+
+def _accuracy(mine: dict[str, Attempt], first: dict[str, Attempt], case_sensitive: bool, ok: dict[int, bool],
+              items: int, answers: int, right_all: int, all_answers: tuple[float, float, float]) -> AccuracyTest:
+    paired = [(ok[id(mine[i])], ok[id(h)]) for i, h in first.items() if i in mine]
+    m_only = sum(m and not h for m, h in paired)
+    h_only = sum(h and not m for m, h in paired)
+    both = sum(m and h for m, h in paired)
+    diff, low, high = stats.newcombe_paired(both, m_only, h_only, len(paired) - both - m_only - h_only)
+    return AccuracyTest(case_sensitive, len(paired), both + m_only, both + h_only, m_only, h_only, diff, low, high,
+                        stats.mcnemar_exact(m_only, h_only) if paired else math.nan, answers, items, right_all,
+                        *all_answers)
+
+
+def _timed(a: Attempt) -> bool:
+    return not a.error and math.isfinite(a.seconds)

@@ -1,0 +1,231 @@
+"""The report as documents: one self-contained HTML page (figures embedded) and its Markdown twin.
+
+Both show the same things in the same order: the verdict, the figures, the solvers, the glyphs,
+the published references, the methods, the provenance. They only build strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from html import escape
+
+from bench import stats
+from bench.report import (REFERENCES, VERDICT_HEADER, Group, Reference, Report, all_answers, confusion_rows, glyph_rows,
+                          other_rule, pct, seconds, shared_confusions, verdict_rows)
+from bench.runs import Run
+
+TITLE = "Do machines beat people at these CAPTCHAs?"
+CAPTIONS = {
+    "accuracy-time": "Accuracy against median solve time, per data set (log time axis; bars: 95 % intervals). "
+                     "People in black (filled: first answers, open: all answers), machines in colour. Grey: "
+                     "published human figures, other items and other people, never compared.",
+    "times": "How long each solver took per item: the share of items solved within a time (log axis).",
+    "accuracy": "Accuracy of every solver on every data set, with Wilson 95 % intervals.",
+    "glyphs": "per glyph, how often it was read right: the people's hardest glyphs, people (first answers) "
+              "beside each machine.",
+    "sweep": "Accuracy and median time against the knob's values. Grey band: the TuringPass people's first "
+             "tries (other items, other people), where a point has no people of its own.",
+}
+CLOCKS = ("Machines: seconds inside the solver process from decoded image in to answer out, each item alone "
+          "(batch 1) with the model loaded. People: their recorded solve time, typing included (the study "
+          "server's clock where captcha-bench recorded them; TuringPass's own app clock, page load to submit "
+          "click, for its split).")
+METHODS = ("Accuracy: Wilson 95 % intervals (statsmodels). Machine against people: paired by item on the items "
+           "both attempted; each item's first human answer (the first recorded first try) is the primary "
+           "analysis; the difference of accuracies with Newcombe's 95 % interval for paired proportions "
+           "(method 10) and the exact McNemar test; times compared on the items both answered, as the ratio "
+           "of median times with a paired bootstrap interval and the Wilcoxon signed-rank test (scipy). All "
+           "answers: the same differences with intervals from a bootstrap that resamples items, an item's "
+           "answers staying together (no test). Holm's correction over every test of this report (both case "
+           "rules and time). Bootstraps: {resamples:,} percentile resamples, seed {seed}.")
+
+
+def html(report: Report, images: dict[str, str]) -> str:
+    """The HTML page; `images` maps figure stems to their src (data: URIs)."""
+    def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+        head = "".join(f"<th>{escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    parts = [f"<h1>{escape(TITLE)}</h1>", f"<p class=meta>{escape(_byline(report))}</p>"]
+    parts += [f"<p class=warn>{escape(w)}</p>" for w in _warnings(report)]
+    parts.append("<h2 id=verdict>Verdict</h2>")
+    if report.comparisons:
+        parts.append(table(VERDICT_HEADER, verdict_rows(report)))
+        parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in _details(report)) + "</ul>")
+    parts.append(f"<p class=rule><strong>Rule.</strong> {escape(stats.RULE)}</p>")
+    parts.append(f"<p><strong>Clocks.</strong> {escape(CLOCKS)}</p>")
+    parts.append("<h2 id=figures>Figures</h2>")
+    for stem, src in images.items():
+        caption = escape(_caption(stem, report))
+        parts.append(f'<figure><img src="{src}" alt="{caption}"><figcaption>{caption}</figcaption></figure>')
+    for group in report.groups:
+        parts.append(f"<h2>{escape(group.label)}</h2><p class=meta>{escape(_group_line(group))}</p>")
+        parts.append(table(*_solver_table(group)))
+        header, rows = glyph_rows(group)
+        if rows:
+            parts.append("<h3>Hardest glyphs (read right, occurrences)</h3>" + table(header, rows))
+        solvers, rows = confusion_rows(group)
+        if rows:
+            parts.append("<h3>Most frequent confusions (answer glyph \u2192 read as, count)</h3>" + table(solvers, rows))
+            parts += [f"<p>{escape(line)}</p>" for line in _shared(group)]
+    parts.append("<h2 id=references>Published human figures (other items, other people)</h2><ul>")
+    parts += [f"<li>{escape(r.cite)}: {escape(r.what)}{escape(_ref_numbers(r))}.</li>" for r in REFERENCES]
+    parts.append("</ul><h2 id=methods>Methods</h2>" f"<p>{escape(_methods(report))}</p>")
+    parts.append("<h2 id=provenance>Provenance</h2>")
+    for group in report.groups:
+        for run in group.runs:
+            parts.append(f"<h3>{escape(run.run_id)}</h3>" + table(["", ""], _provenance_rows(run)))
+            parts.append("<details><summary>run.json in full</summary><pre>"
+                         + escape(json.dumps({**run.request, "provenance": run.provenance}, indent=2)) + "</pre></details>")
+    parts.append("<p class=meta>This report: " + escape(json.dumps(report.provenance)) + "</p>")
+    return (f"<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>{escape(TITLE)}</title>"
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def markdown(report: Report, images: dict[str, str]) -> str:
+    """The Markdown twin; `images` maps figure stems to relative paths of their PNG files."""
+    def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+        def cell(c: str) -> str:
+            return c.replace("|", "\\|")
+        return "\n".join(["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header),
+                          *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)]) + "\n"
+
+    parts = [f"# {TITLE}\n", _byline(report) + "\n"]
+    parts += [f"> **{w}**\n" for w in _warnings(report)]
+    parts.append("## Verdict\n")
+    if report.comparisons:
+        parts.append(table(VERDICT_HEADER, verdict_rows(report)))
+        parts.append("\n".join(f"- {line}" for line in _details(report)) + "\n")
+    parts.append(f"**Rule.** {stats.RULE}\n\n**Clocks.** {CLOCKS}\n\n## Figures\n")
+    parts += [f"![{_caption(stem, report)}]({path})\n\n*{_caption(stem, report)}*\n" for stem, path in images.items()]
+    for group in report.groups:
+        parts.append(f"## {group.label}\n\n{_group_line(group)}\n")
+        parts.append(table(*_solver_table(group)))
+        header, rows = glyph_rows(group)
+        if rows:
+            parts.append("### Hardest glyphs (read right, occurrences)\n\n" + table(header, rows))
+        solvers, rows = confusion_rows(group)
+        if rows:
+            parts.append("### Most frequent confusions (answer glyph \u2192 read as, count)\n\n" + table(solvers, rows))
+            parts += [line + "\n" for line in _shared(group)]
+    parts.append("## Published human figures (other items, other people)\n")
+    parts += [f"- {r.cite}: {r.what}{_ref_numbers(r)}." for r in REFERENCES]
+    parts.append(f"\n## Methods\n\n{_methods(report)}\n\n## Provenance\n")
+    for group in report.groups:
+        for run in group.runs:
+            parts.append(f"### {run.run_id}\n\n" + table(["", ""], _provenance_rows(run)))
+    parts.append(f"This report: `{json.dumps(report.provenance)}`\n")
+    return "\n".join(parts)
+
+
+def _byline(report: Report) -> str:
+    runs = sum(len(g.runs) for g in report.groups)
+    return (f"captcha-bench {report.provenance['versions'].get('captcha-bench', '?')}, {report.created}: "
+            f"{runs} run(s) on {len(report.groups)} data set(s).")
+
+
+def _warnings(report: Report) -> list[str]:
+    found = []
+    if not report.has_people:
+        found.append("No human answers in these runs: nothing here compares machines with people on the same "
+                     "items. The published human figures (other items, other people) are shown as references only.")
+    found += [f"Run {path} did not finish (no summary.json): it is reported as far as it went; resume it with "
+              f"captcha-bench run --out {path} --resume." for path in report.unfinished]
+    return found
+
+
+def _details(report: Report) -> list[str]:
+    lines = []
+    for c in report.comparisons:
+        lines.append(f"{c.machine} on {c.group}, {other_rule(c)}")
+        lines.append(f"{c.machine} on {c.group}, {all_answers(c)}")
+    return lines
+
+
+def _caption(stem: str, report: Report) -> str:
+    if stem.startswith("glyphs-"):
+        group = report.groups[int(stem.split("-")[1]) - 1]
+        if not group.people:
+            return f"{group.label}: per glyph, how often each machine read it right (no people on these items)."
+        return f"{group.label}: {CAPTIONS['glyphs']}"
+    if stem.startswith("sweep-"):
+        return f"{stem[len('sweep-'):]}: {CAPTIONS['sweep']}"
+    return CAPTIONS.get(stem, stem)
+
+
+def _group_line(group: Group) -> str:
+    rule = "case-sensitive" if group.case_sensitive else "case-insensitive"
+    people = f"people: {', '.join(group.people)}" if group.people else "no human answers on these items"
+    return (f"Data set sha256 {group.sha256}, scored {rule} as the data set says (the other rule beside it); "
+            f"runs {', '.join(r.run_id for r in group.runs)}; {people}.")
+
+
+def _solver_table(group: Group) -> tuple[list[str], list[list[str]]]:
+    rule = "case-sensitive" if group.case_sensitive else "case-insensitive"
+    other = "case-insensitive" if group.case_sensitive else "case-sensitive"
+    header = ["solver", "n", "items", f"accuracy [95% CI], {rule}", f"accuracy, {other}", "CER",
+              "median time [95% CI]", "IQR", "items/s", "cold start", "errors / skips"]
+    rows = []
+    for row, alt in zip(group.rows(group.case_sensitive), group.rows(not group.case_sensitive)):
+        s, m = row.summary, row.spread
+        rows.append([
+            row.name, f"{s.n:,}", f"{s.items:,}", f"{pct(s.accuracy)} [{pct(s.accuracy_low)}, {pct(s.accuracy_high)}]",
+            f"{pct(alt.summary.accuracy)} [{pct(alt.summary.accuracy_low)}, {pct(alt.summary.accuracy_high)}]",
+            f"{s.cer:.3f}", f"{seconds(m.median)} [{seconds(m.low)}, {seconds(m.high)}]" if m else "-",
+            f"{seconds(m.q1)} - {seconds(m.q3)}" if m else "-",
+            f"{s.throughput:,.0f}" if s.throughput else "-",
+            f"{s.cold_start:.2f} s" if s.cold_start is not None else "-",
+            f"{s.errors} / {s.skipped}" + (f" (could not run: {s.failure})" if s.failure else ""),
+        ])
+    return header, rows
+
+
+def _shared(group: Group) -> list[str]:
+    lines = []
+    for machine in group.machines if group.people else []:
+        shared, of = shared_confusions(group, machine)
+        if of:
+            lines.append(f"{machine} shares {shared} of the people's {of} most frequent confusions among its own {of}.")
+    return lines
+
+
+def _ref_numbers(ref: Reference) -> str:
+    low, high = ref.accuracy
+    text = f"; accuracy {low:.0%}" + (f"-{high:.0%}" if high != low else "")
+    return text + (f", {ref.seconds[0]:.0f}-{ref.seconds[1]:.0f} s" if ref.seconds else ", no times")
+
+
+def _methods(report: Report) -> str:
+    boot = report.provenance["bootstrap"]
+    return METHODS.format(resamples=boot["resamples"], seed=boot["seed"])
+
+
+def _provenance_rows(run: Run) -> list[list[str]]:
+    r = run.provenance.get
+    request = run.request
+    git = r("git") or {}
+    machine = r("machine") or {}
+    solvers = "; ".join(f"{s['name']} {json.dumps(s['options'])} ({(r('solver_versions') or {}).get(s['name'], '?')})"
+                        for s in request["solvers"])
+    files = "; ".join(f"{k}: {key} {sha[:12]}" for k, v in (r("solver_files") or {}).items() for key, sha in v.items())
+    libraries = ", ".join(f"{k} {v}" for k, v in (r("libraries") or {}).items() if v != "absent")
+    return [["data set", f"{request.get('dataset', '')} (sha256 {request['dataset_sha256']})"],
+            ["scored", "case-sensitive" if request.get("case_sensitive") else "case-insensitive"],
+            ["solvers (options, version)", solvers], ["files solvers loaded (sha256)", files or "-"],
+            ["libraries", libraries], ["git", f"{git.get('commit', '?')}{' (dirty tree)' if git.get('dirty') else ''}"],
+            ["machine", f"{machine.get('node', '?')}: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs"],
+            ["started", str(r("started") or "?")], ["command", " ".join(map(str, r("command") or []))]]
+
+
+STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#111}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.8em 0;font-size:13px}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.meta{color:#555;font-size:13px}
+.warn{background:#fff3cd;border:1px solid #e0c36a;padding:.6em}.rule{background:#eef4ff;padding:.6em}
+figure{margin:1.5em 0}img{max-width:100%}figcaption{color:#444;font-size:13px}
+pre{font-size:12px;overflow:auto}
+"""
