@@ -14,15 +14,16 @@ from typing import Any
 
 import click
 
-from bench.report import format_table
+from bench.summary import format_table
 from captchas import dataset as ds
 from captchas import generate as gen
 from captchas import imports, schemes
 from captchas.render import IllegibleError, measure_legibility
 from captchas.spec import KNOBS, PRESETS, SpecError
+from bench.runs import RunError
 from solvers import registry
 
-USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError, registry.SolverError)
+USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError, registry.SolverError, RunError)
 
 
 class _Group(click.Group):
@@ -135,40 +136,9 @@ def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, .
     return tuple(SolverSpec(n, options[n]) for n in names)
 
 
-@cli.command()
-@click.option("--dataset", type=click.Path(path_type=Path), default=None,
-              help="Data set folder [default: the embedded default, generated or reused].")
-@click.option("--solver", "names", multiple=True, metavar="NAME",
-              help="Solver name or module:attr; repeatable [default: every solver that can run here].")
-@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: results/run-<time>].")
-@click.option("--resume", is_flag=True, help="Continue the run in --out: finished attempts are kept, not redone.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per item before a solver is restarted.")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Challenges per call in the throughput pass.")
-@click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in the throughput pass; 0 skips it.")
-@click.option("--limit", type=int, default=None, help="Attempt only the first N items.")
-@click.option("--case-sensitive/--case-insensitive", "case", default=None,
-              help="Score with or without case [default: as the data set says].")
-def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
-        timeout: float, batch_size: int, throughput_items: int, limit: int | None, case: bool | None) -> None:
-    """Run solvers on a data set; write attempts.csv, summary.csv and summary.json.
-
-    \b
-    Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7
-    """
-    from bench.run import RunConfig
-    from bench.report import to_table
-    from bench.session import case_sensitive, run_benchmark, with_dataset_options
-
-    if timeout <= 0 or batch_size < 1 or throughput_items < 0 or (limit is not None and limit < 1):
-        raise click.ClickException("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
-    data = dataset_or_default(dataset)
-    names = names or tuple(registry.default_solvers())
-    if not names:
-        raise click.ClickException("no solver can run here: see captcha-bench solvers")
-    config = with_dataset_options(
-        RunConfig(solver_specs(names, pairs), timeout, batch_size, throughput_items, limit, case), data)
-    out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+@contextlib.contextmanager
+def solver_bars() -> Iterator[Any]:
+    """A progress callback (solver, done, total) drawn as one click progress bar per solver on stderr."""
     bars: dict[str, Any] = {}
 
     def asking(solver: str, done: int, total: int) -> None:
@@ -181,14 +151,152 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
         bars[solver].update(done - bars[solver].pos)
 
     try:
-        result = run_benchmark(data, config, out, resume=resume, progress=asking)
+        yield asking
     finally:
         for bar in bars.values():
             bar.__exit__(None, None, None)
+
+
+def run_config(names: tuple[str, ...], pairs: tuple[str, ...], timeout: float, batch_size: int,
+               throughput_items: int, limit: int | None, case: bool | None) -> Any:
+    """The RunConfig of the run options shared by `run` and `sweep`, checked."""
+    from bench.run import RunConfig
+
+    if timeout <= 0 or batch_size < 1 or throughput_items < 0 or (limit is not None and limit < 1):
+        raise click.ClickException("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
+    names = names or tuple(registry.default_solvers())
+    if not names:
+        raise click.ClickException("no solver can run here: see captcha-bench solvers")
+    return RunConfig(solver_specs(names, pairs), timeout, batch_size, throughput_items, limit, case)
+
+
+def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: int = 0) -> None:
+    """Build the report of these runs into `out` and print its verdict and where it is."""
+    from bench.report import build_report, verdict_text, write_report
+
+    report = build_report(paths, allow_mixed, seed)
+    write_report(report, out)
+    click.echo("\n" + verdict_text(report))
+    click.echo(f"\nreport: {out / 'report.html'} (and report.md, figures/)")
+
+
+@cli.command()
+@click.option("--dataset", type=click.Path(path_type=Path), default=None,
+              help="Data set folder [default: the embedded default benchmark, see below].")
+@click.option("--solver", "names", multiple=True, metavar="NAME",
+              help="Solver name or module:attr; repeatable [default: every solver that can run here].")
+@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: results/run-<time>].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out: finished attempts are kept, not redone.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per item before a solver is restarted.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Challenges per call in the throughput pass.")
+@click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in the throughput pass; 0 skips it.")
+@click.option("--limit", type=int, default=None, help="Attempt only the first N items (of each data set).")
+@click.option("--case-sensitive/--case-insensitive", "case", default=None,
+              help="Score with or without case [default: as the data set says].")
+def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
+        timeout: float, batch_size: int, throughput_items: int, limit: int | None, case: bool | None) -> None:
+    """Run solvers on a data set; write attempts.csv, summary.csv and summary.json.
+
+    Without --dataset, the default benchmark: every machine solver and the recorded people on the
+    TuringPass images people answered (shipped in the package), and every machine solver on the
+    generated default set; then the report (verdict, figures) of both, in one folder.
+
+    \b
+    Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7
+    """
+    from bench.summary import to_table
+    from bench.session import case_sensitive, run_benchmark, with_dataset_options
+    from bench.suite import PEOPLE, default_parts, run_collection
+
+    out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    if dataset is None:
+        config = run_config(tuple(names or registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ()),
+                            pairs, timeout, batch_size, throughput_items, limit, case)
+        parts = default_parts(config.solvers, dataset_or_default(None))
+        request = {"kind": "default", "solvers": [{"name": s.name, "options": s.options} for s in config.solvers]}
+        with solver_bars() as asking:
+            results = run_collection(parts, config, out, request, resume=resume, progress=asking)
+        for part, result in zip(parts, results):
+            click.echo(f"\n{part.label}: {min(limit or 10**12, len(part.dataset.samples))} items (sha256 "
+                       f"{part.dataset.hash[:12]})\n{to_table(result.summaries)}")
+        echo_report([out], out)
+        return
+    data = dataset_or_default(dataset)
+    config = with_dataset_options(run_config(names, pairs, timeout, batch_size, throughput_items, limit, case), data)
+    with solver_bars() as asking:
+        result = run_benchmark(data, config, out, resume=resume, progress=asking)
     click.echo(f"\n{len(data.samples) if limit is None else min(limit, len(data.samples))} items of {data.path} "
                f"(sha256 {data.hash[:12]}), scored case-{'sensitive' if case_sensitive(data, config) else 'insensitive'}")
     click.echo(to_table(result.summaries))
-    click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json)")
+    click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json); "
+               f"the report: captcha-bench report {result.path}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for report.html, report.md and figures/ [default: the first RUN]; a run folder, or an "
+                   "empty or new one.")
+@click.option("--allow-mixed", is_flag=True, help="Report runs on different data sets side by side (each compared "
+                                                  "within its own data set).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
+def report(runs: tuple[Path, ...], out: Path | None, allow_mixed: bool, seed: int) -> None:
+    """Compare machines with people on the same items: the verdict and its statistics, figures, provenance.
+
+    RUN is a run folder, or a folder of runs that `run` (no --dataset) or `sweep` wrote. Runs on the
+    same data set are compared together; people are the solvers that replay recorded answers.
+
+    \b
+    Example: captcha-bench report results/run-20261129-120000
+    """
+    echo_report(list(runs), out or runs[0], allow_mixed, seed)
+
+
+@cli.command()
+@click.option("--preset", default="medium", show_default=True, help="Preset every point starts from.")
+@click.option("--scheme", default=schemes.DEFAULT_SCHEME, show_default=True, help="Installed scheme name or module:attr.")
+@click.option("--vary", "varies", multiple=True, required=True, metavar="KNOB=V1,V2,...",
+              help="A knob and its values (Python literals; a tuple is one value); repeatable, one axis each.")
+@click.option("--set", "knobs", multiple=True, metavar="KNOB=VALUE", help="A knob for every point; repeatable.")
+@click.option("--solver", "names", multiple=True, metavar="NAME", help="Solver; repeatable [default: every one that can run].")
+@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
+@click.option("--count", type=int, default=300, show_default=True, help="Items per point.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every point's data set.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Sweep folder (data sets, runs, report).")
+@click.option("--resume", is_flag=True, help="Continue the sweep in --out.")
+@click.option("--studies", type=click.Path(path_type=Path), default=Path("results/studies"), show_default=True,
+              help="Where `record` keeps study databases: a point whose data set has one gets the people too.")
+@click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in each throughput pass.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per item before a solver is restarted.")
+@click.option("--workers", type=int, default=_default_workers, help="Processes generating data [default: CPU count].")
+def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, ...], names: tuple[str, ...],
+          pairs: tuple[str, ...], count: int, seed: int, out: Path, resume: bool, studies: Path,
+          throughput_items: int, timeout: float, workers: int) -> None:
+    """Sweep difficulty knobs: where does each machine fall below the people?
+
+    One data set per knob value (other knobs at the preset), every solver on each, one report with
+    accuracy and time against each knob.
+
+    \b
+    Example: captcha-bench sweep --vary 'rotate=(-15,15),(-45,45),(-75,75)' --solver cnn --out results/sweep-rotate
+    """
+    from bench.sweep import Sweep, parse_values, run_sweep
+
+    axes = tuple((key, parse_values(text)) for key, text in (_pair(v, "--vary") for v in varies))
+    config = run_config(names, pairs, timeout, 32, throughput_items, None, None)
+    plan = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
+    with progress_bar("Generating") as generating, solver_bars() as asking:
+        run_sweep(plan, config.solvers, config, out, resume=resume, workers=workers, studies=studies,
+                  progress=asking, generating=generating)
+    echo_report([out], out)
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.ClickException(f"{flag} expects KEY=VALUE, got {text!r}")
+    return key.strip(), value
 
 
 @cli.command()
@@ -306,6 +414,27 @@ def runner_speed(dataset: Path | None, rounds: int) -> None:
         ["whole run, start-up and summaries included", f"{r.total:,.0f}"],
     ]))
     click.echo(f"{r.items} attempts of the constant solver on {data.path}; target: loop >= 5,000 items/s")
+
+
+@cli.command("report-speed")
+@click.option("--items", type=click.IntRange(10), default=10_000, show_default=True)
+@click.option("--solvers", type=click.IntRange(2, 20), default=4, show_default=True,
+              help="Solvers, one of which replays made-up recorded answers.")
+def report_speed(items: int, solvers: int) -> None:
+    """Time `captcha-bench report` on a synthetic run (random answers, no people's): start-up included.
+
+    \b
+    Example: captcha-bench report-speed --items 10000 --solvers 4
+    """
+    from bench.speed import measure_report
+
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
+        try:
+            r = measure_report(Path(scratch), items, solvers)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(f"report of {r.items:,} items x {r.solvers} solvers ({r.attempts:,} attempts): {r.seconds:.1f} s "
+               "for the whole command (target: under 10 s)")
 
 
 @cli.command("solvers")

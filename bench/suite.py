@@ -1,0 +1,94 @@
+"""Several runs as one: the default benchmark and difficulty sweeps, each a folder of run folders.
+
+`collection.json` names the parts (run folders inside the collection) and the request that made
+them, so that `--resume` continues every part and `captcha-bench report` reads them as one.
+The default benchmark (`captcha-bench run` with no arguments, `make bench`) has two parts: every
+machine solver and the recorded people on the embedded TuringPass humans split, and every machine
+solver on the generated default set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.run import RunConfig, SolverSpec, replays
+from bench.runs import COLLECTION
+from bench.session import RUN, Progress, RunResult, run_benchmark, with_dataset_options
+from captchas import dataset as ds
+
+PEOPLE = "human"  # the solver that replays recorded answers, added wherever a data set has them
+
+
+@dataclass(frozen=True)
+class Part:
+    """One run of a collection."""
+
+    folder: str  # the run folder's name inside the collection
+    dataset: ds.Dataset
+    solvers: tuple[SolverSpec, ...]
+    label: str  # what the report calls its data set
+    point: dict[str, Any] = field(default_factory=dict)  # a sweep's point: knob, value, label
+
+
+def default_parts(machines: Sequence[SolverSpec], generated: ds.Dataset) -> list[Part]:
+    """The default benchmark: machines and people on the TuringPass humans split, machines on `generated`."""
+    from captchas.imports import EMBEDDED_HUMANS
+
+    humans = ds.read_dataset(EMBEDDED_HUMANS)
+    mine = [s for s in machines if not replays(s.name)]
+    people = [s for s in machines if replays(s.name)] or [SolverSpec(PEOPLE)]
+    info = generated.info
+    return [Part("turingpass-humans", humans, tuple(mine + people), "TuringPass humans split"),
+            Part("default-" + str(info.get("preset") or "set"), generated, tuple(mine),
+                 f"{info.get('preset')}, seed {info.get('seed')}, {len(generated.samples)} items (generated)")]
+
+
+def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request: dict[str, Any],
+                   resume: bool = False, progress: Progress | None = None) -> list[RunResult]:
+    """Run every part into `out`/<folder>, as it goes; `--resume` continues what an interruption left.
+
+    `config` gives the settings (its solvers are replaced by each part's); `request` is what must
+    match for a resume (the kind of collection and its parameters)."""
+    document = {"kind": request.get("kind", "collection"), "request": request,
+                "parts": [{"path": p.folder, "label": p.label, "point": p.point, "dataset_sha256": p.dataset.hash}
+                          for p in parts]}
+    if resume:
+        check_resumable(out, document)
+    elif out.exists() and not out.is_dir() or (out / COLLECTION).exists() or any((out / p.folder).exists() for p in parts):
+        raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / COLLECTION).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    results = []
+    for part in parts:
+        part_config = with_dataset_options(dataclasses.replace(config, solvers=part.solvers), part.dataset)
+        labelled: Callable[[str, int, int], None] | None = None
+        if progress is not None:
+            report = progress
+
+            def labelled(solver: str, done: int, total: int, folder: str = part.folder) -> None:
+                report(f"{solver} @ {folder}", done, total)
+
+        results.append(run_benchmark(part.dataset, part_config, out / part.folder,
+                                     resume=resume and (out / part.folder / RUN).is_file(), progress=labelled))
+    return results
+
+
+def check_resumable(out: Path, document: dict[str, Any], keys: tuple[str, ...] = ("kind", "request", "parts")) -> None:
+    """Refuse to resume `out` unless it holds a collection made by the same request (and parts)."""
+    if not (out / COLLECTION).is_file():
+        raise ds.DatasetError(f"{out} holds no collection of runs to resume: drop --resume to start one")
+    try:
+        before = json.loads((out / COLLECTION).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ds.DatasetError(f"{out / COLLECTION} is damaged ({e}): start a new run instead of --resume") from None
+    same = json.loads(json.dumps(document))
+    for key in keys:
+        if before.get(key) != same[key]:
+            raise ds.DatasetError(f"cannot resume {out}: its {key} differ from this command's (another kind of run, "
+                                  "other settings or other data sets): start a new run instead")
