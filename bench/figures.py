@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from bench.compare import first_answers
-from bench.report import REFERENCES, Group, Report, Row
+from bench.report import REFERENCES, Group, Report, Row, sweep_knobs
 
 PEOPLE = "black"
 REFERENCE = "0.55"
@@ -188,21 +188,12 @@ def glyphs(group: Group, worst: int = 16) -> bytes:
     return _png(fig)
 
 
-def sweep_knobs(report: Report) -> dict[str, list[Group]]:
-    """The report's sweep points by knob, in sweep order (empty when the report is not a sweep)."""
-    knobs: dict[str, list[Group]] = {}
-    for g in report.groups:
-        if g.point.get("knob"):
-            knobs.setdefault(str(g.point["knob"]), []).append(g)
-    return knobs
-
-
 def sweep(knob: str, groups: Sequence[Group], report: Report) -> bytes:
     """Accuracy and median time against one knob's values; people where a point has them, else the
     TuringPass people's first tries as a band (other items, other people)."""
     fig = Figure(figsize=(10.5, 3.8), layout="constrained")
     acc, speed = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    labels = [str(g.point.get("label", g.point.get("value"))) for g in groups]
+    labels = [str(g.point.get("label", "")).partition("=")[2] or str(g.point.get("value")) for g in groups]
     colours = _colours(report)
     series: dict[str, dict[int, Row]] = {}
     for k, g in enumerate(groups):
@@ -221,12 +212,13 @@ def sweep(knob: str, groups: Sequence[Group], report: Report) -> bytes:
         speed.errorbar([k for k, _ in spreads], [m.median for _, m in spreads],  # type: ignore[union-attr]
                        yerr=_bars([m.median for _, m in spreads], [m.low for _, m in spreads],  # type: ignore[union-attr]
                                   [m.high for _, m in spreads]), **style)  # type: ignore[union-attr]
-    band = report.people_reference
-    if band is not None:
-        value, low, high, n = band
-        acc.axhspan(low, high, color=REFERENCE, alpha=0.25, lw=0)
-        acc.axhline(value, color=REFERENCE, ls="--", lw=1,
-                    label=f"TuringPass people, first tries: {value:.1%} (other items, other people)")
+    ref = report.people_reference
+    if ref is not None:
+        acc.axhspan(ref.low, ref.high, color=REFERENCE, alpha=0.25, lw=0)
+        acc.axhline(ref.accuracy, color=REFERENCE, ls="--", lw=1,
+                    label=f"TuringPass people, first tries: {ref.accuracy:.1%} (other items, other people)")
+        speed.axhline(ref.median_seconds, color=REFERENCE, ls="--", lw=1,
+                      label=f"TuringPass people, first tries: median {ref.median_seconds:.1f} s (other items)")
     for ax, title in ((acc, "accuracy (95 % interval)"), (speed, "median seconds per item (log, 95 % interval)")):
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
         ax.set_xlabel(knob)
@@ -236,7 +228,8 @@ def sweep(knob: str, groups: Sequence[Group], report: Report) -> bytes:
     acc.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     speed.set_yscale("log")
     speed.minorticks_off()
-    acc.legend(fontsize=7, loc="lower left")
+    acc.legend(fontsize=7, loc="best")
+    speed.legend(fontsize=7, loc="best")
     return _png(fig)
 
 

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from html import escape
 
 from bench import stats
-from bench.report import (REFERENCES, VERDICT_HEADER, Group, Reference, Report, all_answers, confusion_rows, glyph_rows,
-                          other_rule, pct, seconds, shared_confusions, verdict_rows)
+from bench.report import (CROSSING_HEADER, REFERENCES, VERDICT_HEADER, Group, Reference, Report, all_answers,
+                          confusion_rows, crossings, glyph_rows, other_rule, pct, seconds, shared_confusions,
+                          verdict_rows)
 from bench.runs import Run
 
 TITLE = "Do machines beat people at these CAPTCHAs?"
@@ -55,6 +56,8 @@ def html(report: Report, images: dict[str, str]) -> str:
         parts.append(table(VERDICT_HEADER, verdict_rows(report)))
         parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in _details(report)) + "</ul>")
     parts.append(f"<p class=rule><strong>Rule.</strong> {escape(stats.RULE)}</p>")
+    if crossings(report):
+        parts.append(f"<h3>{escape(_crossing_title(report))}</h3>" + table(CROSSING_HEADER, crossings(report)))
     parts.append(f"<p><strong>Clocks.</strong> {escape(CLOCKS)}</p>")
     parts.append("<h2 id=figures>Figures</h2>")
     for stem, src in images.items():
@@ -98,7 +101,10 @@ def markdown(report: Report, images: dict[str, str]) -> str:
     if report.comparisons:
         parts.append(table(VERDICT_HEADER, verdict_rows(report)))
         parts.append("\n".join(f"- {line}" for line in _details(report)) + "\n")
-    parts.append(f"**Rule.** {stats.RULE}\n\n**Clocks.** {CLOCKS}\n\n## Figures\n")
+    parts.append(f"**Rule.** {stats.RULE}\n")
+    if crossings(report):
+        parts.append(f"### {_crossing_title(report)}\n\n" + table(CROSSING_HEADER, crossings(report)))
+    parts.append(f"**Clocks.** {CLOCKS}\n\n## Figures\n")
     parts += [f"![{_caption(stem, report)}]({path})\n\n*{_caption(stem, report)}*\n" for stem, path in images.items()]
     for group in report.groups:
         parts.append(f"## {group.label}\n\n{_group_line(group)}\n")
@@ -142,6 +148,14 @@ def _details(report: Report) -> list[str]:
         lines.append(f"{c.machine} on {c.group}, {other_rule(c)}")
         lines.append(f"{c.machine} on {c.group}, {all_answers(c)}")
     return lines
+
+
+def _crossing_title(report: Report) -> str:
+    ref = report.people_reference
+    if ref is None:
+        return "Where each machine falls below the people"
+    return (f"Where each machine falls below the people: TuringPass people's first tries, {pct(ref.accuracy)} "
+            f"[{pct(ref.low)}, {pct(ref.high)}] of {ref.answers:,} answers (other items, other people)")
 
 
 def _caption(stem: str, report: Report) -> str:

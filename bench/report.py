@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,18 @@ REFERENCES = (
     Reference("Bursztein et al., IEEE S&P 2010", "three people agreed on 71 % of image CAPTCHAs",
               "Bursztein et al. 2010: three people agreed on 71 %", (0.71, 0.71), None),
 )
+
+
+@dataclass(frozen=True)
+class PeopleReference:
+    """The people's first tries on the embedded TuringPass split (case-insensitive, as its app judged):
+    what a sweep draws where its own points have no people. Other items, other people."""
+
+    accuracy: float
+    low: float  # Wilson 95 %
+    high: float
+    answers: int
+    median_seconds: float  # their app's clock
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ class Group:
 class Report:
     groups: list[Group]
     comparisons: list[Comparison]  # every machine against the people of its data set, Holm-adjusted together
-    people_reference: tuple[float, float, float, int] | None  # TuringPass first tries: accuracy, low, high, n
+    people_reference: PeopleReference | None  # TuringPass first tries, for sweeps
     created: str
     provenance: dict[str, Any]
     unfinished: list[str]  # runs that did not finish
@@ -122,9 +135,9 @@ def _collector_paused() -> Iterator[None]:
 
 def _build(paths: list[Path], allow_mixed: bool, seed: int) -> Report:
     runs = read_runs(paths, allow_mixed)
-    groups: dict[str, list[Run]] = {}
-    for r in runs:
-        groups.setdefault(r.dataset_sha256, []).append(r)
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:  # a sweep's points stay apart even where two knobs' values make the same data set
+        groups.setdefault((r.dataset_sha256, str(r.point.get("label", ""))), []).append(r)
     built = [_group(rs) for rs in groups.values()]
     comparisons = []
     for g in built:
@@ -220,11 +233,47 @@ def verdict_text(report: Report) -> str:
         lines += [f"  {c.machine}, {other_rule(c)}" for c in mine]
     if report.comparisons:
         lines.append("Rule: " + stats.RULE)
+    if crossings(report):
+        value = report.people_reference.accuracy if report.people_reference else math.nan
+        lines.append(f"\nWhere each machine falls below the TuringPass people's first tries ({pct(value)}; other "
+                     "items, other people):")
+        lines.append(format_table(CROSSING_HEADER, crossings(report)))
     alone = [g.label for g in report.groups if not g.people]
     if alone:
-        lines.append(f"No human answers on {'; '.join(alone)}: machine figures only there; published human "
-                     "figures (other items, other people) are shown as references in the report.")
+        which = "; ".join(alone) if len(alone) <= 3 else f"{len(alone)} of the {len(report.groups)} data sets"
+        lines.append(f"No human answers on {which}: machine figures only there; published human figures "
+                     "(other items, other people) are shown as references in the report.")
     return "\n".join(lines).lstrip("\n")
+
+
+def sweep_knobs(report: Report) -> dict[str, list[Group]]:
+    """The report's sweep points by knob, in sweep order (empty when the report is not a sweep)."""
+    knobs: dict[str, list[Group]] = {}
+    for g in report.groups:
+        if g.point.get("knob"):
+            knobs.setdefault(str(g.point["knob"]), []).append(g)
+    return knobs
+
+
+CROSSING_HEADER = ["knob", "machine", "accuracy at each point", "first below the people", "first wholly below"]
+
+
+def crossings(report: Report) -> list[list[str]]:
+    """Where each machine falls below the TuringPass people's first tries along each swept knob: the
+    first point whose accuracy is below theirs, and the first whose whole interval is below theirs."""
+    if report.people_reference is None:
+        return []
+    value, low = report.people_reference.accuracy, report.people_reference.low
+    rows = []
+    for knob, groups in sweep_knobs(report).items():
+        machines = list(dict.fromkeys(m for g in groups for m in g.machines))
+        for machine in machines:
+            points = [(str(g.point.get("label")), row.summary) for g in groups for row in g.rows(g.case_sensitive)
+                      if row.name == machine and row.summary.n]
+            below = next((label for label, s in points if s.accuracy < value), "nowhere in the range")
+            wholly = next((label for label, s in points if s.accuracy_high < low), "nowhere in the range")
+            rows.append([knob, machine, ", ".join(pct(s.accuracy) for _, s in points), below, wholly])
+    return rows
 
 
 def glyph_rows(group: Group, worst: int = 12) -> tuple[list[str], list[list[str]]]:
@@ -324,9 +373,8 @@ def _group(runs: list[Run]) -> Group:
                  tables, *glyph_readings(firsts, rule))
 
 
-def _turingpass_reference() -> tuple[float, float, float, int] | None:
-    """People's first tries on the embedded TuringPass split (case-insensitive, as its app judged):
-    the band a sweep draws where its own points have no people."""
+def _turingpass_reference() -> PeopleReference | None:
+    """People's first tries on the embedded TuringPass split, scored as its app judged (case-insensitive)."""
     from captchas import answers as recorded
     from captchas import dataset as ds
     from captchas.imports import EMBEDDED_HUMANS
@@ -341,7 +389,8 @@ def _turingpass_reference() -> tuple[float, float, float, int] | None:
     firsts = [r for r in rows if r.attempt == 1 and r.item_id in truth]
     right = sum(not r.skipped and is_correct(truth[r.item_id], r.answer, False) for r in firsts)
     low, high = stats.wilson(right, len(firsts))
-    return (right / len(firsts), low, high, len(firsts))
+    times = sorted(r.seconds for r in firsts if not r.skipped and r.seconds is not None)
+    return PeopleReference(right / len(firsts), low, high, len(firsts), statistics.median(times))
 
 
 def _provenance(seed: int) -> dict[str, Any]:

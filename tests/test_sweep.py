@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.report import build_report
+from bench.report import build_report, crossings
 from bench.run import RunConfig, SolverSpec
 from bench.sweep import Sweep, parse_values, run_sweep
 from captchas import answers as recorded
@@ -54,7 +54,9 @@ def test_a_sweep_runs_every_point_and_reports_against_the_knob(tmp_path: Path) -
     assert answers[0] == answers[1]
     report = build_report([tmp_path / "sweep"])
     assert [g.point["label"] for g in report.groups] == ["noise_dots=0", "noise_dots=60"]
-    assert report.people_reference is not None and report.people_reference[3] == 1529  # TuringPass first tries
+    assert report.people_reference is not None and report.people_reference.answers == 1529  # TuringPass first tries
+    assert round(report.people_reference.accuracy, 3) == 0.796  # as its SOURCE.md says
+    assert crossings(report) == [["noise_dots", SOLVER.name, "0.0%, 0.0%", "noise_dots=0", "noise_dots=0"]]
 
 
 def test_a_sweep_resumes_without_redoing_and_refuses_other_settings(tmp_path: Path) -> None:
