@@ -207,19 +207,17 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     """
     from bench.summary import to_table
     from bench.session import case_sensitive, run_benchmark, with_dataset_options
-    from bench.suite import PEOPLE, default_parts, run_collection
+    from bench.suite import PEOPLE, run_default
 
     out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     if dataset is None:
         config = run_config(tuple(names or registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ()),
                             pairs, timeout, batch_size, throughput_items, limit, case)
-        parts = default_parts(config.solvers, dataset_or_default(None))
-        request = {"kind": "default", "solvers": [{"name": s.name, "options": s.options} for s in config.solvers]}
         with solver_bars() as asking:
-            results = run_collection(parts, config, out, request, resume=resume, progress=asking)
-        for part, result in zip(parts, results):
-            click.echo(f"\n{part.label}: {min(limit or 10**12, len(part.dataset.samples))} items (sha256 "
-                       f"{part.dataset.hash[:12]})\n{to_table(result.summaries)}")
+            done = run_default(config, dataset_or_default(None), out, resume=resume, progress=asking)
+        for part, result in done:
+            click.echo(f"\n{part.label}: {min(limit or len(part.dataset.samples), len(part.dataset.samples))} items "
+                       f"(sha256 {part.dataset.hash[:12]})\n{to_table(result.summaries)}")
         echo_report([out], out)
         return
     data = dataset_or_default(dataset)

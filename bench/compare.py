@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,9 +136,21 @@ def compare_all(group: str, machines: dict[str, Sequence[Attempt]], human: Seque
     """Each machine's attempts against people's answers, on the items both attempted (p_holm not yet set).
 
     Newcombe's interval, McNemar and Wilcoxon come from the first answers; the all-answers intervals
-    and the ratios' intervals from one bootstrap of the items both attempted, per machine."""
+    and the ratios' intervals from one bootstrap of the items both attempted."""
+    planned = plans(group, machines, human, case_sensitive)
+    found = stats.bootstrap_together([wanted for wanted, _ in planned], seed)
+    return [finish(*intervals) for (_, finish), intervals in zip(planned, found)]
+
+
+Finish = Callable[[NDArray[np.float64], NDArray[np.float64]], Comparison]
+
+
+def plans(group: str, machines: dict[str, Sequence[Attempt]], human: Sequence[Attempt],
+          case_sensitive: bool) -> list[tuple[stats.Wanted, Finish]]:
+    """compare_all in two steps, so that a report can run every bootstrap over the same items as one:
+    per machine, the bootstrap it needs and how to finish the comparison from its intervals."""
     people = _People(human, (case_sensitive, not case_sensitive))
-    return [_compare(group, name, attempts, people, case_sensitive, seed) for name, attempts in machines.items()]
+    return [_plan(group, name, attempts, people, case_sensitive) for name, attempts in machines.items()]
 
 
 class _People:
@@ -157,12 +169,12 @@ class _People:
         self.times = {i: [a.seconds for a in said if _timed(a)] for i, said in self.by_item.items()}
 
 
-def _compare(group: str, name: str, machine: Sequence[Attempt], people: _People, case_sensitive: bool,
-             seed: int) -> Comparison:
+def _plan(group: str, name: str, machine: Sequence[Attempt], people: _People, case_sensitive: bool
+          ) -> tuple[stats.Wanted, Finish]:
     mine: dict[str, Attempt] = {}
     for a in machine:
         mine.setdefault(a.item_id, a)
-    items = [i for i in people.by_item if i in mine]  # the units of the bootstrap
+    items = sorted(i for i in people.by_item if i in mine)  # the units of the bootstrap, in a shared order
     first = people.first
     rules = (case_sensitive, not case_sensitive)
     ok = {rule: {**people.ok[rule], **{id(a): right(a, rule) for a in mine.values()}} for rule in rules}
@@ -182,16 +194,19 @@ def _compare(group: str, name: str, machine: Sequence[Attempt], people: _People,
                          stats.ratio(first_people.medians(w), first_machine.medians(w)),
                          stats.ratio(all_people.medians(w), all_machine.medians(w))])
 
-    low, high = stats.bootstrap(len(items), statistic, seed=seed)
-    estimate = statistic(np.ones((1, len(items))))[:, 0] if items else np.full(4, math.nan)
-    tests = [_accuracy(mine, first, rule, ok[rule], len(items), int(answers.sum()), int(h_right[rule].sum()),
-                       (float(estimate[k]), float(low[k]), float(high[k]))) for k, rule in enumerate(rules)]
-    their = [first[i].seconds for i, both in zip(items, paired) if both]
-    its = [mine[i].seconds for i, both in zip(items, paired) if both]
-    time = TimeTest(len(their), first_machine.median, first_people.median, float(estimate[2]), float(low[2]),
-                    float(high[2]), stats.wilcoxon_signed_rank(their, its), all_people.values.size,
-                    all_people.median, float(estimate[3]), float(low[3]), float(high[3]))
-    return Comparison(group, name, people.name, tests[0], tests[1], time)
+    def finish(low: NDArray[np.float64], high: NDArray[np.float64]) -> Comparison:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            estimate = statistic(np.ones((1, len(items))))[:, 0]
+        tests = [_accuracy(mine, first, rule, ok[rule], len(items), int(answers.sum()), int(h_right[rule].sum()),
+                           (float(estimate[k]), float(low[k]), float(high[k]))) for k, rule in enumerate(rules)]
+        their = [first[i].seconds for i, both in zip(items, paired) if both]
+        its = [mine[i].seconds for i, both in zip(items, paired) if both]
+        time = TimeTest(len(their), first_machine.median, first_people.median, float(estimate[2]), float(low[2]),
+                        float(high[2]), stats.wilcoxon_signed_rank(their, its), all_people.values.size,
+                        all_people.median, float(estimate[3]), float(low[3]), float(high[3]))
+        return Comparison(group, name, people.name, tests[0], tests[1], time)
+
+    return stats.Wanted(tuple(items), statistic), finish
 
 
 def adjust(comparisons: Sequence[Comparison]) -> list[Comparison]:

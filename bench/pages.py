@@ -7,7 +7,8 @@ the published references, the methods, the provenance. They only build strings.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from html import escape
 
 from bench import stats
@@ -42,6 +43,41 @@ METHODS = ("Accuracy: Wilson 95 % intervals (statsmodels). Machine against peopl
            "rules and time). Bootstraps: {resamples:,} percentile resamples, seed {seed}.")
 
 
+Block = tuple[str, Any]  # (kind, content): the report as a sequence that both documents render alike
+
+
+def blocks(report: Report) -> list[Block]:
+    """The report's content in order, once: headings, paragraphs, tables, figures, lists."""
+    found: list[Block] = [("h1", TITLE), ("meta", _byline(report))]
+    found += [("warn", w) for w in _warnings(report)]
+    found.append(("h2", "Verdict"))
+    if report.comparisons:
+        found += [("table", (VERDICT_HEADER, verdict_rows(report))), ("list", _details(report))]
+    found.append(("rule", stats.RULE))
+    if crossings(report):
+        found += [("h3", _crossing_title(report)), ("table", (CROSSING_HEADER, crossings(report)))]
+    found += [("p", f"Clocks. {CLOCKS}"), ("h2", "Figures"), ("figures", None)]
+    for group in report.groups:
+        found += [("h2", group.label), ("meta", _group_line(group)), ("table", _solver_table(group))]
+        header, rows = glyph_rows(group)
+        if rows:
+            found += [("h3", "Hardest glyphs (read right, occurrences)"), ("table", (header, rows))]
+        solvers, rows = confusion_rows(group)
+        if rows:
+            found += [("h3", "Most frequent confusions (answer glyph \u2192 read as, count)"), ("table", (solvers, rows))]
+            found += [("p", line) for line in _shared(group)]
+    found += [("h2", "Published human figures (other items, other people)"),
+              ("list", [f"{r.cite}: {r.what}{_ref_numbers(r)}." for r in REFERENCES]),
+              ("h2", "Methods"), ("p", _methods(report)), ("h2", "Provenance")]
+    for group in report.groups:
+        for run in group.runs:
+            found += [("h3", run.run_id), ("table", (["", ""], _provenance_rows(run))),
+                      ("details", ("run.json in full", json.dumps({**run.request, "provenance": run.provenance},
+                                                                    indent=2)))]
+    found.append(("meta", "This report: " + json.dumps(report.provenance)))
+    return found
+
+
 def html(report: Report, images: dict[str, str]) -> str:
     """The HTML page; `images` maps figure stems to their src (data: URIs)."""
     def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -49,42 +85,23 @@ def html(report: Report, images: dict[str, str]) -> str:
         body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    parts = [f"<h1>{escape(TITLE)}</h1>", f"<p class=meta>{escape(_byline(report))}</p>"]
-    parts += [f"<p class=warn>{escape(w)}</p>" for w in _warnings(report)]
-    parts.append("<h2 id=verdict>Verdict</h2>")
-    if report.comparisons:
-        parts.append(table(VERDICT_HEADER, verdict_rows(report)))
-        parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in _details(report)) + "</ul>")
-    parts.append(f"<p class=rule><strong>Rule.</strong> {escape(stats.RULE)}</p>")
-    if crossings(report):
-        parts.append(f"<h3>{escape(_crossing_title(report))}</h3>" + table(CROSSING_HEADER, crossings(report)))
-    parts.append(f"<p><strong>Clocks.</strong> {escape(CLOCKS)}</p>")
-    parts.append("<h2 id=figures>Figures</h2>")
-    for stem, src in images.items():
+    def figure(stem: str, src: str) -> str:
         caption = escape(_caption(stem, report))
-        parts.append(f'<figure><img src="{src}" alt="{caption}"><figcaption>{caption}</figcaption></figure>')
-    for group in report.groups:
-        parts.append(f"<h2>{escape(group.label)}</h2><p class=meta>{escape(_group_line(group))}</p>")
-        parts.append(table(*_solver_table(group)))
-        header, rows = glyph_rows(group)
-        if rows:
-            parts.append("<h3>Hardest glyphs (read right, occurrences)</h3>" + table(header, rows))
-        solvers, rows = confusion_rows(group)
-        if rows:
-            parts.append("<h3>Most frequent confusions (answer glyph \u2192 read as, count)</h3>" + table(solvers, rows))
-            parts += [f"<p>{escape(line)}</p>" for line in _shared(group)]
-    parts.append("<h2 id=references>Published human figures (other items, other people)</h2><ul>")
-    parts += [f"<li>{escape(r.cite)}: {escape(r.what)}{escape(_ref_numbers(r))}.</li>" for r in REFERENCES]
-    parts.append("</ul><h2 id=methods>Methods</h2>" f"<p>{escape(_methods(report))}</p>")
-    parts.append("<h2 id=provenance>Provenance</h2>")
-    for group in report.groups:
-        for run in group.runs:
-            parts.append(f"<h3>{escape(run.run_id)}</h3>" + table(["", ""], _provenance_rows(run)))
-            parts.append("<details><summary>run.json in full</summary><pre>"
-                         + escape(json.dumps({**run.request, "provenance": run.provenance}, indent=2)) + "</pre></details>")
-    parts.append("<p class=meta>This report: " + escape(json.dumps(report.provenance)) + "</p>")
+        return f'<figure><img src="{src}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+
+    rendered: dict[str, Callable[[Any], str]] = {
+        "h1": lambda c: f"<h1>{escape(c)}</h1>", "h2": lambda c: f"<h2>{escape(c)}</h2>",
+        "h3": lambda c: f"<h3>{escape(c)}</h3>", "p": lambda c: f"<p>{escape(c)}</p>",
+        "meta": lambda c: f"<p class=meta>{escape(c)}</p>", "warn": lambda c: f"<p class=warn>{escape(c)}</p>",
+        "rule": lambda c: f"<p class=rule><strong>Rule.</strong> {escape(c)}</p>",
+        "list": lambda c: "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in c) + "</ul>",
+        "table": lambda c: table(*c),
+        "figures": lambda _: "\n".join(figure(stem, src) for stem, src in images.items()),
+        "details": lambda c: f"<details><summary>{escape(c[0])}</summary><pre>{escape(c[1])}</pre></details>",
+    }
+    body = "\n".join(rendered[kind](content) for kind, content in blocks(report))
     return (f"<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>{escape(TITLE)}</title>"
-            f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+            f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def markdown(report: Report, images: dict[str, str]) -> str:
@@ -93,37 +110,17 @@ def markdown(report: Report, images: dict[str, str]) -> str:
         def cell(c: str) -> str:
             return c.replace("|", "\\|")
         return "\n".join(["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header),
-                          *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)]) + "\n"
+                          *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)])
 
-    parts = [f"# {TITLE}\n", _byline(report) + "\n"]
-    parts += [f"> **{w}**\n" for w in _warnings(report)]
-    parts.append("## Verdict\n")
-    if report.comparisons:
-        parts.append(table(VERDICT_HEADER, verdict_rows(report)))
-        parts.append("\n".join(f"- {line}" for line in _details(report)) + "\n")
-    parts.append(f"**Rule.** {stats.RULE}\n")
-    if crossings(report):
-        parts.append(f"### {_crossing_title(report)}\n\n" + table(CROSSING_HEADER, crossings(report)))
-    parts.append(f"**Clocks.** {CLOCKS}\n\n## Figures\n")
-    parts += [f"![{_caption(stem, report)}]({path})\n\n*{_caption(stem, report)}*\n" for stem, path in images.items()]
-    for group in report.groups:
-        parts.append(f"## {group.label}\n\n{_group_line(group)}\n")
-        parts.append(table(*_solver_table(group)))
-        header, rows = glyph_rows(group)
-        if rows:
-            parts.append("### Hardest glyphs (read right, occurrences)\n\n" + table(header, rows))
-        solvers, rows = confusion_rows(group)
-        if rows:
-            parts.append("### Most frequent confusions (answer glyph \u2192 read as, count)\n\n" + table(solvers, rows))
-            parts += [line + "\n" for line in _shared(group)]
-    parts.append("## Published human figures (other items, other people)\n")
-    parts += [f"- {r.cite}: {r.what}{_ref_numbers(r)}." for r in REFERENCES]
-    parts.append(f"\n## Methods\n\n{_methods(report)}\n\n## Provenance\n")
-    for group in report.groups:
-        for run in group.runs:
-            parts.append(f"### {run.run_id}\n\n" + table(["", ""], _provenance_rows(run)))
-    parts.append(f"This report: `{json.dumps(report.provenance)}`\n")
-    return "\n".join(parts)
+    rendered: dict[str, Callable[[Any], str]] = {
+        "h1": lambda c: f"# {c}", "h2": lambda c: f"## {c}", "h3": lambda c: f"### {c}", "p": str, "meta": str,
+        "warn": lambda c: f"> **{c}**", "rule": lambda c: f"**Rule.** {c}",
+        "list": lambda c: "\n".join(f"- {line}" for line in c), "table": lambda c: table(*c),
+        "figures": lambda _: "\n\n".join(f"![{_caption(stem, report)}]({path})\n\n*{_caption(stem, report)}*"
+                                         for stem, path in images.items()),
+        "details": lambda c: "",  # run.json sits beside the report; the HTML page folds it in
+    }
+    return "\n\n".join(text for kind, content in blocks(report) if (text := rendered[kind](content))) + "\n"
 
 
 def _byline(report: Report) -> str:

@@ -8,6 +8,7 @@ report; `write_report` writes report.html (figures embedded), report.md and the 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import contextlib
 import gc
 import math
@@ -16,7 +17,7 @@ import platform
 import shutil
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
-from bench.compare import Comparison, adjust, compare_all, first_answers, rescore
+from bench.compare import Comparison, adjust, first_answers, plans, rescore
 from bench.run import Attempt, Timing
 from bench.runs import COLLECTION, Run, RunError, read_runs
 from bench.session import RUN, git_state
@@ -138,12 +139,21 @@ def _build(paths: list[Path], allow_mixed: bool, seed: int) -> Report:
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:  # a sweep's points stay apart even where two knobs' values make the same data set
         groups.setdefault((r.dataset_sha256, str(r.point.get("label", ""))), []).append(r)
-    built = [_group(rs) for rs in groups.values()]
-    comparisons = []
-    for g in built:
-        for person in g.people:
-            comparisons += compare_all(g.label, {m: g.attempts[m] for m in g.machines}, g.attempts[person],
-                                       g.case_sensitive, seed)
+    # Every bootstrap first, then all at once: those over the same items (a data set's solvers' medians,
+    # each machine against its people) share one resampling, as one seed would draw it anyway.
+    planned: list[tuple[stats.Wanted, Callable[..., Any]]] = []
+    grouped = []
+    for rs in groups.values():
+        group, wanted, finish = _group(rs)
+        grouped.append(len(planned))
+        planned.append((wanted, finish))
+        for person in group.people:
+            planned += plans(group.label, {m: group.attempts[m] for m in group.machines}, group.attempts[person],
+                             group.case_sensitive)
+    done = [finish(*intervals) for (_, finish), intervals in
+            zip(planned, stats.bootstrap_together([wanted for wanted, _ in planned], seed))]
+    built = [done[k] for k in grouped]
+    comparisons = [c for k, c in enumerate(done) if k not in set(grouped)]
     return Report(built, adjust(comparisons), _turingpass_reference(),
                   datetime.now(timezone.utc).isoformat(timespec="seconds"), _provenance(seed),
                   [str(r.path) for r in runs if not r.finished])
@@ -331,7 +341,9 @@ def times(x: float) -> str:
     return "-" if math.isnan(x) or math.isinf(x) else f"{x:,.0f}x" if x >= 10 else f"{x:.2f}x"
 
 
-def _group(runs: list[Run]) -> Group:
+def _group(runs: list[Run]) -> tuple[Group, stats.Wanted, Callable[..., Group]]:
+    """A data set's runs as a Group without its time intervals yet; the bootstrap of its solvers'
+    medians; and how to finish the Group from that bootstrap's intervals."""
     attempts: dict[str, list[Attempt]] = {}
     timings: dict[str, Timing] = {}
     scored_as: dict[str, bool] = {}  # the case rule each solver's run scored its attempts by
@@ -355,22 +367,29 @@ def _group(runs: list[Run]) -> Group:
             rows_of[case] += ([(f"{name} (first answers)", name, list(first_answers(scored).values())),
                                (f"{name} (all answers)", name, scored)] if name in people else [(name, name, scored)])
     # times do not depend on the case rule: every row's median interval from one bootstrap of the items
-    items = {i: k for k, i in enumerate(dict.fromkeys(a.item_id for mine in attempts.values() for a in mine))}
+    items = sorted({a.item_id for mine in attempts.values() for a in mine})
+    where = {i: k for k, i in enumerate(items)}
     samples = []
     for _, _, chosen in rows_of[rule]:
         times: list[list[float]] = [[] for _ in items]
         for a in chosen:
             if not a.error and math.isfinite(a.seconds):
-                times[items[a.item_id]].append(a.seconds)
+                times[where[a.item_id]].append(a.seconds)
         samples.append(times)
-    spreads = dict(zip((label for label, _, _ in rows_of[rule]), stats.spreads(samples)))
-    tables = {case: [Row(label, summarize(label, chosen, timings.get(name)), spreads[label], name in people)
-                     for label, name, chosen in rows_of[case]] for case in rows_of}
+    wanted, spread_of = stats.spreads_wanted(tuple(items), samples)
     firsts = [a for name, mine in attempts.items()
               for a in (first_answers(mine).values() if name in people else mine)]
     first = runs[0]
-    return Group(first.label, first.dataset_sha256, rule, tuple(runs), attempts, timings, tuple(people), first.point,
-                 tables, *glyph_readings(firsts, rule))
+    bare = Group(first.label, first.dataset_sha256, rule, tuple(runs), attempts, timings, tuple(people), first.point,
+                 {}, *glyph_readings(firsts, rule))
+
+    def finish(low: Any, high: Any) -> Group:
+        spreads = dict(zip((label for label, _, _ in rows_of[rule]), spread_of(low, high)))
+        tables = {case: [Row(label, summarize(label, chosen, timings.get(name)), spreads[label], name in people)
+                         for label, name, chosen in rows_of[case]] for case in rows_of}
+        return dataclasses.replace(bare, tables=tables)
+
+    return bare, wanted, finish
 
 
 def _turingpass_reference() -> PeopleReference | None:

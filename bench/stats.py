@@ -121,7 +121,8 @@ def bootstrap(size: int, statistic: Callable[[NDArray[np.float64]], NDArray[np.f
     from scipy.stats import bootstrap as scipy_bootstrap
 
     if size < 2:
-        k = np.atleast_2d(statistic(np.ones((1, max(size, 1))))).shape[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.atleast_2d(statistic(np.ones((1, size)))).shape[0]
         return np.full(k, math.nan), np.full(k, math.nan)
 
     def on_draws(i: NDArray[np.intp], axis: int = -1) -> NDArray[np.float64]:
@@ -140,6 +141,35 @@ def bootstrap(size: int, statistic: Callable[[NDArray[np.float64]], NDArray[np.f
                                  batch=max(1, 4_000_000 // size), confidence_level=LEVEL, method="percentile",
                                  rng=np.random.default_rng(seed))
     return np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A bootstrap that a report needs: over which units (item ids, in order) and what to compute from
+    each resample's weights (B, units), giving (k, B)."""
+
+    units: tuple[str, ...]
+    statistic: Callable[[NDArray[np.float64]], NDArray[np.float64]]
+
+
+def bootstrap_together(wanted: Sequence[Wanted], seed: int = SEED,
+                       resamples: int = RESAMPLES) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
+    """Each wanted bootstrap's intervals, (low, high) of shape (k,). Those over the same units run as one:
+    with one seed they would draw the very same resamples anyway, so the resampling is paid once."""
+    found: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = [(np.empty(0), np.empty(0))] * len(wanted)
+    by_units: dict[tuple[str, ...], list[int]] = {}
+    for k, w in enumerate(wanted):
+        by_units.setdefault(w.units, []).append(k)
+    for units, members in by_units.items():
+        with np.errstate(divide="ignore", invalid="ignore"):  # the whole sample, once: how many values each gives
+            sizes = [np.atleast_2d(wanted[k].statistic(np.ones((1, len(units))))).shape[0] for k in members]
+        low, high = bootstrap(len(units), lambda w: np.concatenate([np.atleast_2d(wanted[k].statistic(w))
+                                                                    for k in members]), seed=seed, resamples=resamples)
+        start = 0
+        for k, size in zip(members, sizes):
+            found[k] = (low[start:start + size], high[start:start + size])
+            start += size
+    return found
 
 
 class Pooled:
@@ -188,21 +218,32 @@ class Pooled:
         return medians
 
 
+def spreads_wanted(units: tuple[str, ...], samples: Sequence[Sequence[Sequence[float]]]
+                   ) -> tuple[Wanted, Callable[[NDArray[np.float64], NDArray[np.float64]], list[Spread | None]]]:
+    """The bootstrap that `spreads` needs, and how to finish from its intervals (see bootstrap_together)."""
+    pooled = [Pooled(sample) for sample in samples]
+
+    def finish(low: NDArray[np.float64], high: NDArray[np.float64]) -> list[Spread | None]:
+        found: list[Spread | None] = []
+        for p, lo, hi in zip(pooled, low, high):
+            if not p.values.size:
+                found.append(None)
+                continue
+            q1, q3 = np.percentile(p.values, [25, 75])
+            lo, hi = (p.median, p.median) if math.isnan(lo) else (float(lo), float(hi))
+            found.append(Spread(int(p.values.size), p.median, lo, hi, float(q1), float(q3)))
+        return found
+
+    return Wanted(units, lambda w: np.stack([p.medians(w) for p in pooled])), finish
+
+
 def spreads(samples: Sequence[Sequence[Sequence[float]]], seed: int = SEED) -> list[Spread | None]:
     """For several samples over the same units (`samples[r][i]`: sample r's times on unit i), each
     one's median with an interval from one bootstrap of units, and its quartiles; None where empty."""
-    pooled = [Pooled(sample) for sample in samples]
-    units = max((p.units for p in pooled), default=0)
-    low, high = bootstrap(units, lambda w: np.stack([p.medians(w) for p in pooled]), seed=seed)
-    found: list[Spread | None] = []
-    for p, lo, hi in zip(pooled, low, high):
-        if not p.values.size:
-            found.append(None)
-            continue
-        q1, q3 = np.percentile(p.values, [25, 75])
-        lo, hi = (p.median, p.median) if math.isnan(lo) else (float(lo), float(hi))
-        found.append(Spread(int(p.values.size), p.median, lo, hi, float(q1), float(q3)))
-    return found
+    units = tuple(str(i) for i in range(max((len(sample) for sample in samples), default=0)))
+    wanted, finish = spreads_wanted(units, samples)
+    ((low, high),) = bootstrap_together([wanted], seed)
+    return finish(low, high)
 
 
 def spread(seconds: ArrayLike, seed: int = SEED) -> Spread | None:

@@ -48,6 +48,14 @@ def default_parts(machines: Sequence[SolverSpec], generated: ds.Dataset) -> list
                  f"{info.get('preset')}, seed {info.get('seed')}, {len(generated.samples)} items (generated)")]
 
 
+def run_default(config: RunConfig, generated: ds.Dataset, out: Path, resume: bool = False,
+                progress: Progress | None = None) -> list[tuple[Part, RunResult]]:
+    """The default benchmark into `out`: `config`'s solvers as `default_parts` shares them out."""
+    parts = default_parts(config.solvers, generated)
+    request = {"kind": "default", "solvers": [{"name": s.name, "options": s.options} for s in config.solvers]}
+    return list(zip(parts, run_collection(parts, config, out, request, resume=resume, progress=progress)))
+
+
 def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request: dict[str, Any],
                    resume: bool = False, progress: Progress | None = None) -> list[RunResult]:
     """Run every part into `out`/<folder>, as it goes; `--resume` continues what an interruption left.

@@ -212,3 +212,12 @@ def test_the_report_renders_in_a_headless_browser(tmp_path: Path) -> None:
     assert problems == []
     assert headings[0] == "Verdict" and headings[1] == "Figures" and "Provenance" in headings
     assert (ARTIFACTS / "report-chromium.png").stat().st_size > 10_000
+
+
+def test_a_machine_and_people_with_no_item_in_common_compare_nothing(tmp_path: Path) -> None:
+    rows = [attempt("cnn", i, "AB", "AB", 0.01) for i in range(5)]
+    rows += [attempt("human", i, "AB", "AB", 4.0) for i in range(5, 9)]
+    write_run(tmp_path / "run", "8" * 64, rows)
+    (c,) = build_report([tmp_path / "run"]).comparisons
+    assert (c.accuracy.items, c.time.items) == (0, 0) and math.isnan(c.accuracy.p)
+    assert c.verdict == "accuracy: no evidence either way; time: no evidence either way"
