@@ -92,9 +92,18 @@ def edit_table(a: Sequence[str], b: Sequence[str]) -> list[list[int]]:
     """Levenshtein distances between every prefix of `a` and of `b`: row i, column j is a[:i] to b[:j]."""
     d = [list(range(len(b) + 1))]
     for i, ca in enumerate(a, 1):
-        row = [i]
+        above, row = d[-1], [i]
+        left = i
         for j, cb in enumerate(b, 1):
-            row.append(min(d[i - 1][j] + 1, row[j - 1] + 1, d[i - 1][j - 1] + (ca != cb)))
+            # the smallest of deleting, inserting and keeping or substituting (written out: min() costs more)
+            best = above[j] + 1
+            if left + 1 < best:
+                best = left + 1
+            diagonal = above[j - 1] + (ca != cb)
+            if diagonal < best:
+                best = diagonal
+            row.append(best)
+            left = best
         d.append(row)
     return d
 

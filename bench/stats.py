@@ -7,6 +7,7 @@ released wheel lacks, is written out here. Bootstraps are percentile intervals w
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import warnings
@@ -103,7 +104,11 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     finite = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
     adjusted = [math.nan] * len(pvalues)
     if finite:
-        corrected = multipletests([pvalues[i] for i in finite], alpha=ALPHA, method="holm")[1]
+        gc.freeze()  # multipletests calls gc.collect(), which would walk every record the caller holds
+        try:
+            corrected = multipletests([pvalues[i] for i in finite], alpha=ALPHA, method="holm")[1]
+        finally:
+            gc.unfreeze()
         for i, p in zip(finite, corrected):
             adjusted[i] = float(p)
     return adjusted

@@ -244,3 +244,22 @@ def test_relative_paths_in_options_mean_the_callers_folder(tmp_path: Path, tiny_
     result = session.run_benchmark(tiny_dataset, config, tmp_path / "run")
     assert result.summaries[0].failure == ""
     assert {a.predicted for a in session.read_attempts(tmp_path / "run" / "attempts.csv")} == {"FROMFILE"}
+
+
+def test_edit_table_matches_the_textbook_recurrence() -> None:
+    import random
+
+    from bench.run import edit_table
+
+    def reference(a: str, b: str) -> list[list[int]]:
+        d = [[max(i, j) if min(i, j) == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+        return d
+
+    rng = random.Random(4)
+    for _ in range(300):
+        a = "".join(rng.choice("abc") for _ in range(rng.randint(0, 7)))
+        b = "".join(rng.choice("abc") for _ in range(rng.randint(0, 7)))
+        assert edit_table(a, b) == reference(a, b), (a, b)
