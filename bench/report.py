@@ -8,8 +8,8 @@ report; `write_report` writes report.html (figures embedded), report.md and the 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import contextlib
+import dataclasses
 import gc
 import math
 import os
@@ -18,7 +18,7 @@ import shutil
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path

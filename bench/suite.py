@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,8 @@ def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request:
                           for p in parts]}
     if resume:
         check_resumable(out, document)
-    elif out.exists() and not out.is_dir() or (out / COLLECTION).exists() or any((out / p.folder).exists() for p in parts):
+    elif (out.exists() and not out.is_dir()) or (out / COLLECTION).exists() or any((out / p.folder).exists()
+                                                                                   for p in parts):
         raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -75,16 +76,18 @@ def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request:
     results = []
     for part in parts:
         part_config = with_dataset_options(dataclasses.replace(config, solvers=part.solvers), part.dataset)
-        labelled: Callable[[str, int, int], None] | None = None
-        if progress is not None:
-            report = progress
-
-            def labelled(solver: str, done: int, total: int, folder: str = part.folder) -> None:
-                report(f"{solver} @ {folder}", done, total)
-
         results.append(run_benchmark(part.dataset, part_config, out / part.folder,
-                                     resume=resume and (out / part.folder / RUN).is_file(), progress=labelled))
+                                     resume=resume and (out / part.folder / RUN).is_file(),
+                                     progress=_labelled(progress, part.folder)))
     return results
+
+
+def _labelled(progress: Progress | None, folder: str) -> Progress | None:
+    """The progress callback with each solver named as `solver @ part`, so two parts' bars differ."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda solver, done, total: report(f"{solver} @ {folder}", done, total)
 
 
 def check_resumable(out: Path, document: dict[str, Any], keys: tuple[str, ...] = ("kind", "request", "parts")) -> None:

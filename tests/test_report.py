@@ -3,10 +3,8 @@ and the page itself in a headless browser."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,6 @@ from bench.cli import cli
 from bench.compare import first_answers
 from bench.report import build_report, verdict_text, write_report
 from bench.run import Attempt, cer, is_correct
-from bench.runs import RunError
 from bench.stats import holm
 from tests.fakes import write_run
 
