@@ -177,8 +177,8 @@ def _plan(group: str, name: str, machine: Sequence[Attempt], people: _People, ca
     items = sorted(i for i in people.by_item if i in mine)  # the units of the bootstrap, in a shared order
     first = people.first
     rules = (case_sensitive, not case_sensitive)
-    ok = {rule: {**people.ok[rule], **{id(a): right(a, rule) for a in mine.values()}} for rule in rules}
-    m_right = {rule: np.array([ok[rule][id(mine[i])] for i in items], dtype=float) for rule in rules}
+    ok = {rule: {i: right(a, rule) for i, a in mine.items()} for rule in rules}  # the machine's, by item
+    m_right = {rule: np.array([ok[rule][i] for i in items], dtype=float) for rule in rules}
     h_right = {rule: np.array([people.right[rule][i] for i in items], dtype=float) for rule in rules}
     answers = np.array([len(people.by_item[i]) for i in items], dtype=float)
     paired = [i in first and _timed(first[i]) and _timed(mine[i]) for i in items]  # first answers, both timed
@@ -197,8 +197,8 @@ def _plan(group: str, name: str, machine: Sequence[Attempt], people: _People, ca
     def finish(low: NDArray[np.float64], high: NDArray[np.float64]) -> Comparison:
         with np.errstate(divide="ignore", invalid="ignore"):
             estimate = statistic(np.ones((1, len(items))))[:, 0]
-        tests = [_accuracy(mine, first, rule, ok[rule], len(items), int(answers.sum()), int(h_right[rule].sum()),
-                           (float(estimate[k]), float(low[k]), float(high[k]))) for k, rule in enumerate(rules)]
+        tests = [_accuracy(first, ok[rule], people.ok[rule], len(items), int(answers.sum()), int(h_right[rule].sum()),
+                           (float(estimate[k]), float(low[k]), float(high[k])), rule) for k, rule in enumerate(rules)]
         their = [first[i].seconds for i, both in zip(items, paired) if both]
         its = [mine[i].seconds for i, both in zip(items, paired) if both]
         time = TimeTest(len(their), first_machine.median, first_people.median, float(estimate[2]), float(low[2]),
@@ -219,9 +219,11 @@ def adjust(comparisons: Sequence[Comparison]) -> list[Comparison]:
             for c in comparisons]
 
 
-def _accuracy(mine: dict[str, Attempt], first: dict[str, Attempt], case_sensitive: bool, ok: dict[int, bool],
-              items: int, answers: int, right_all: int, all_answers: tuple[float, float, float]) -> AccuracyTest:
-    paired = [(ok[id(mine[i])], ok[id(h)]) for i, h in first.items() if i in mine]
+def _accuracy(first: dict[str, Attempt], machine_ok: dict[str, bool], people_ok: dict[int, bool], items: int,
+              answers: int, right_all: int, all_answers: tuple[float, float, float], case_sensitive: bool
+              ) -> AccuracyTest:
+    """`machine_ok`: the machine right, by item; `people_ok`: each human answer right, by id(answer)."""
+    paired = [(machine_ok[i], people_ok[id(h)]) for i, h in first.items() if i in machine_ok]
     m_only = sum(m and not h for m, h in paired)
     h_only = sum(h and not m for m, h in paired)
     both = sum(m and h for m, h in paired)

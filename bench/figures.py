@@ -208,10 +208,10 @@ def sweep(knob: str, groups: Sequence[Group], report: Report) -> bytes:
         acc.errorbar(ks, [rows[k].summary.accuracy for k in ks],
                      yerr=_bars([rows[k].summary.accuracy for k in ks], [rows[k].summary.accuracy_low for k in ks],
                                 [rows[k].summary.accuracy_high for k in ks]), **style)
-        spreads = [(k, rows[k].spread) for k in ks if rows[k].spread is not None]
-        speed.errorbar([k for k, _ in spreads], [m.median for _, m in spreads],  # type: ignore[union-attr]
-                       yerr=_bars([m.median for _, m in spreads], [m.low for _, m in spreads],  # type: ignore[union-attr]
-                                  [m.high for _, m in spreads]), **style)  # type: ignore[union-attr]
+        spreads = [(k, m) for k in ks if (m := rows[k].spread) is not None]
+        speed.errorbar([k for k, _ in spreads], [m.median for _, m in spreads],
+                       yerr=_bars([m.median for _, m in spreads], [m.low for _, m in spreads],
+                                  [m.high for _, m in spreads]), **style)
     ref = report.people_reference
     if ref is not None:
         acc.axhspan(ref.low, ref.high, color=REFERENCE, alpha=0.25, lw=0)

@@ -54,8 +54,9 @@ def blocks(report: Report) -> list[Block]:
     if report.comparisons:
         found += [("table", (VERDICT_HEADER, verdict_rows(report))), ("list", _details(report))]
     found.append(("rule", stats.RULE))
-    if crossings(report):
-        found += [("h3", _crossing_title(report)), ("table", (CROSSING_HEADER, crossings(report)))]
+    crossed = crossings(report)
+    if crossed:
+        found += [("h3", _crossing_title(report)), ("table", (CROSSING_HEADER, crossed))]
     found += [("p", f"Clocks. {CLOCKS}"), ("h2", "Figures"), ("figures", None)]
     for group in report.groups:
         found += [("h2", group.label), ("meta", _group_line(group)), ("table", _solver_table(group))]

@@ -243,11 +243,12 @@ def verdict_text(report: Report) -> str:
         lines += [f"  {c.machine}, {other_rule(c)}" for c in mine]
     if report.comparisons:
         lines.append("Rule: " + stats.RULE)
-    if crossings(report):
+    crossed = crossings(report)
+    if crossed:
         value = report.people_reference.accuracy if report.people_reference else math.nan
         lines.append(f"\nWhere each machine falls below the TuringPass people's first tries ({pct(value)}; other "
                      "items, other people):")
-        lines.append(format_table(CROSSING_HEADER, crossings(report)))
+        lines.append(format_table(CROSSING_HEADER, crossed))
     alone = [g.label for g in report.groups if not g.people]
     if alone:
         which = "; ".join(alone) if len(alone) <= 3 else f"{len(alone)} of the {len(report.groups)} data sets"
