@@ -125,30 +125,17 @@ def first_answers(human: Iterable[Attempt]) -> dict[str, Attempt]:
     return first
 
 
-def compare(group: str, machine: Sequence[Attempt], human: Sequence[Attempt], case_sensitive: bool,
-            seed: int = stats.SEED) -> Comparison:
-    """One machine's attempts against people's answers (see compare_all)."""
-    return compare_all(group, {machine[0].solver if machine else "": machine}, human, case_sensitive, seed)[0]
-
-
-def compare_all(group: str, machines: dict[str, Sequence[Attempt]], human: Sequence[Attempt], case_sensitive: bool,
-                seed: int = stats.SEED) -> list[Comparison]:
-    """Each machine's attempts against people's answers, on the items both attempted (p_holm not yet set).
-
-    Newcombe's interval, McNemar and Wilcoxon come from the first answers; the all-answers intervals
-    and the ratios' intervals from one bootstrap of the items both attempted."""
-    planned = plans(group, machines, human, case_sensitive)
-    found = stats.bootstrap_together([wanted for wanted, _ in planned], seed)
-    return [finish(*intervals) for (_, finish), intervals in zip(planned, found)]
-
-
 Finish = Callable[[NDArray[np.float64], NDArray[np.float64]], Comparison]
 
 
 def plans(group: str, machines: dict[str, Sequence[Attempt]], human: Sequence[Attempt],
           case_sensitive: bool) -> list[tuple[stats.Wanted, Finish]]:
-    """compare_all in two steps, so that a report can run every bootstrap over the same items as one:
-    per machine, the bootstrap it needs and how to finish the comparison from its intervals."""
+    """Each machine's attempts against people's answers, on the items both attempted, in two steps so
+    that a report can run every bootstrap over the same items as one: per machine, the bootstrap it
+    needs and how to finish the Comparison (p_holm not yet set) from that bootstrap's intervals.
+
+    Newcombe's interval, McNemar and Wilcoxon come from the first answers; the all-answers intervals
+    and the ratios' intervals from one bootstrap of the items both attempted."""
     people = _People(human, (case_sensitive, not case_sensitive))
     return [_plan(group, name, attempts, people, case_sensitive) for name, attempts in machines.items()]
 

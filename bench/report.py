@@ -154,7 +154,8 @@ def _build(paths: list[Path], allow_mixed: bool, seed: int) -> Report:
             zip(planned, stats.bootstrap_together([wanted for wanted, _ in planned], seed))]
     built = [done[k] for k in grouped]
     comparisons = [c for k, c in enumerate(done) if k not in set(grouped)]
-    return Report(built, adjust(comparisons), _turingpass_reference(),
+    swept = any(g.point for g in built)  # only a sweep draws the TuringPass people as a reference band
+    return Report(built, adjust(comparisons), _turingpass_reference() if swept else None,
                   datetime.now(timezone.utc).isoformat(timespec="seconds"), _provenance(seed),
                   [str(r.path) for r in runs if not r.finished])
 
@@ -162,14 +163,16 @@ def _build(paths: list[Path], allow_mixed: bool, seed: int) -> Report:
 def write_report(report: Report, out: Path) -> list[Path]:
     """Write report.html, report.md and figures/*.png into `out`, each replacing the last report there.
 
-    `out` must be a run or collection folder, or a folder that is empty or absent: nothing else is
-    overwritten."""
+    `out` must be a run or collection folder, or a folder that is absent, empty or holds only an
+    earlier report: nothing else is overwritten."""
     from bench import figures
     from bench.pages import html, markdown
 
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file: give a folder for the report")
-    if out.is_dir() and any(out.iterdir()) and not ((out / RUN).is_file() or (out / COLLECTION).is_file()):
+    ours = {HTML, MARKDOWN, FIGURES}  # an earlier report there is replaced; anything else stays untouched
+    if (out.is_dir() and not ((out / RUN).is_file() or (out / COLLECTION).is_file())
+            and any(p.name not in ours for p in out.iterdir())):
         raise RunError(f"--out {out} holds other files: give a run folder, or an empty or new folder")
     with _collector_paused():
         drawn = figures.draw(report)

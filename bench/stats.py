@@ -225,7 +225,9 @@ class Pooled:
 
 def spreads_wanted(units: tuple[str, ...], samples: Sequence[Sequence[Sequence[float]]]
                    ) -> tuple[Wanted, Callable[[NDArray[np.float64], NDArray[np.float64]], list[Spread | None]]]:
-    """The bootstrap that `spreads` needs, and how to finish from its intervals (see bootstrap_together)."""
+    """For several samples over the same units (`samples[r][i]`: sample r's times on unit i): the bootstrap
+    of units that gives each one's median an interval, and how to finish from that bootstrap's intervals
+    (see bootstrap_together) to each sample's Spread, None where it is empty."""
     pooled = [Pooled(sample) for sample in samples]
 
     def finish(low: NDArray[np.float64], high: NDArray[np.float64]) -> list[Spread | None]:
@@ -240,29 +242,6 @@ def spreads_wanted(units: tuple[str, ...], samples: Sequence[Sequence[Sequence[f
         return found
 
     return Wanted(units, lambda w: np.stack([p.medians(w) for p in pooled])), finish
-
-
-def spreads(samples: Sequence[Sequence[Sequence[float]]], seed: int = SEED) -> list[Spread | None]:
-    """For several samples over the same units (`samples[r][i]`: sample r's times on unit i), each
-    one's median with an interval from one bootstrap of units, and its quartiles; None where empty."""
-    units = tuple(str(i) for i in range(max((len(sample) for sample in samples), default=0)))
-    wanted, finish = spreads_wanted(units, samples)
-    ((low, high),) = bootstrap_together([wanted], seed)
-    return finish(low, high)
-
-
-def spread(seconds: ArrayLike, seed: int = SEED) -> Spread | None:
-    """Median (with its bootstrap interval, each time its own unit) and quartiles; None for no times."""
-    return spreads([[[t] for t in np.asarray(seconds, dtype=float).ravel()]], seed)[0]
-
-
-def ratio_of_medians(slower: ArrayLike, faster: ArrayLike, seed: int = SEED) -> tuple[float, float, float]:
-    """median(slower) / median(faster) over paired samples, with a paired bootstrap interval."""
-    a, b = (Pooled([[v] for v in np.asarray(x, dtype=float).ravel()]) for x in (slower, faster))
-    if not a.values.size:
-        return (math.nan, math.nan, math.nan)
-    low, high = bootstrap(a.units, lambda w: ratio(a.medians(w), b.medians(w)), seed=seed)
-    return (float(ratio(a.median, b.median)), float(low[0]), float(high[0]))
 
 
 def side(p_adjusted: float, low: float, high: float, null: float) -> str:

@@ -133,15 +133,11 @@ def glyph_accuracy(attempts: Iterable[Attempt], case_sensitive: bool = False) ->
 DROPPED = "\u2205"  # what a confusion reads for an answer glyph that the solver left out (the empty-set sign)
 
 
-def confusions(attempts: Iterable[Attempt], case_sensitive: bool = False) -> dict[str, Counter[tuple[str, str]]]:
-    """Per solver, how often each answer glyph was read as another one (or dropped: DROPPED), along the
-    alignment of `glyph_accuracy`. Pairs that the scoring rule calls equal are not confusions."""
-    return glyph_readings(attempts, case_sensitive)[1]
-
-
 def glyph_readings(attempts: Iterable[Attempt], case_sensitive: bool = False
                    ) -> tuple[list[Glyph], dict[str, Counter[tuple[str, str]]]]:
-    """`glyph_accuracy` and `confusions` from one alignment of each attempt."""
+    """`glyph_accuracy`, and per solver how often each answer glyph was read as another one (or dropped:
+    DROPPED), from one alignment of each attempt. Pairs that the scoring rule calls equal are not
+    confusions."""
     seen: defaultdict[str, Counter[str]] = defaultdict(Counter)  # solver -> glyph -> times in the answers
     kept: defaultdict[str, Counter[str]] = defaultdict(Counter)  # solver -> glyph -> times read right
     found: defaultdict[str, Counter[tuple[str, str]]] = defaultdict(Counter)

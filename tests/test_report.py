@@ -160,6 +160,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     assert_refused(tmp_path, "cut short", str(cut))
     code, output = report_cli(str(one), str(two), "--allow-mixed", "--out", str(tmp_path / "both"))
     assert code == 0 and (tmp_path / "both" / "report.html").is_file(), output
+    code, output = report_cli(str(one), str(two), "--allow-mixed", "--out", str(tmp_path / "both"))
+    assert code == 0, output  # a folder holding only an earlier report takes the new one
 
 
 def test_runs_on_the_same_data_set_are_compared_together(tmp_path: Path) -> None:

@@ -73,12 +73,19 @@ def test_holm_step_down_by_hand() -> None:
 def test_a_seeded_bootstrap_gives_the_same_interval_twice() -> None:
     rng = np.random.default_rng(5)
     slow, fast = rng.lognormal(2, 0.5, 300), rng.lognormal(-3, 0.4, 300)
-    first, again = stats.ratio_of_medians(slow, fast, seed=11), stats.ratio_of_medians(slow, fast, seed=11)
-    assert first == again
-    assert first[1] < first[0] < first[2]
-    assert stats.ratio_of_medians(slow, fast, seed=12)[1:] != first[1:]  # the seed is what fixes it
-    spread = stats.spread(fast, seed=3)
-    assert spread == stats.spread(fast, seed=3)
+    a, b = stats.Pooled([[v] for v in slow]), stats.Pooled([[v] for v in fast])  # paired: unit i holds both
+
+    def ratio_of_medians(seed: int) -> tuple[float, float]:
+        low, high = stats.bootstrap(300, lambda w: stats.ratio(a.medians(w), b.medians(w)), seed=seed)
+        return float(low[0]), float(high[0])
+
+    first = ratio_of_medians(11)
+    assert first == ratio_of_medians(11)
+    assert first[0] < a.median / b.median < first[1]
+    assert ratio_of_medians(12) != first  # the seed is what fixes it
+    wanted, finish = stats.spreads_wanted(tuple(map(str, range(300))), [[[t] for t in fast]])
+    spread = finish(*stats.bootstrap_together([wanted], seed=3)[0])[0]
+    assert spread == finish(*stats.bootstrap_together([wanted], seed=3)[0])[0]
     assert spread is not None and spread.low <= spread.median <= spread.high and spread.q1 <= spread.median <= spread.q3
 
 
