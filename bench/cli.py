@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from captchas import imports, schemes
 from captchas.render import IllegibleError, measure_legibility
 from captchas.spec import KNOBS, PRESETS, SpecError
 from bench.runs import RunError
+from bench.study.store import JOINS_PER_HOUR
 from solvers import registry
 
 USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError, registry.SolverError, RunError)
@@ -39,7 +42,17 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.version_option(package_name="captcha-bench")
 def cli() -> None:
-    """captcha-bench: do machines beat humans at image CAPTCHAs? Measure it on the same items."""
+    """captcha-bench: do machines beat humans at image CAPTCHAs? Measure it on the same items.
+
+    Exit status: 0 done; 1 refused or failed (the one-line error says why and what to do); 2 the
+    command line itself is wrong (click's usage errors: an unknown option, a missing or mistyped value).
+
+    \b
+    Examples:
+      captcha-bench run                      # the default benchmark: machines against recorded people
+      captcha-bench generate --preset hard --count 1000 --seed 7 --out results/datasets/hard-7
+      captcha-bench run --dataset results/datasets/hard-7 --solver cnn --out results/runs/hard-7
+    """
 
 
 def parse_options(pairs: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
@@ -203,16 +216,27 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     generated default set; then the report (verdict, figures) of both, in one folder.
 
     \b
-    Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7
+    Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7 --out results/runs/hard-7
     """
     from bench.summary import to_table
-    from bench.session import case_sensitive, run_benchmark, with_dataset_options
+    from bench.session import case_sensitive, recorded_request, run_benchmark, with_dataset_options
     from bench.suite import PEOPLE, run_default
 
+    before = recorded_request(out) if resume and out is not None else None
+    if before is not None:  # --resume takes what the command leaves out from the run it continues
+        ctx = click.get_current_context()
+        kept = {k: v for k, v in before["config"].items() if _defaulted(ctx, k)}
+        timeout, batch_size = kept.get("timeout", timeout), kept.get("batch_size", batch_size)
+        throughput_items, limit = kept.get("throughput_items", throughput_items), kept.get("limit", limit)
+        case = kept.get("case_sensitive", case)
+        if dataset is None and before["dataset"]:
+            dataset = Path(before["dataset"])
     out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     if dataset is None:
-        config = run_config(tuple(names or registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ()),
-                            pairs, timeout, batch_size, throughput_items, limit, case)
+        default_names = tuple(registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ())
+        config = run_config(names or default_names, pairs, timeout, batch_size, throughput_items, limit, case)
+        if before is not None and not names and not pairs:
+            config = dataclasses.replace(config, solvers=before["solvers"])
         with solver_bars() as asking:
             done = run_default(config, dataset_or_default(None), out, resume=resume, progress=asking)
         for part, result in done:
@@ -221,7 +245,11 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
         echo_report([out], out)
         return
     data = dataset_or_default(dataset)
-    config = with_dataset_options(run_config(names, pairs, timeout, batch_size, throughput_items, limit, case), data)
+    config = run_config(names or tuple(s.name for s in before["solvers"]) if before else names, pairs, timeout,
+                        batch_size, throughput_items, limit, case)
+    if before is not None and not names and not pairs:
+        config = dataclasses.replace(config, solvers=before["solvers"])  # as the run recorded them
+    config = with_dataset_options(config, data)
     with solver_bars() as asking:
         result = run_benchmark(data, config, out, resume=resume, progress=asking)
     click.echo(f"\n{len(data.samples) if limit is None else min(limit, len(data.samples))} items of {data.path} "
@@ -229,6 +257,13 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     click.echo(to_table(result.summaries))
     click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json); "
                f"the report: captcha-bench report {result.path}")
+
+
+def _defaulted(ctx: click.Context, config_key: str) -> bool:
+    """Whether the run option behind a RunConfig field was left at its default on this command line."""
+    name = {"case_sensitive": "case"}.get(config_key, config_key)
+    source = ctx.get_parameter_source(name)
+    return source is None or source == click.core.ParameterSource.DEFAULT
 
 
 @cli.command()
@@ -246,7 +281,7 @@ def report(runs: tuple[Path, ...], out: Path | None, allow_mixed: bool, seed: in
     same data set are compared together; people are the solvers that replay recorded answers.
 
     \b
-    Example: captcha-bench report results/run-20261129-120000
+    Example: captcha-bench report results/runs/hard-7
     """
     echo_report(list(runs), out or runs[0], allow_mixed, seed)
 
@@ -336,7 +371,7 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
-    Example: captcha-bench train --preset medium --out solvers/cnn/weights/medium.pt --minutes 20
+    Example: captcha-bench train --preset medium --out results/models/medium.pt --minutes 20
     """
     from solvers.cnn.train import TrainConfig, model_card, train as run_training
 
@@ -442,7 +477,9 @@ def solvers_() -> None:
     \b
     Example: captcha-bench solvers
     """
-    rows = [[i.name, i.origin, i.target, "yes" if i.problem is None else f"no: {i.problem}"] for i in registry.describe()]
+    with progress_bar("Loading solvers") as progress:
+        found = registry.describe(progress)
+    rows = [[i.name, i.origin, i.target, "yes" if i.problem is None else f"no: {i.problem}"] for i in found]
     click.echo(format_table(["solver", "from", "entry point", "can run here"], rows))
 
 
@@ -455,7 +492,17 @@ def presets(measure: int) -> None:
     Example: captcha-bench presets --measure 1000
     """
     names = list(PRESETS)
-    rows = [[knob, *(_show(getattr(PRESETS[n], knob)) for n in names)] for knob in KNOBS]
+    long: dict[str, str] = {}  # long values (charsets, font lists) named in the table, spelled out below it
+
+    def cell(value: Any) -> str:
+        text = _show(value)
+        if len(text) <= 14:
+            return text
+        key = next((k for k, v in long.items() if v == text), f"[{len(long) + 1}]")
+        long[key] = text
+        return key
+
+    rows = [[knob, *(cell(getattr(PRESETS[n], knob)) for n in names)] for knob in KNOBS]
     if measure > 0:
         with progress_bar("Measuring") as progress:
             stats = []
@@ -471,7 +518,15 @@ def presets(measure: int) -> None:
         ]
     elif measure < 0:
         raise click.ClickException(f"--measure must be 0 or more, got {measure}")
+    from captchas.lined import LinedSpec
+
+    lined = [[f.name, cell(f.default)] for f in dataclasses.fields(LinedSpec)]
     click.echo(format_table(["knob", *names], rows))
+    click.echo("\nThe lined scheme (--scheme lined) has no presets; its knobs and defaults:\n"
+               + format_table(["knob", "default"], lined) + "\n")
+    for key, value in long.items():  # a table stays narrow; long values are spelled out once, here
+        click.echo(textwrap.fill(f"{key} {value.replace(',', ', ') if ',' in value else value}", 78,
+                                 subsequent_indent="    ", break_on_hyphens=False))
     installed = sorted(set(schemes.available()) | {schemes.DEFAULT_SCHEME})
     click.echo(f"\nschemes: {', '.join(installed)}")
 
@@ -485,7 +540,7 @@ def verify(dataset: Path, regenerate: bool, workers: int) -> None:
     """Check every file of a data set against its manifest, and regenerate it from its seed.
 
     \b
-    Example: captcha-bench verify results/datasets/default
+    Example: captcha-bench verify results/datasets/hard-7
     """
     data = ds.read_dataset(dataset)
     with progress_bar("Checking files") as progress:
@@ -510,7 +565,11 @@ def verify(dataset: Path, regenerate: bool, workers: int) -> None:
 
 @cli.group("import")
 def import_() -> None:
-    """Import labelled images from elsewhere as a data set."""
+    """Import labelled images from elsewhere as a data set.
+
+    \b
+    Example: captcha-bench import folder captchas/data/turingpass/humans --labels captchas/data/turingpass/humans/manifest.csv --out results/datasets/mine
+    """
 
 
 @import_.command("folder")
@@ -526,7 +585,7 @@ def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None
     """Import a folder of images labelled by file name (or a CSV), renamed to opaque ids.
 
     \b
-    Example: captcha-bench import folder ~/captchas --pattern '(.+)_\\d+' --out results/datasets/mine
+    Example: captcha-bench import folder captchas/data/turingpass/humans --labels captchas/data/turingpass/humans/manifest.csv --out results/datasets/mine
     """
     with progress_bar("Importing") as progress:
         result = imports.import_folder(src, out, labels=labels, pattern=pattern, case_sensitive=case_sensitive,
@@ -548,7 +607,11 @@ def import_turingpass(src: Path, out: Path, seed: int, force: bool) -> None:
     """Import the public TuringPass set: the images people answered (with their answers) and the rest.
 
     \b
-    Example: captcha-bench import turingpass ../shared/data/turingpass --out results/datasets/turingpass
+    The source is a clone of https://github.com/amri-tah/TuringPass (MIT); its `humans` split already
+    ships inside captcha-bench, so this is needed only for the `train` split.
+
+    \b
+    Example: captcha-bench import turingpass TuringPass --out results/datasets/turingpass
     """
     with progress_bar("Importing") as progress:
         result = imports.import_turingpass(src, out, seed=seed, force=force, progress=progress)
@@ -568,38 +631,49 @@ def import_turingpass(src: Path, out: Path, seed: int, force: bool) -> None:
 @click.option("--db", type=click.Path(path_type=Path), default=None,
               help="SQLite file of the study [default: results/studies/<data set sha256 prefix>.sqlite].")
 @click.option("--title", default="Read the characters", show_default=True, help="Heading of the participants' page.")
-def record(dataset: Path, host: str, port: int, db: Path | None, title: str) -> None:
+@click.option("--completion-code", default="", help="Shown to each participant on the done page (e.g. for a "
+                                                    "crowdsourcing platform).")
+@click.option("--joins-per-hour", type=click.IntRange(1), default=JOINS_PER_HOUR, show_default=True,
+              help="New participants one client address may start per hour (raise it for a lab behind one address).")
+def record(dataset: Path, host: str, port: int, db: Path | None, title: str, completion_code: str,
+           joins_per_hour: int) -> None:
     """Serve the human study: people answer the data set's images in their browsers.
 
     Each answer is committed to the SQLite database the moment it arrives; stop with Ctrl-C and
-    start again with the same --db to continue.
+    start again with the same --db to continue. Every image is checked before the server starts.
 
     \b
-    Example: captcha-bench record --dataset results/datasets/medium-s2026-n1000 --port 8000
+    Example: captcha-bench record --dataset captchas/data/turingpass/humans --port 8000
     """
     import logging
 
-    from bench.study.app import create_app, serve
-    from bench.study.store import StudyError
+    from bench.study.app import check_images, create_app, is_loopback, serve
+    from bench.study.store import Store, StudyError
 
     data = ds.read_dataset(dataset)
     db = db or Path("results") / "studies" / f"{data.hash[:12]}.sqlite"
     if db.exists() and not db.is_file():
         raise click.ClickException(f"--db {db} is not a file: give a path for the SQLite database")
-    db.parent.mkdir(parents=True, exist_ok=True)
+    with progress_bar("Checking images") as progress:
+        check_images(data, progress)
     try:
-        app = create_app(data, str(db), title)
-        server = serve(app, host, port)
-    except StudyError as e:
-        raise click.ClickException(str(e)) from None
+        server = serve(_not_ready, host, port)  # listen first: a failure leaves no empty database behind
     except OSError as e:
-        raise click.ClickException(f"cannot listen on {host}:{port} ({e.strerror or e}): choose another --port") from None
+        raise click.ClickException(_listen_error(host, port, e)) from None
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        server.server.app = create_app(data, str(db), title, joins_per_hour=joins_per_hour,
+                                       completion_code=completion_code, checked=True)
+    except StudyError as e:
+        server.server.server_close()
+        raise click.ClickException(str(e)) from None
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    from bench.study.store import Store
-
     people, answers = Store(db).counts()
     click.echo(f"study of {len(data.samples)} images ({data.path}), database {db} "
                f"({people} participants, {answers} answers so far)\nopen {server.url}/  (Ctrl-C stops)")
+    if not is_loopback(host):
+        click.echo(f"warning: listening on {host}, not loopback: anyone who can reach this machine can take part; "
+                   f"participants open {_public_url(host, server.server.server_port)}/", err=True)
     try:
         server.server.serve_forever()
     except KeyboardInterrupt:
@@ -610,33 +684,83 @@ def record(dataset: Path, host: str, port: int, db: Path | None, title: str) -> 
     click.echo(f"stopped: {people} participants, {answers} answers in {db}")
 
 
+def _not_ready(environ: Any, start_response: Any) -> list[bytes]:
+    """The WSGI app of a server that has bound but not yet opened its study (never seen: no request is served then)."""
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]
+
+
+def _listen_error(host: str, port: int, e: OSError) -> str:
+    """Why the study server cannot listen, pointing at the option to change."""
+    import errno
+    import socket
+
+    if isinstance(e, socket.gaierror) or e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        return (f"cannot listen on {host} ({e.strerror or e}): it is not an address of this machine; give --host "
+                "127.0.0.1 (this machine only) or 0.0.0.0 (every network)")
+    if e.errno == errno.EACCES:
+        return f"cannot listen on port {port} ({e.strerror}): ports below 1024 need root; choose another --port"
+    return f"cannot listen on {host}:{port} ({e.strerror or e}): choose another --port"
+
+
+def _public_url(host: str, port: int) -> str:
+    """The address participants on other machines should open: this machine's outward address for 0.0.0.0."""
+    import socket
+
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.connect(("192.0.2.1", 9))  # a documentation address: nothing is sent, the route picks our address
+                host = s.getsockname()[0]
+        except OSError:
+            host = socket.gethostname()
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 @cli.group()
 def humans() -> None:
-    """Recorded human answers: export them from a study database."""
+    """Recorded human answers: export them from a study database.
+
+    \b
+    Example: captcha-bench humans export --db results/studies/051e9b2ff964.sqlite --out answers.csv
+    """
 
 
 @humans.command("export")
 @click.option("--db", type=click.Path(path_type=Path), required=True, help="Study database (from captcha-bench record).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="CSV file to write (must not exist).")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
-def humans_export(db: Path, out: Path, force: bool) -> None:
+@click.option("--excel-safe", is_flag=True, help="Put ' before answers a spreadsheet would run as formulas "
+                                                 "(= + - @); the file is then no longer exact.")
+def humans_export(db: Path, out: Path, force: bool, excel_safe: bool) -> None:
     """Write every recorded answer as CSV: participant, item, answer, server and browser times, attempt, skip.
 
+    Answers are written exactly as typed, as results need them; open the file in a spreadsheet
+    only with --excel-safe, or import it as text.
+
     \b
-    Example: captcha-bench humans export --db results/studies/76c5c16abb27.sqlite --out answers.csv
+    Example: captcha-bench humans export --db results/studies/051e9b2ff964.sqlite --out answers.csv
     """
     from bench.study.store import Store
     from captchas.answers import write_csv
 
     if not db.is_file():
         raise click.ClickException(f"--db {db} does not exist: give the database that captcha-bench record wrote")
+    if out.is_dir():
+        raise click.ClickException(f"--out {out} is a folder: give a file name, e.g. {out / 'answers.csv'}")
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists: choose another --out, or pass --force to overwrite it")
     rows = Store.open_existing(db).export()
-    tmp = out.with_name(out.name + ".tmp")
-    write_csv(tmp, rows)
-    tmp.replace(out)
-    click.echo(f"{len(rows)} answers by {len({r.participant for r in rows})} participants written to {out}")
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(tmp, rows, excel_safe=excel_safe)
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {out} ({e.strerror or e}): choose another --out") from None
+    click.echo(f"{len(rows)} answers by {len({r.participant for r in rows})} participants written to {out}"
+               + (" (formula-like answers prefixed with ')" if excel_safe else ""))
 
 
 @cli.command("study-speed")
@@ -664,7 +788,7 @@ def study_speed(dataset: Path | None, participants: int, items: int) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "study.sqlite"
-        server = serve(create_app(data, str(db)), "127.0.0.1", 0, background=True)
+        server = serve(create_app(data, str(db), joins_per_hour=None), "127.0.0.1", 0, background=True)
         try:
             r = simulate(server.url, db, participants)
         finally:

@@ -47,16 +47,29 @@ def pixels(challenge: Challenge) -> Pixels:
 
 
 class SolverHost:
-    """A solver living in a child process; restart() after a timeout or crash."""
+    """A solver living in a child process; restart() after a timeout or crash.
 
-    def __init__(self, name: str, options: dict[str, Any], images: list[Pixels]) -> None:
+    Constructing one starts the process and the solver (HostError if it cannot start); `load`
+    then hands it the images, which a restart hands over again."""
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
         self.name, self.options = name, options
-        self._images = images  # sent once per process start; solve() then names items by id
+        self._images: list[Pixels] = []  # sent once per process start; solve() then names items by id
         self.cold_start = 0.0  # seconds to import and construct the solver in a fresh process
         self.restarts = 0
         self._process: Any = None
         self._conn: Connection | None = None
         self._start()
+
+    def load(self, images: list[Pixels]) -> None:
+        """Hand the solver process the images it will be asked about."""
+        self._images = images
+        self._send_images()
+
+    def _send_images(self) -> None:
+        assert self._conn is not None
+        for k in range(0, len(self._images), LOAD_CHUNK):
+            self._conn.send(("load", self._images[k : k + LOAD_CHUNK]))
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
@@ -81,11 +94,10 @@ class SolverHost:
             self.close()
             raise HostError(value)
         self.cold_start = value
-        for k in range(0, len(self._images), LOAD_CHUNK):
-            parent.send(("load", self._images[k : k + LOAD_CHUNK]))
+        self._send_images()
 
     def restart(self) -> None:
-        self.close()
+        self.close(kill=True)  # a hung solver is not waited for
         self.restarts += 1
         self._start()
 
@@ -107,7 +119,10 @@ class SolverHost:
         problem = _check_error(answers, len(batch))
         return Reply(None, seconds, problem) if problem else Reply(answers, seconds)
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
+        """Stop the process: ask it to stop and wait a little, or (`kill`) end it at once."""
+        if self._process is not None and kill:
+            self._process.kill()
         if self._conn is not None:
             try:
                 self._conn.send(("stop", None))
@@ -150,7 +165,8 @@ def _serve(conn: Connection) -> None:
     try:
         solver = load(name, **options)
     except Exception as e:  # sent back as one line, never a traceback
-        conn.send(("error", f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e)))
+        text = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        conn.send(("error", " ".join(text.split())[:500]))  # one line, even from a library's long message
         return
     conn.send(("ready", time.perf_counter() - start))
     with tempfile.TemporaryDirectory(prefix="captcha-bench-solver-") as empty:
@@ -181,8 +197,13 @@ def _answer(conn: Connection, solver: Any) -> None:
             reply = ("error", None, time.perf_counter() - start, f"{type(e).__name__}: {e}")
         try:
             conn.send(reply)
+        except OSError:  # the parent has gone (it gave up waiting): nothing to tell, nobody to tell it to
+            return
         except Exception as e:  # an answer that cannot be pickled
-            conn.send(("error", None, reply[2], f"solve() returned something unsendable: {type(e).__name__}"))
+            try:
+                conn.send(("error", None, reply[2], f"solve() returned something unsendable: {type(e).__name__}"))
+            except OSError:
+                return
 
 
 if __name__ == "__main__":

@@ -7,12 +7,10 @@ item alone (batch size 1) with the solver warm; throughput is batched; cold star
 
 from __future__ import annotations
 
-import io
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
-from PIL import Image
 
 from bench.host import HostError, Pixels, SolverHost, pixels
 from captchas import dataset as ds
@@ -113,66 +111,92 @@ def load_challenges(dataset: ds.Dataset, limit: int | None = None) -> list[tuple
     samples = dataset.samples[:limit] if limit else dataset.samples
     loaded = []
     for s in samples:
-        path = dataset.path / s.file
-        if not path.is_file():
-            raise ds.DatasetError(f"{s.file} (item {s.id}) is missing: the data set is incomplete; run captcha-bench verify")
-        data = path.read_bytes()
-        if ds.sha256_bytes(data) != s.sha256:
-            raise ds.DatasetError(f"{s.file} (item {s.id}) does not match its sha256 in the manifest: run captcha-bench verify")
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                image = im if im.mode in ("RGB", "L") else im.convert("RGB")
-        except (OSError, SyntaxError, ValueError) as e:
-            raise ds.DatasetError(f"{s.file} (item {s.id}) cannot be decoded ({e}): re-import or regenerate it") from None
+        image = ds.load_image(dataset, s)
+        image = image if image.mode in ("RGB", "L") else image.convert("RGB")
         loaded.append((s, pixels(ds.Challenge(s.id, image))))
     return loaded
+
+
+class Replayer:
+    """A replay solver (recorded human answers), loaded in process and checked against the data set."""
+
+    cold_start = None
+    restarts = 0
+
+    def __init__(self, spec: SolverSpec, dataset: ds.Dataset) -> None:
+        from solvers.registry import SolverError, load
+
+        self.solver = load(spec.name, **spec.options)
+        recorded_on = getattr(self.solver, "dataset_sha256", None)
+        if recorded_on and recorded_on != dataset.hash:
+            raise SolverError(f"solver {spec.name!r}: its answers were recorded on data set {recorded_on[:12]}, not "
+                              f"this one ({dataset.hash[:12]}): give the answers of this data set")
+        known = getattr(self.solver, "item_ids", None)
+        unknown = sorted(set(known()) - {s.id for s in dataset.samples}) if callable(known) else []
+        if unknown:
+            raise SolverError(f"solver {spec.name!r}: {len(unknown)} recorded answer(s) name items this data set does "
+                              f"not have (e.g. {unknown[0]!r}): give the answers recorded on this data set")
+
+    def close(self) -> None:
+        pass
+
+
+Started = Union[SolverHost, Replayer]
+
+
+def start_solver(spec: SolverSpec, dataset: ds.Dataset) -> Started:
+    """Start one solver, ready to be asked (images not yet handed over): a process for a machine,
+    the checked answers for a replay. Raises SolverError, in one line, when it cannot start."""
+    from solvers.registry import SolverError
+
+    if replays(spec.name):
+        return Replayer(spec, dataset)
+    try:
+        return SolverHost(spec.name, spec.options)
+    except HostError as e:
+        message = str(e)
+        raise SolverError(message if message.startswith("solver ") else f"solver {spec.name!r} cannot start: {message}") from None
 
 
 def run_solver(
     run_id: str,
     spec: SolverSpec,
+    started: Started,
     items: Sequence[tuple[ds.Sample, Pixels]],
     config: RunConfig,
     case_sensitive: bool,
     done: Collection[str] = (),
-    dataset_hash: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[Attempt | Timing]:
-    """Yield an Attempt per item not in `done`, then the solver's Timing.
+    """Yield an Attempt per item not in `done`, then the solver's Timing; `progress` follows the throughput pass.
 
     Replay solvers (with a `replay(ids)` method, such as `human`) yield one Attempt per recorded
     answer instead, none for items nobody answered.
     """
-    if replays(spec.name):  # an unknown solver is not: the host reports it
-        yield from _replay(run_id, spec, items, config, case_sensitive, done, dataset_hash)
+    if isinstance(started, Replayer):
+        yield from _replay(run_id, spec, started, items, config, case_sensitive, done)
         return
-    try:
-        host = SolverHost(spec.name, spec.options, [p for _, p in items])
-    except HostError as e:
-        yield Timing(spec.name, None, None, 0, config.batch_size, 0, error=str(e))
-        return
-    try:
-        skip = set(done)
-        todo = [(s, p) for s, p in items if s.id not in skip]
-        if todo:
-            host.solve([todo[0][0].id], config.timeout)  # warm-up, not recorded
-        for sample, _ in todo:
-            reply = host.solve([sample.id], config.timeout)
-            predicted = reply.answers[0] if reply.answers else ""
-            yield Attempt(
-                run_id=run_id,
-                solver=spec.name,
-                item_id=sample.id,
-                expected=sample.answer,
-                predicted=predicted,
-                correct=not reply.error and is_correct(sample.answer, predicted, case_sensitive),
-                cer=cer(sample.answer, predicted, case_sensitive),  # no answer: 1.0
-                seconds=reply.seconds,
-                error=reply.error,
-            )
-        yield _throughput(host, spec, items, config)
-    finally:
-        host.close()
+    host = started
+    host.load([p for _, p in items])
+    skip = set(done)
+    todo = [(s, p) for s, p in items if s.id not in skip]
+    if todo:
+        host.solve([todo[0][0].id], config.timeout)  # warm-up, not recorded
+    for sample, _ in todo:
+        reply = host.solve([sample.id], config.timeout)
+        predicted = reply.answers[0] if reply.answers else ""
+        yield Attempt(
+            run_id=run_id,
+            solver=spec.name,
+            item_id=sample.id,
+            expected=sample.answer,
+            predicted=predicted,
+            correct=not reply.error and is_correct(sample.answer, predicted, case_sensitive),
+            cer=cer(sample.answer, predicted, case_sensitive),  # no answer: 1.0
+            seconds=reply.seconds,
+            error=reply.error,
+        )
+    yield _throughput(host, spec, items, config, progress)
 
 
 def replays(name: str) -> bool:
@@ -185,27 +209,12 @@ def replays(name: str) -> bool:
         return False
 
 
-def _replay(run_id: str, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig,
-            case_sensitive: bool, done: Collection[str], dataset_hash: str) -> Iterator[Attempt | Timing]:
+def _replay(run_id: str, spec: SolverSpec, started: Replayer, items: Sequence[tuple[ds.Sample, Pixels]],
+            config: RunConfig, case_sensitive: bool, done: Collection[str]) -> Iterator[Attempt | Timing]:
     """Recorded answers as attempts, in process: the solver sees item ids and nothing else."""
-    from solvers.registry import SolverError, load
-
-    def failed(reason: str) -> Timing:
-        return Timing(spec.name, None, None, 0, config.batch_size, 0, error=reason)
-
-    try:
-        solver = load(spec.name, **spec.options)
-    except SolverError as e:
-        yield failed(str(e))
-        return
-    recorded_on = getattr(solver, "dataset_sha256", None)
-    if recorded_on and dataset_hash and recorded_on != dataset_hash:
-        yield failed(f"its answers were recorded on data set {recorded_on[:12]}, not this one ({dataset_hash[:12]}): "
-                     "give the answers of this data set")
-        return
     skip = set(done)
     ids = [s.id for s, _ in items if s.id not in skip]
-    answers = solver.replay(ids)
+    answers = started.solver.replay(ids)
     for sample, _ in items:
         for r in answers.get(sample.id, ()):
             yield Attempt(
@@ -224,12 +233,15 @@ def _replay(run_id: str, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixe
     yield Timing(spec.name, None, None, 0, config.batch_size, 0)
 
 
-def _throughput(host: SolverHost, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig) -> Timing:
+def _throughput(host: SolverHost, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig,
+                progress: Callable[[int, int], None] | None = None) -> Timing:
     batch = [s.id for s, _ in items[: config.throughput_items]]
     seconds, answered = 0.0, 0
     for k in range(0, len(batch), config.batch_size):
         chunk = batch[k : k + config.batch_size]
         reply = host.solve(chunk, config.timeout * len(chunk))
+        if progress:
+            progress(k + len(chunk), len(batch))
         if reply.error:
             continue  # failed batches are left out of the rate, and counted in restarts if they hung
         seconds += reply.seconds

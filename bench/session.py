@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import platform
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.summary import Summary, summarize
-from bench.run import Attempt, RunConfig, Timing, load_challenges, replays, run_solver
+from bench.run import Attempt, RunConfig, SolverSpec, Started, Timing, load_challenges, replays, run_solver, start_solver
 from captchas import dataset as ds
 from solvers.registry import check_options
 
@@ -31,7 +32,8 @@ COLUMNS = [f.name for f in dataclasses.fields(Attempt)]
 LIBRARIES = ("captcha", "pillow", "click", "numpy", "scipy", "statsmodels", "tesserocr", "ddddocr", "onnxruntime",
              "torch", "torchvision")
 
-Progress = Callable[[str, int, int], None]  # (solver, done, total)
+Progress = Callable[[str, int, int], None]  # (label: a solver, or a stage of the run, done, total)
+STARTING = "starting solvers"
 
 # The embedded default: what `captcha-bench run` with no arguments (and `make bench`) uses.
 DEFAULT_DATASET = Path("results/datasets/default-medium-s7-n300")
@@ -48,7 +50,13 @@ class RunResult:
 def run_benchmark(
     dataset: ds.Dataset, config: RunConfig, out: str | Path, resume: bool = False, progress: Progress | None = None
 ) -> RunResult:
-    """Run every solver of `config` on `dataset`, writing results under `out` as it goes."""
+    """Run every solver of `config` on `dataset`, writing results under `out` as it goes.
+
+    Everything that can be checked is checked before `out` is touched: the solvers and their
+    options, every image, the folder itself, and that every solver starts (a machine solver's
+    process is up, a replay's answers are read and belong to this data set). `progress` hears
+    (label, done, total): "starting solvers", then each solver's attempts, then "NAME throughput".
+    """
     out = Path(out)
     names = [s.name for s in config.solvers]
     if not names:
@@ -62,14 +70,32 @@ def run_benchmark(
     if resume:
         _check_resumable(out, request)
         _check_columns(out / ATTEMPTS)
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / RUN).write_text(json.dumps({**request, "provenance": provenance(dataset, config)}, indent=2) + "\n")
+        check_new_run(out)
+    started: dict[str, Started] = {}
+    try:
+        for k, spec in enumerate(config.solvers):  # so does a solver that cannot start
+            if progress:
+                progress(STARTING, k, len(config.solvers))
+            started[spec.name] = start_solver(spec, dataset)
+        if progress:
+            progress(STARTING, len(config.solvers), len(config.solvers))
+        if not resume:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / RUN).write_text(json.dumps({**request, "provenance": provenance(dataset, config)}, indent=2) + "\n")
+        _run_all(out, config, started, items, case_sensitive(dataset, config), progress)
+    finally:
+        for solver in started.values():
+            solver.close()
+    summaries = write_summaries(out, {s.id for s, _ in items})
+    return RunResult(out, out.name, summaries)
+
+
+def _run_all(out: Path, config: RunConfig, started: dict[str, Started], items: list[tuple[ds.Sample, Any]],
+             case: bool, progress: Progress | None) -> None:
     done = _done(out / ATTEMPTS)
     with (out / ATTEMPTS).open("a", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         if f.tell() == 0:
             writer.writerow(COLUMNS)
         for spec in config.solvers:
@@ -77,7 +103,9 @@ def run_benchmark(
             count = len(finished & {s.id for s, _ in items})
             if progress:
                 progress(spec.name, count, len(items))
-            for record in run_solver(out.name, spec, items, config, case_sensitive(dataset, config), finished, dataset.hash):
+            report = progress
+            throughput = (lambda k, n, name=spec.name: report(f"{name} throughput", k, n)) if report else None
+            for record in run_solver(out.name, spec, started[spec.name], items, config, case, finished, throughput):
                 if isinstance(record, Attempt):
                     writer.writerow(_row(record))
                     f.flush()
@@ -87,8 +115,21 @@ def run_benchmark(
                 else:
                     with (out / TIMING).open("a", encoding="utf-8") as t:
                         t.write(json.dumps({**dataclasses.asdict(record), "time": _now()}) + "\n")
-    summaries = write_summaries(out, {s.id for s, _ in items})
-    return RunResult(out, out.name, summaries)
+            started[spec.name].close()  # its memory back before the next solver
+
+
+def check_new_run(out: Path) -> None:
+    """Refuse an --out that is a file or a folder holding anything, naming what it holds."""
+    if out.exists() and not out.is_dir():
+        raise ds.DatasetError(f"--out {out} is a file: give a folder for the run")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if (out / RUN).is_file() or (out / "collection.json").is_file():
+        raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if (out / ds.MANIFEST).is_file():
+        raise ds.DatasetError(f"--out {out} is a data set, not a run folder: give a new folder for the run "
+                              "(the data set goes in --dataset)")
+    raise ds.DatasetError(f"--out {out} holds other files, not a run: choose an empty or new folder")
 
 
 def default_dataset(workers: int = 1, progress: ds.Progress | None = None) -> ds.Dataset:
@@ -139,11 +180,13 @@ def write_summaries(out: Path, item_ids: set[str] | None = None) -> list[Summary
     ]
     fields = [f.name for f in dataclasses.fields(Summary)]
     with (out / SUMMARY_CSV).open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["run_id", "dataset_sha256", *fields])
         for s in summaries:
             writer.writerow([out.name, request["dataset_sha256"], *(_cell(getattr(s, k)) for k in fields)])
-    report = {"run_id": out.name, **request, "solvers_summary": [dataclasses.asdict(s) for s in summaries]}
+    report = {"run_id": out.name, **request, "solvers_summary": [
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in dataclasses.asdict(s).items()}
+        for s in summaries]}
     (out / SUMMARY_JSON).write_text(json.dumps(report, indent=2) + "\n")
     return summaries
 
@@ -177,7 +220,10 @@ def _check_columns(path: Path) -> None:
 
 
 def _cell(value: Any) -> Any:
-    return "" if value is None else f"{value:.6g}" if isinstance(value, float) else value
+    """A summary.csv cell: no value (None, NaN) is an empty cell, never 0."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else value
 
 
 def _done(path: Path) -> set[tuple[str, str]]:
@@ -202,13 +248,67 @@ def _request(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
     }
 
 
+def recorded_request(out: Path) -> dict[str, Any] | None:
+    """What the run (or collection of runs) in `out` was asked: its data set folder (None for a
+    collection), solvers as SolverSpecs, and config; None when `out` holds no run."""
+    from bench.runs import COLLECTION
+
+    if (out / RUN).is_file():
+        request = _read_json(out / RUN)
+        dataset = request.get("dataset")
+    elif (out / COLLECTION).is_file():
+        collection = _read_json(out / COLLECTION)
+        request = {"solvers": collection.get("request", {}).get("solvers", []), "config": {}}
+        parts = [out / str(p.get("path")) / RUN for p in collection.get("parts", []) if isinstance(p, dict)]
+        config = next((_read_json(p).get("config") for p in parts if p.is_file()), None)
+        request["config"] = config or {}
+        dataset = None
+    else:
+        return None
+    try:
+        solvers = tuple(SolverSpec(str(s["name"]), dict(s.get("options") or {})) for s in request.get("solvers", []))
+    except (TypeError, KeyError, AttributeError):
+        raise ds.DatasetError(f"{out} holds a damaged run record: start a new run instead of --resume") from None
+    config = request.get("config") if isinstance(request.get("config"), dict) else {}
+    return {"dataset": dataset, "solvers": solvers, "config": config}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ds.DatasetError(f"{path} is damaged ({e}): start a new run instead of --resume") from None
+    if not isinstance(value, dict):
+        raise ds.DatasetError(f"{path} is damaged (not a JSON object): start a new run instead of --resume")
+    return value
+
+
 def _check_resumable(out: Path, request: dict[str, Any]) -> None:
     if not (out / RUN).is_file():
         raise ds.DatasetError(f"{out} holds no run to resume: drop --resume to start one")
     before = json.loads((out / RUN).read_text())
-    for key in ("dataset_sha256", "solvers", "config"):
-        if json.loads(json.dumps(request[key])) != before.get(key):
-            raise ds.DatasetError(f"cannot resume {out}: its {key.replace('_', ' ')} differ from this command's")
+    differences = resume_conflicts(before, json.loads(json.dumps(request)))
+    if differences:
+        raise ds.DatasetError(f"cannot resume {out}: {'; '.join(differences)}: give the run's own settings, or "
+                              "start a new run")
+
+
+def resume_conflicts(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between a run folder's request and this command's, one phrase per setting."""
+    found = []
+    if before.get("dataset_sha256") != now["dataset_sha256"]:
+        found.append(f"it ran on data set {str(before.get('dataset_sha256'))[:12]}, this command gives "
+                     f"{now['dataset_sha256'][:12]}")
+    old = {s["name"]: s.get("options", {}) for s in before.get("solvers", [])}
+    new = {s["name"]: s.get("options", {}) for s in now["solvers"]}
+    if list(old) != list(new):
+        found.append(f"its solvers are {', '.join(old) or 'none'}, this command's {', '.join(new)}")
+    else:
+        found += [f"solver {name}'s options were {old[name]}, now {new[name]}" for name in old if old[name] != new[name]]
+    config = before.get("config", {})
+    found += [f"{key.replace('_', '-')} was {config.get(key)}, now {value}"
+              for key, value in now["config"].items() if config.get(key) != value]
+    return found
 
 
 def provenance(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     rows = 0
     with (run / ATTEMPTS).open("w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(COLUMNS)
         for k, name in enumerate(names):
             for i in range(items):

@@ -24,10 +24,10 @@ class Summary:
     items: int  # distinct items attempted
     coverage: float  # items attempted / items in the data set (humans may leave items unanswered)
     correct: int
-    accuracy: float
-    accuracy_low: float  # Wilson 95 % interval
+    accuracy: float  # NaN when there was no attempt (an empty cell in summary.csv, null in .json): not 0 %
+    accuracy_low: float  # Wilson 95 % interval; NaN without attempts
     accuracy_high: float
-    cer: float  # mean character error rate
+    cer: float  # mean character error rate; NaN without attempts
     errors: int  # attempts where the solver raised, hung, crashed or answered malformed
     skipped: int  # replayed human answers where the person pressed Skip (counted wrong, not errors)
     median_seconds: float | None  # latency per item at batch size 1, warm
@@ -53,7 +53,7 @@ def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None, t
     n = len(attempts)
     items = len({a.item_id for a in attempts})
     correct = sum(a.correct for a in attempts)
-    low, high = wilson(correct, n)
+    low, high = wilson(correct, n) if n else (math.nan, math.nan)
     answered = [a.seconds for a in attempts if not a.error and math.isfinite(a.seconds)]
     return Summary(
         solver=solver,
@@ -61,10 +61,10 @@ def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None, t
         items=items,
         coverage=items / total_items if total_items else (1.0 if n else 0.0),
         correct=correct,
-        accuracy=correct / n if n else 0.0,
+        accuracy=correct / n if n else math.nan,
         accuracy_low=low,
         accuracy_high=high,
-        cer=statistics.fmean(a.cer for a in attempts) if n else 1.0,
+        cer=statistics.fmean(a.cer for a in attempts) if n else math.nan,
         errors=sum(bool(a.error) and a.error != SKIPPED for a in attempts),
         skipped=sum(a.error == SKIPPED for a in attempts),
         median_seconds=statistics.median(answered) if answered else None,
@@ -81,8 +81,9 @@ def to_table(summaries: Sequence[Summary]) -> str:
     header = ["solver", "n", "coverage", "accuracy [95% CI]", "CER", "median ms", "p90 ms", "items/s", "cold s", "errors"]
     rows = []
     for s in summaries:
-        if s.failure and not s.n:
-            rows.append([s.solver, "0", "", f"could not run: {s.failure}", "", "", "", "", "", ""])
+        if not s.n:
+            why = f"could not run: {s.failure}" if s.failure else "no attempt"
+            rows.append([s.solver, "0", "", why, "", "", "", "", "", ""])
             continue
         rows.append([
             s.solver,

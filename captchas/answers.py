@@ -35,6 +35,7 @@ class Recorded:
     client_shown_at: str = ""  # ISO 8601 UTC, browser clock
     client_submitted_at: str = ""
     dataset_sha256: str = ""  # of the data set the answers were given on
+    skip_reason: str = ""  # a skip the page made for the person (e.g. "the image did not load"); empty otherwise
 
     @property
     def seconds(self) -> float | None:
@@ -45,23 +46,31 @@ class Recorded:
 COLUMNS = [f.name for f in fields(Recorded)]
 
 
-def write_csv(path: Path, rows: Iterable[Recorded]) -> int:
-    """Write an answers CSV (UTF-8, header first); return the number of rows."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run as a formula
+
+
+def write_csv(path: Path, rows: Iterable[Recorded], excel_safe: bool = False) -> int:
+    """Write an answers CSV (UTF-8, header first, "\n" line ends); return the number of rows.
+
+    Answers are written exactly as typed. `excel_safe` puts a `'` before any text cell that a
+    spreadsheet would take for a formula (starting with = + - @): safe to open, no longer exact."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     n = 0
     for r in rows:
-        writer.writerow([_cell(getattr(r, c)) for c in COLUMNS])
+        writer.writerow([_cell(getattr(r, c), excel_safe) for c in COLUMNS])
         n += 1
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
     return n
 
 
 def read_csv(path: Path) -> list[Recorded]:
-    """An answers CSV back as records; a malformed file raises DatasetError naming the row."""
+    """An answers CSV back as records; a malformed file raises DatasetError naming the row.
+
+    A UTF-8 byte-order mark (as spreadsheets write) is allowed and dropped."""
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = [c for c in ("item_id", "answer") if c not in (reader.fieldnames or [])]
             if missing:
@@ -72,28 +81,46 @@ def read_csv(path: Path) -> list[Recorded]:
         raise DatasetError(f"{path} is not a readable UTF-8 CSV ({e})") from None
 
 
-def _record(row: dict[str, str], path: Path, line: int) -> Recorded:
+TRUE, FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
+
+
+def _record(row: dict[str, str | None], path: Path, line: int) -> Recorded:
+    def text(key: str) -> str:
+        value = row.get(key)
+        return value if isinstance(value, str) else ""  # absent, or a short row
+
     try:
+        if None in row:
+            raise ValueError(f"{len(row[None] or ())} more cell(s) than the header has columns")  # type: ignore[index]
+        if not text("item_id").strip():
+            raise ValueError("item_id is empty")
+        flag = text("skipped").strip().lower()
+        if flag not in TRUE + FALSE:
+            raise ValueError(f"skipped {flag!r} is not 0/1, true/false or yes/no")
+        attempt = int(text("attempt").strip() or 1)
+        if attempt < 1:
+            raise ValueError(f"attempt {attempt} is not 1 or more (1 = a person's first try at the item)")
         return Recorded(
-            participant=row.get("participant") or "",
-            item_id=row["item_id"] or "",
-            answer=row["answer"] or "",
-            skipped=(row.get("skipped") or "0").strip().lower() in ("1", "true", "yes"),
-            attempt=int(row.get("attempt") or 1),
-            server_seconds=_seconds(row.get("server_seconds")),
-            client_seconds=_seconds(row.get("client_seconds")),
-            sent_at=row.get("sent_at") or "",
-            received_at=row.get("received_at") or "",
-            client_shown_at=row.get("client_shown_at") or "",
-            client_submitted_at=row.get("client_submitted_at") or "",
-            dataset_sha256=row.get("dataset_sha256") or "",
+            participant=text("participant"),
+            item_id=text("item_id").strip(),
+            answer=text("answer"),
+            skipped=flag in TRUE,
+            attempt=attempt,
+            server_seconds=_seconds(text("server_seconds")),
+            client_seconds=_seconds(text("client_seconds")),
+            sent_at=text("sent_at"),
+            received_at=text("received_at"),
+            client_shown_at=text("client_shown_at"),
+            client_submitted_at=text("client_submitted_at"),
+            dataset_sha256=text("dataset_sha256"),
+            skip_reason=text("skip_reason"),
         )
     except ValueError as e:
         raise DatasetError(f"{path} line {line}: {e}; fix or drop that row") from None
 
 
-def _seconds(text: str | None) -> float | None:
-    if text is None or not text.strip():
+def _seconds(text: str) -> float | None:
+    if not text.strip():
         return None
     value = float(text)
     if not math.isfinite(value) or value < 0:
@@ -101,11 +128,13 @@ def _seconds(text: str | None) -> float | None:
     return value
 
 
-def _cell(value: object) -> object:
+def _cell(value: object, excel_safe: bool = False) -> object:
     if value is None:
         return ""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, float):
         return f"{value:.3f}"
+    if excel_safe and isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
     return value

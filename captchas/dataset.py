@@ -12,12 +12,13 @@ import io
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 MANIFEST = "manifest.csv"
 INFO = "dataset.json"
@@ -25,6 +26,12 @@ FORMAT_VERSION = 1
 COLUMNS = ("id", "file", "answer", "sha256")
 
 Progress = Callable[[int, int], None]  # (done, total)
+
+# The most pixels an image may have (width x height), anywhere: import, run, the study app.
+# CAPTCHAs are far smaller (160x60 is 9,600); the limit keeps a huge or hostile image from
+# stalling a solver or filling memory. Override it with the environment variable.
+MAX_PIXELS_ENV = "CAPTCHA_BENCH_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 4_000_000  # 2000 x 2000
 
 
 class DatasetError(ValueError):
@@ -62,6 +69,69 @@ class Dataset:
     @property
     def case_sensitive(self) -> bool:
         return bool(self.info.get("case_sensitive", False))
+
+
+class ImageError(DatasetError):
+    """An image file that cannot be used; the message says what it is (empty, too large, ...)."""
+
+
+def max_pixels() -> int:
+    """The pixel limit: $CAPTCHA_BENCH_MAX_PIXELS when set, else DEFAULT_MAX_PIXELS."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if not text.isdigit() or int(text) < 1:
+        raise DatasetError(f"{MAX_PIXELS_ENV}={text!r} is not a whole number of pixels: set it to e.g. 4000000")
+    return int(text)
+
+
+def decode_image(data: bytes, limit: int | None = None) -> Image.Image:
+    """Fully decode image bytes, or raise ImageError naming what they are.
+
+    Refuses empty files, bytes in no image format, images over `limit` pixels (default
+    `max_pixels()`; checked on the declared size, before any pixel is decoded, so a
+    decompression bomb costs nothing) and truncated or damaged files.
+    """
+    limit = max_pixels() if limit is None else limit
+    if not data:
+        raise ImageError("an empty file (0 bytes), not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is ours
+            im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"a decompression bomb: {e}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image ({len(data):,} bytes in no image format Pillow reads)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"a damaged image header ({e})") from None
+    width, height = im.size  # declared by the header; nothing decoded yet
+    if width * height > limit:
+        what = "a decompression bomb" if len(data) * 16 < width * height else "too large"
+        raise ImageError(f"{what}: {width}x{height} = {width * height:,} pixels in {len(data):,} bytes, over the "
+                         f"limit of {limit:,} pixels (raise it with {MAX_PIXELS_ENV} if the image is meant)")
+    if width < 1 or height < 1:
+        raise ImageError(f"an image of {width}x{height} pixels: nothing to read")
+    try:
+        im.load()  # every pixel: a truncated file fails here, not in a solver (bytes in memory: no file to close)
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"a truncated or damaged {im.format or 'image'} ({e})") from None
+    return im
+
+
+def load_image(dataset: Dataset, sample: Sample) -> Image.Image:
+    """The checked image loader: the file exists, matches the manifest's sha256, and decodes."""
+    path = dataset.path / sample.file
+    if not path.is_file():
+        raise DatasetError(f"{sample.file} (item {sample.id}) is missing: the data set is incomplete; run captcha-bench verify")
+    data = path.read_bytes()
+    if sha256_bytes(data) != sample.sha256:
+        raise DatasetError(f"{sample.file} (item {sample.id}) does not match its sha256 in the manifest: "
+                           "run captcha-bench verify")
+    try:
+        return decode_image(data)
+    except ImageError as e:
+        raise DatasetError(f"{sample.file} (item {sample.id}) is {e}: re-import or regenerate it") from None
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -113,6 +183,10 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         raise DatasetError(f"{manifest} repeats an id: a data set needs unique ids")
+    for line, s in enumerate(samples, 2):
+        if not plain_name(s.file):
+            raise DatasetError(f"{manifest} line {line}: file {s.file!r} is not a plain file name inside the data set "
+                               "folder: a manifest may not point elsewhere")
     info_path = folder / INFO
     try:
         info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
@@ -120,7 +194,17 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
         raise DatasetError(f"{info_path} is not valid JSON ({e}): regenerate the data set") from None
     if not isinstance(info, dict):
         raise DatasetError(f"{info_path} is not a JSON object: regenerate the data set")
-    return Dataset(path=folder, info=info, samples=samples, hash=sha256_bytes(data))
+    digest = sha256_bytes(data)
+    recorded = info.get("manifest_sha256")
+    if recorded and recorded != digest:
+        raise DatasetError(f"{manifest} was changed after the data set was made (its sha256 {digest[:12]} is not the "
+                           f"{str(recorded)[:12]} that {INFO} records): restore it, or regenerate or re-import the set")
+    return Dataset(path=folder, info=info, samples=samples, hash=digest)
+
+
+def plain_name(name: str) -> bool:
+    """Whether `name` is a plain file name: no folder part, not hidden, not '.' or '..', no absolute path."""
+    return bool(name) and name == Path(name).name and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
 def check_files(dataset: Dataset, progress: Progress | None = None) -> list[str]:
@@ -129,7 +213,7 @@ def check_files(dataset: Dataset, progress: Progress | None = None) -> list[str]
     total = len(dataset.samples)
     for done, s in enumerate(dataset.samples, 1):
         path = dataset.path / s.file
-        if Path(s.file).name != s.file or s.file.startswith("."):
+        if not plain_name(s.file):
             problems.append(f"{s.id}: file name {s.file!r} points outside the data set")
         elif not path.is_file():
             problems.append(f"{s.id}: {s.file} is missing")
@@ -152,11 +236,23 @@ def check_files(dataset: Dataset, progress: Progress | None = None) -> list[str]
 
 
 def check_output(out: Path, force: bool) -> None:
-    """Refuse an output that is a file, or a non-empty folder unless `force`."""
+    """Refuse an output that is a file, or a non-empty folder unless `force`; `force` replaces only a data set."""
     if out.exists() and not out.is_dir():
         raise DatasetError(f"output {out} is a file: choose a folder for --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise DatasetError(f"output folder {out} is not empty: choose another --out, or pass --force to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise DatasetError(f"output folder {out} is not empty: choose another --out, or pass --force to replace it")
+        if not (out / MANIFEST).is_file():
+            raise DatasetError(f"output folder {out} is not a data set (it has no {MANIFEST}): --force replaces only "
+                               "a data set; choose another --out")
+
+
+def check_apart(src: Path, out: Path) -> None:
+    """Refuse an output that is the source folder, lies inside it, or holds it."""
+    a, b = src.resolve(), out.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        where = "is" if a == b else "lies inside" if a in b.parents else "holds"
+        raise DatasetError(f"--out {out} {where} the source folder {src}: choose an --out outside the source")
 
 
 def prepare_output(out: Path, force: bool) -> Path:

@@ -8,7 +8,6 @@ nothing about the labels (a folder sorted by answer would otherwise leak its ord
 from __future__ import annotations
 
 import csv
-import io
 import random
 import re
 import shutil
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import PIL
-from PIL import Image, UnidentifiedImageError
 
 from captchas import dataset as ds
 
@@ -67,9 +65,10 @@ def import_folder(
     data set before it is published (see Finish).
     """
     src, out = Path(src), Path(out)
-    ds.check_output(out, force)  # before the long first pass
     if not src.is_dir():
         raise ds.DatasetError(f"source folder {src} does not exist: give a folder of labelled images")
+    ds.check_apart(src, out)
+    ds.check_output(out, force)  # before the long first pass
     regex = _compile(pattern)
     table = _read_labels(Path(labels)) if labels is not None else None
     files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -198,16 +197,15 @@ def _label(path: Path, table: dict[str, str] | None, regex: re.Pattern[str] | No
 
 
 def _read_image(path: Path) -> tuple[bytes, str, str | None]:
-    """(bytes, format, None) for a fully decodable image, else ("", "", reason)."""
+    """(bytes, format, None) for a fully decodable image within the pixel limit, else ("", "", reason)."""
     try:
         data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
-            fmt = im.format or ""
-            im.load()  # decode every pixel: a truncated file fails here, not in a solver
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        return b"", "", "not an image"
-    except (OSError, SyntaxError, ValueError) as e:
-        return b"", "", f"unreadable ({e})"
+    except OSError as e:
+        return b"", "", f"unreadable ({e.strerror or e})"
+    try:
+        fmt = ds.decode_image(data).format or ""
+    except ds.ImageError as e:
+        return b"", "", str(e)
     if fmt not in EXTENSIONS:
         return b"", "", f"unsupported image format {fmt or 'unknown'}"
     return data, fmt, None
@@ -248,6 +246,7 @@ def import_turingpass(
     if not images.is_dir() or not table.is_file():
         raise ds.DatasetError(f"{src} is not a TuringPass folder: expected {TURINGPASS_IMAGES}/ and {TURINGPASS_ANSWERS}")
     for split in ("humans", "train"):
+        ds.check_apart(src, out / split)
         ds.check_output(out / split, force)
     rows = _read_turingpass(table)
     names = {p.name for p in images.iterdir() if p.is_file()}
@@ -284,12 +283,23 @@ def import_turingpass(
                                   "clock": "TuringPass app: page load to submit click (client_seconds)"}}
 
     info = {"source_name": "TuringPass", "preset": "turingpass"}  # preset: the image family, picks the cnn weights
-    humans = import_folder(images, out / "humans", case_sensitive=False, seed=seed, force=force, progress=progress,
+    rest = names - answered
+    humans = import_folder(images, out / "humans", case_sensitive=False, seed=seed, force=force,
+                           progress=_share(progress, 0, len(answered), len(names)),
                            only=answered, info={**info, "split": "humans"}, finish=write_answers)
-    train = import_folder(images, out / "train", case_sensitive=False, seed=seed, force=force, progress=progress,
-                          only=names - answered, info={**info, "split": "train"})
+    train = import_folder(images, out / "train", case_sensitive=False, seed=seed, force=force,
+                          progress=_share(progress, len(answered), len(rest), len(names)),
+                          only=rest, info={**info, "split": "train"})
     rows_kept = int(humans.dataset.info["human_answers"]["rows"])
     return TuringPassImport(humans.dataset, train.dataset, rows_kept, tuple(skipped) + humans.skipped + train.skipped)
+
+
+def _share(progress: ds.Progress | None, start: int, size: int, total: int) -> ds.Progress | None:
+    """One stage's progress as its share [start, start + size) of one bar of `total`."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda done, of: report(start + (size * done // of if of else size), total)
 
 
 def _read_turingpass(path: Path) -> list[tuple[int, dict[str, str]]]:

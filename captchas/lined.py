@@ -22,7 +22,7 @@ from typing import Any
 import PIL
 from PIL import Image, ImageDraw, ImageFont, features
 
-from captchas.spec import FONTS, Knobs
+from captchas.spec import FONTS, Knobs, check_fonts
 
 TURINGPASS_CHARSET = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnpqrstuvwxyz"  # 60 symbols, no 0 or o
 Colour = tuple[int, int, int]
@@ -69,9 +69,7 @@ def _check(s: LinedSpec) -> None:
             raise ValueError(f"{name}={getattr(s, name)} is out of range: use 16 to 4096 pixels")
     if not s.fonts:
         raise ValueError(f"fonts is empty: name at least one of {', '.join(FONTS)} or a .ttf path")
-    for name, path in zip(s.fonts, s.font_paths()):
-        if not path.is_file():
-            raise ValueError(f"font {name!r} not found: use one of {', '.join(FONTS)} or an existing .ttf path")
+    check_fonts(s.fonts, s.font_paths(), s.charset)
     if not 4 <= s.font_size[0] <= s.font_size[1] <= 1024:
         raise ValueError(f"font_size={s.font_size} is out of range: use sizes from 4 to 1024 pixels")
     for name, least, smallest in (("rise", s.rise, 0), ("lines", s.lines[0], 0), ("line_width", s.line_width[0], 1),

@@ -7,7 +7,11 @@ plus overrides (from the CLI or a dataset.json) into a validated Spec.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import io
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +97,9 @@ class Spec(Knobs):
         _check(self)
 
 
+SEQUENCES = ("fonts", "font_sizes")  # tuple knobs of any length; every other tuple knob is a (low, high) range
+
+
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Bring a value from the CLI or JSON (int for a range, list for a tuple) to the field's type."""
     try:
@@ -104,6 +111,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise TypeError
             items = tuple(value)
+            if len(default) == 2 and name not in SEQUENCES and len(items) != 2:
+                raise SpecError(f"knob {name}={value!r} needs two values, (low, high): e.g. {name}={default!r}")
             kind = type(default[0])
             if kind is float:
                 return tuple(float(v) for v in items)
@@ -129,6 +138,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         if isinstance(default, str) and not isinstance(value, str):
             raise TypeError
         return value
+    except SpecError:
+        raise
     except (TypeError, ValueError):
         raise SpecError(
             f"knob {name}={value!r} has the wrong type: expected something like {default!r}"
@@ -153,9 +164,7 @@ def _check(s: Spec) -> None:
             raise SpecError(f"{name}={getattr(s, name)} is out of range: use 16 to 4096 pixels")
     if not s.fonts:
         raise SpecError(f"fonts is empty: name at least one of {', '.join(FONTS)} or a .ttf path")
-    for name, path in zip(s.fonts, s.font_paths()):
-        if not path.is_file():
-            raise SpecError(f"font {name!r} not found: use one of {', '.join(FONTS)} or an existing .ttf path")
+    check_fonts(s.fonts, s.font_paths(), s.charset)
     if not s.font_sizes or any(not 4 <= size <= 1024 for size in s.font_sizes):
         raise SpecError(f"font_sizes {s.font_sizes} is invalid: give one or more sizes from 4 to 1024 pixels")
     for name in ("rotate", "warp_dx", "warp_dy", "offset_dx", "offset_dy", "fg", "fg_alpha", "bg"):
@@ -178,6 +187,34 @@ def _check(s: Spec) -> None:
             raise SpecError(f"{name}={getattr(s, name)} is out of range: use a count from 0 to 100000")
     if not 1 <= s.noise_dot_width <= 64:
         raise SpecError(f"noise_dot_width={s.noise_dot_width} is out of range: use 1 to 64 pixels")
+
+
+def check_fonts(names: Sequence[str], paths: Sequence[Path], charset: str) -> None:
+    """Every font exists, is a font file, and draws every character of the charset (else glyphs come out as boxes)."""
+    for name, path in zip(names, paths):
+        if not path.is_file():
+            raise SpecError(f"font {name!r} not found: use one of {', '.join(FONTS)} or an existing .ttf path")
+        missing = [c for c in charset if ord(c) not in _characters(path)]
+        if missing:
+            shown = "".join(missing[:20]) + ("..." if len(missing) > 20 else "")
+            raise SpecError(f"font {name!r} has no glyph for {len(missing)} character(s) of the charset ({shown}): "
+                            "choose characters it draws, or a font that has them")
+
+
+@functools.lru_cache(maxsize=64)
+def _characters(path: Path) -> frozenset[int]:
+    """The code points a font file maps to glyphs (its cmap); SpecError if it is not a font."""
+    from fontTools.ttLib import TTFont, TTLibError
+
+    try:
+        with TTFont(io.BytesIO(path.read_bytes()), lazy=True) as font:  # bytes: no file left open on a failure
+            cmap = font.getBestCmap() or {}
+    except (TTLibError, OSError, ValueError, KeyError, AssertionError, struct.error) as e:
+        raise SpecError(f"font {str(path)!r} is not a TrueType/OpenType font file ({type(e).__name__}): "
+                        f"use one of {', '.join(FONTS)} or a .ttf path") from None
+    if not cmap:
+        raise SpecError(f"font {str(path)!r} maps no characters: use one of {', '.join(FONTS)} or another .ttf")
+    return frozenset(cmap)
 
 
 def _sha256_file(path: Path) -> str:

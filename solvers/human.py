@@ -64,6 +64,10 @@ class HumanSolver:
         for r in rows:
             self._by_item.setdefault(r.item_id, []).append(r)
 
+    def item_ids(self) -> set[str]:
+        """Every item with a recorded answer (the runner checks that the data set has them all)."""
+        return set(self._by_item)
+
     def replay(self, ids: Sequence[str]) -> dict[str, list[recorded.Recorded]]:
         """The recorded answers to each of `ids` that anyone answered, in recorded order."""
         return {i: self._by_item[i] for i in ids if i in self._by_item}

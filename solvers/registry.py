@@ -7,6 +7,7 @@ imports each one to ask, through its optional `check()`, whether it can run here
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,13 +72,18 @@ def load(name: str, **options: Any) -> Any:
     return solver
 
 
-def describe() -> list[SolverInfo]:
-    """Every installed solver, where it comes from, and whether it can run here."""
+def describe(progress: Callable[[int, int], None] | None = None) -> list[SolverInfo]:
+    """Every installed solver, where it comes from, and whether it can run here (importing each: seconds)."""
     infos = []
-    for name, ep in sorted(available().items()):
+    found = sorted(available().items())
+    for done, (name, ep) in enumerate(found):
+        if progress:
+            progress(done, len(found))
         dist = ep.dist
         origin = f"{dist.name} {dist.version}" if dist is not None else "unknown"
         infos.append(SolverInfo(name=name, target=ep.value, origin=origin, problem=problem(name)))
+    if progress:
+        progress(len(found), len(found))
     return infos
 
 

@@ -8,6 +8,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,3 +158,15 @@ def write_run(folder: Any, dataset_sha256: str, attempts: Sequence[Any], *, peop
     if finished:
         (folder / SUMMARY_JSON).write_text("{}")
     return folder
+
+
+def edit_manifest(folder: Path, old: str, new: str, count: int = -1) -> None:
+    """Edit a data set's manifest.csv and record its new hash in dataset.json, as a deliberate
+    (consistent) change would: tests of what checks beyond the manifest's own hash catch."""
+    from captchas import dataset as ds
+
+    manifest = folder / ds.MANIFEST
+    manifest.write_text(manifest.read_text().replace(old, new, count))
+    info = json.loads((folder / ds.INFO).read_text())
+    info["manifest_sha256"] = ds.sha256_bytes(manifest.read_bytes())
+    (folder / ds.INFO).write_text(json.dumps(info))

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bench.cli import cli
+from captchas import dataset as ds
 
 SMALL = ["--set", "width=96", "--set", "height=36", "--set", "font_sizes=(26,30,34)", "--set", "length=3"]
 
@@ -45,6 +46,68 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
     assert target.help, f"{command} has no docstring"
     if not isinstance(target, click.Group):
         assert "Example: captcha-bench" in result.output
+
+
+ROOT = Path(__file__).resolve().parents[1]
+INPUTS = ("dataset", "db", "src", "runs", "labels")  # parameters that name something that must exist already
+
+
+def _examples() -> list[list[str]]:
+    """Every `captcha-bench ...` example in the helps, in the order the commands are listed."""
+    import shlex
+
+    found = []
+    for command in _commands(cli):
+        target: click.Command = cli
+        for name in command:
+            target = target.commands[name]  # type: ignore[attr-defined]
+        for line in (target.help or "").splitlines():
+            text = line.strip().removeprefix("Example:").strip()
+            if text.startswith("captcha-bench ") and "Example" in line or line.startswith("      captcha-bench "):
+                found.append(shlex.split(text.split("  #")[0])[1:])
+    top = [line.strip() for line in (cli.help or "").splitlines() if line.strip().startswith("captcha-bench ")]
+    return [shlex.split(t.split("  #")[0])[1:] for t in top] + found
+
+
+def _parse(args: list[str]) -> tuple[str, dict]:
+    """The command an example runs and its parsed parameters (click checks every option and type)."""
+    ctx = cli.make_context("captcha-bench", list(args))
+    command: click.Command = cli
+    rest = ctx._protected_args + ctx.args  # type: ignore[attr-defined]
+    names = []
+    while isinstance(command, click.Group):
+        name, command, rest = command.resolve_command(ctx, rest)  # type: ignore[assignment]
+        names.append(name)
+        ctx = command.make_context(name, rest, parent=ctx)
+        rest = ctx._protected_args + ctx.args  # type: ignore[attr-defined]
+    return " ".join(n for n in names if n), ctx.params
+
+
+def test_the_help_examples_work_from_a_fresh_clone() -> None:
+    """Each example parses, and what it reads ships with the project or an earlier example makes it
+    (run in the order a newcomer would: generate, verify, run, report, record, export, ...)."""
+    from captchas.dataset import read_dataset
+    from captchas.imports import EMBEDDED_HUMANS
+
+    study = f"results/studies/{read_dataset(EMBEDDED_HUMANS).hash[:12]}.sqlite"  # record's default --db
+    order = ["generate", "verify", "run", "report", "sweep", "record", "humans", "humans export", "import",
+             "import folder", "train"]
+    parsed = [_parse(args) for args in _examples()]
+    made: set[str] = set()
+    for command, params in sorted(parsed, key=lambda cp: order.index(cp[0]) if cp[0] in order else len(order)):
+        if command == "import turingpass":
+            continue  # reads a clone of the TuringPass repository (its help says where from)
+        if command == "train":
+            assert not str(params["out"]).startswith("solvers/"), "train's example would overwrite shipped weights"
+        for key in INPUTS:
+            for value in (params.get(key) or ()) if key == "runs" else [params.get(key)]:
+                if value is not None:
+                    assert str(value) in made or (ROOT / value).exists(), f"{command}: {value} does not exist yet"
+        if params.get("out") is not None:
+            made.add(str(params["out"]))
+        if command == "record":
+            made.add(study)
+    assert {c for c, _ in parsed} >= {"generate", "run", "report", "verify", "record", "humans export", "import folder"}
 
 
 def test_generate_then_verify(tmp_path: Path) -> None:
@@ -83,6 +146,10 @@ def test_reuse_says_so(tmp_path: Path) -> None:
         (["--set", "length=(6,2)"], "length (6, 2) is impossible"),
         (["--set", "length=0"], "length (0, 0) is impossible"),
         (["--set", "fonts=Comic"], "font 'Comic' not found"),
+        (["--set", "fonts=/etc/passwd"], "font '/etc/passwd' is not a TrueType/OpenType font file"),
+        (["--set", "charset=日本語字"], "font 'DroidSansMono' has no glyph for 4 character(s) of the charset (日本語字)"),
+        (["--scheme", "lined", "--set", "charset=AB日"], "has no glyph for 1 character(s) of the charset (日)"),
+        (["--set", "length=(5,)"], "knob length=(5,) needs two values, (low, high)"),
         (["--scheme", "nosuch"], "unknown scheme 'nosuch'"),
         (["--workers", "0"], "workers must be at least 1"),
         (["--set", "height=20", "--set", "font_sizes=(60,)"], "clipped or squeezed in all 100 tries"),
@@ -102,8 +169,13 @@ def test_non_empty_output_is_refused_then_forced(tmp_path: Path) -> None:
     result = invoke("generate", "--count", "2", "--out", str(out), *SMALL)
     assert_one_line_error(result, "is not empty: choose another --out, or pass --force to replace it")
     assert (out / "mine.txt").read_text() == "precious"
-    assert invoke("generate", "--count", "2", "--out", str(out), "--force", *SMALL).exit_code == 0
-    assert not (out / "mine.txt").exists()
+    forced = invoke("generate", "--count", "2", "--out", str(out), "--force", *SMALL)
+    assert_one_line_error(forced, "is not a data set (it has no manifest.csv): --force replaces only a data set")
+    assert (out / "mine.txt").read_text() == "precious"
+    other = tmp_path / "set"
+    assert invoke("generate", "--count", "2", "--out", str(other), *SMALL).exit_code == 0
+    assert invoke("generate", "--count", "3", "--out", str(other), "--force", *SMALL).exit_code == 0
+    assert len(ds.read_dataset(other).samples) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["out", "set"]
 
 
 def test_verify_reports_tampering(tmp_path: Path) -> None:
@@ -136,7 +208,8 @@ def test_import_folder_reports_and_counts_skips(tmp_path: Path) -> None:
 def test_import_errors_are_one_line(tmp_path: Path) -> None:
     result = invoke("import", "folder", str(tmp_path / "absent"), "--out", str(tmp_path / "out"))
     assert_one_line_error(result, "source folder")
-    result = invoke("import", "folder", str(tmp_path), "--out", str(tmp_path / "o"), "--pattern", "(")
+    (tmp_path / "src").mkdir()
+    result = invoke("import", "folder", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--pattern", "(")
     assert_one_line_error(result, "is not a regular expression")
 
 
@@ -147,6 +220,18 @@ def test_presets_lists_every_preset_and_knob_and_measures() -> None:
     assert header == ["knob", "easy", "medium", "hard", "extreme"]
     assert "redrawn (either)" in result.output and "max_clip" in result.output
     assert "schemes: image" in result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100  # fits a terminal
+    assert "The lined scheme" in result.output and "overflow" in result.output and "line_width" in result.output
+
+
+def test_exit_status_is_2_for_a_command_line_click_cannot_parse_and_1_for_a_refusal(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    assert invoke("generate", "--count", "abc", "--out", out).exit_code == 2  # not a number: a usage error
+    assert invoke("generate", "--count", "2", "--out", out, "--no-such-option").exit_code == 2
+    assert invoke("generate", "--count", "0", "--out", out).exit_code == 1  # a number, refused
+    assert invoke("verify", str(tmp_path / "absent")).exit_code == 1
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "exit status 2" in readme and "exit status 1" in readme  # the README says the same
 
 
 def test_generator_speed_runs_and_reports_the_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from captchas import dataset as ds
 from captchas.generate import Job, encode_png, make_dataset, make_item, regenerate
 from captchas.schemes import ImageScheme
 from captchas.spec import Spec
+from tests.fakes import edit_manifest
 
 
 def test_writes_images_manifest_and_info(tiny_dataset: ds.Dataset) -> None:
@@ -147,6 +148,11 @@ def test_regenerate_matches_and_catches_a_consistent_forgery(tiny_dataset: ds.Da
     rows = (folder / "manifest.csv").read_text().splitlines()
     rows[1] = rows[1].replace(rows[1].split(",")[3], ds.sha256_bytes(other.read_bytes()))
     (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ds.DatasetError, match="manifest.csv was changed after the data set was made"):
+        ds.read_dataset(folder)  # dataset.json still holds the old manifest's hash
+    info = json.loads((folder / "dataset.json").read_text())
+    info["manifest_sha256"] = ds.sha256_bytes((folder / "manifest.csv").read_bytes())
+    (folder / "dataset.json").write_text(json.dumps(info))
     forged = ds.read_dataset(folder)
     assert ds.check_files(forged) == []
     assert regenerate(forged).problems == ["000000: regenerated image differs from the data set"]
@@ -167,9 +173,7 @@ def test_regenerate_accepts_the_same_pixels_in_other_png_bytes(tiny_dataset: ds.
     with Image.open(path) as im:
         im.load()
         im.save(path, format="PNG", compress_level=9)  # another encoder, same pixels
-    rows = (tiny_dataset.path / "manifest.csv").read_text().replace(
-        tiny_dataset.samples[4].sha256, ds.sha256_bytes(path.read_bytes()))
-    (tiny_dataset.path / "manifest.csv").write_text(rows)
+    edit_manifest(tiny_dataset.path, tiny_dataset.samples[4].sha256, ds.sha256_bytes(path.read_bytes()))
     again = regenerate(ds.read_dataset(tiny_dataset.path))
     assert again.problems == [] and again.reencoded == 1
 

@@ -68,20 +68,42 @@ def test_replay_writes_a_row_per_answer_and_leaves_unanswered_items_out(tmp_path
 
 
 def test_replay_refuses_answers_of_another_data_set_and_bad_options(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    from solvers.registry import SolverError
+
     path = answers_csv(tmp_path / "a.csv", tiny_dataset, [("p1", 0, "X", 1, 1.0)])
     text = path.read_text().replace(tiny_dataset.hash, "f" * 64)
     (tmp_path / "other.csv").write_text(text)
-    result, rows = run_human(tmp_path, tiny_dataset, answers=str(tmp_path / "other.csv"))
-    assert rows == [] and "recorded on data set ffffffffffff" in result.summaries[0].failure
-    for options, words in [({"answers": str(path), "attempts": "some"}, "'all' or 'first'"),
+    header = ",".join(recorded.COLUMNS)
+    row = path.read_text().splitlines()[1]
+    bad_files = {
+        "noitem.csv": "participant,answer\np1,X\n",
+        "nan.csv": "item_id,answer,server_seconds\n000000,A,nan\n",
+        "negative.csv": "item_id,answer,server_seconds\n000000,A,-3\n",
+        "unknown.csv": "item_id,answer\n999999,A\n",
+        "attempt.csv": "item_id,answer,attempt\n000000,A,0\n",
+        "maybe.csv": "item_id,answer,skipped\n000000,,maybe\n",
+    }
+    for name, content in bad_files.items():
+        (tmp_path / name).write_text(content)
+    for options, words in [({"answers": str(tmp_path / "other.csv")}, "recorded on data set ffffffffffff"),
+                           ({"answers": str(path), "attempts": "some"}, "'all' or 'first'"),
                            ({"answers": str(path), "participants": "p9"}, "p9 gave no answer"),
                            ({"answers": str(tmp_path / "none.csv")}, "does not exist"),
-                           ({}, "give -o answers=FILE")]:
-        failed, _ = run_human(tmp_path, tiny_dataset, f"bad{len(words)}", **options)
-        assert words in failed.summaries[0].failure
-    (tmp_path / "broken.csv").write_text("item_id,answer,server_seconds\n000000,A,-3\n")
-    failed, _ = run_human(tmp_path, tiny_dataset, "broken", answers=str(tmp_path / "broken.csv"))
-    assert "line 2" in failed.summaries[0].failure
+                           ({}, "give -o answers=FILE"),
+                           ({"answers": str(tmp_path / "noitem.csv")}, "lacks the column(s) item_id"),
+                           ({"answers": str(tmp_path / "nan.csv")}, "line 2: time 'nan' is not a non-negative number"),
+                           ({"answers": str(tmp_path / "negative.csv")}, "line 2: time '-3' is not a non-negative"),
+                           ({"answers": str(tmp_path / "unknown.csv")}, "1 recorded answer(s) name items this data set "
+                                                                         "does not have (e.g. '999999')"),
+                           ({"answers": str(tmp_path / "attempt.csv")}, "line 2: attempt 0 is not 1 or more"),
+                           ({"answers": str(tmp_path / "maybe.csv")}, "line 2: skipped 'maybe' is not 0/1")]:
+        with pytest.raises(SolverError, match=None) as caught:
+            run_human(tmp_path, tiny_dataset, "bad", **options)
+        assert words in str(caught.value) and "\n" not in str(caught.value)
+        assert not (tmp_path / "bad").exists()  # refused before the run folder is made
+    (tmp_path / "bom.csv").write_bytes("\ufeff".encode() + f"{header}\n{row}\n".encode())  # as a spreadsheet saves it
+    result, rows = run_human(tmp_path, tiny_dataset, "bom", answers=str(tmp_path / "bom.csv"))
+    assert [r["participant"] for r in rows] == ["p1"] and result.summaries[0].n == 1
 
 
 def test_replay_reads_the_study_database_directly(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:

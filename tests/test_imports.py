@@ -41,8 +41,8 @@ def test_imports_labels_from_names_and_reports_bad_files(tmp_path: Path, labelle
     answers = sorted(s.answer for s in result.dataset.samples)
     assert answers == ["AB3D", "K7MP", "xy9"]
     reasons = {s.file: s.reason for s in result.skipped}
-    assert reasons["notes.png"] == "not an image"
-    assert reasons["cut.png"].startswith("unreadable")
+    assert reasons["notes.png"].startswith("not an image")
+    assert reasons["cut.png"].startswith("a truncated or damaged PNG")
     assert reasons["again.png"] == "same bytes as AB3D.png"  # the first in name order is kept
     assert len(result.skipped) == 3
     info = json.loads((tmp_path / "out" / "dataset.json").read_text())
@@ -122,7 +122,7 @@ def test_nothing_importable_is_an_error(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.png").write_text("text")
-    with pytest.raises(ds.DatasetError, match="no image in .* could be imported \\(1 skipped; e.g. a.png: not an image\\)"):
+    with pytest.raises(ds.DatasetError, match="no image in .* could be imported \\(1 skipped; e.g. a.png: not an image "):
         import_folder(src, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(ds.DatasetError, match="does not exist"):
@@ -138,6 +138,59 @@ def test_refuses_a_non_empty_output(tmp_path: Path, labelled: Path) -> None:
     with pytest.raises(ds.DatasetError, match="is not empty"):
         import_folder(labelled, tmp_path / "out")
     assert (tmp_path / "out" / "keep.txt").read_text() == "keep"
+
+
+def test_force_replaces_only_a_data_set(tmp_path: Path, labelled: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(ds.DatasetError, match="is not a data set .* --force replaces only a data set"):
+        import_folder(labelled, mine, force=True)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    first = import_folder(labelled, tmp_path / "set").dataset
+    again = import_folder(labelled, tmp_path / "set", force=True, seed=1).dataset  # a data set: replaced
+    assert again.hash != first.hash and ds.check_files(again) == []
+
+
+@pytest.mark.parametrize("where", ["the source", "inside it", "holding it"])
+def test_the_output_may_not_overlap_the_source(tmp_path: Path, labelled: Path, where: str) -> None:
+    out = {"the source": labelled, "inside it": labelled / "sub" / "set", "holding it": tmp_path}[where]
+    before = sorted(p.name for p in labelled.iterdir())
+    with pytest.raises(ds.DatasetError, match="the source folder .*: choose an --out outside the source"):
+        import_folder(labelled, out, force=True)
+    assert sorted(p.name for p in labelled.iterdir()) == before
+
+
+def test_images_are_named_for_what_they_are(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.png").write_bytes(_image())
+    (src / "empty.png").write_bytes(b"")
+    big = io.BytesIO()
+    Image.new("L", (2100, 2000)).save(big, format="PNG")  # 4.2 M pixels of one colour: a small file
+    (src / "bomb.png").write_bytes(big.getvalue())
+    large = io.BytesIO()
+    Image.frombytes("L", (2100, 2000), bytes(range(256)) * (2100 * 2000 // 256) + bytes(2100 * 2000 % 256)).save(
+        large, format="BMP")  # the same size, uncompressed
+    (src / "large.bmp").write_bytes(large.getvalue())
+    reasons = {s.file: s.reason for s in import_folder(src, tmp_path / "out").skipped}
+    assert reasons["empty.png"] == "an empty file (0 bytes), not an image"
+    assert reasons["bomb.png"].startswith("a decompression bomb: 2100x2000 = 4,200,000 pixels")
+    assert reasons["large.bmp"].startswith("too large: 2100x2000") and "CAPTCHA_BENCH_MAX_PIXELS" in reasons["large.bmp"]
+
+
+def test_the_pixel_limit_can_be_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "wide.png").write_bytes(_image())  # 30x12 = 360 pixels
+    monkeypatch.setenv(ds.MAX_PIXELS_ENV, "100")
+    with pytest.raises(ds.DatasetError, match="too large: 30x12 = 360 pixels"):
+        import_folder(src, tmp_path / "out")
+    monkeypatch.setenv(ds.MAX_PIXELS_ENV, "360")
+    assert len(import_folder(src, tmp_path / "out").dataset.samples) == 1
+    monkeypatch.setenv(ds.MAX_PIXELS_ENV, "lots")
+    with pytest.raises(ds.DatasetError, match="is not a whole number of pixels"):
+        ds.max_pixels()
 
 
 @pytest.mark.skipif(not SHARED_SET.is_dir(), reason="../shared/data/turingpass is absent (it is present in CI)")

@@ -13,6 +13,7 @@ from bench import session
 from bench.summary import glyph_accuracy, glyph_table, percentile, summarize, wilson
 from bench.run import Attempt, RunConfig, SolverSpec, cer, is_correct
 from captchas import dataset as ds
+from tests.fakes import edit_manifest
 
 FAKE, FAULTY, SPY = "tests.fakes:FakeSolver", "tests.fakes:FaultySolver", "tests.fakes:SpySolver"
 
@@ -169,8 +170,14 @@ def test_resume_refuses_a_different_request(tmp_path: Path, tiny_dataset: ds.Dat
     out = tmp_path / "run"
     session.run_benchmark(tiny_dataset, RunConfig((SolverSpec("constant"),), throughput_items=0), out)
     other = RunConfig((SolverSpec("constant", {"answer": "ZZZ"}),), throughput_items=0)
-    with pytest.raises(ds.DatasetError, match="cannot resume .*: its solvers differ"):
+    with pytest.raises(ds.DatasetError, match="cannot resume .*: solver constant's options were {}, now {'answer': 'ZZZ'}"):
         session.run_benchmark(tiny_dataset, other, out, resume=True)
+    slower = RunConfig((SolverSpec("constant"),), throughput_items=0, timeout=5.0)
+    with pytest.raises(ds.DatasetError, match="cannot resume .*: timeout was 30.0, now 5.0: give the run's own"):
+        session.run_benchmark(tiny_dataset, slower, out, resume=True)
+    more = RunConfig((SolverSpec("constant"), SolverSpec(SPY)), throughput_items=0)
+    with pytest.raises(ds.DatasetError, match="its solvers are constant, this command's constant, tests.fakes"):
+        session.run_benchmark(tiny_dataset, more, out, resume=True)
     with pytest.raises(ds.DatasetError, match="holds no run to resume"):
         session.run_benchmark(tiny_dataset, other, tmp_path / "fresh", resume=True)
 
@@ -211,10 +218,8 @@ def test_a_tampered_or_undecodable_image_stops_the_run(tmp_path: Path, tiny_data
     (tiny_dataset.path / "000002.png").write_bytes(b"garbage")
     with pytest.raises(ds.DatasetError, match="000002.png \\(item 000002\\) does not match its sha256"):
         session.run_benchmark(tiny_dataset, config, tmp_path / "run")
-    rows = (tiny_dataset.path / "manifest.csv").read_text().replace(
-        tiny_dataset.samples[2].sha256, ds.sha256_bytes(b"garbage"))
-    (tiny_dataset.path / "manifest.csv").write_text(rows)
-    with pytest.raises(ds.DatasetError, match="cannot be decoded"):
+    edit_manifest(tiny_dataset.path, tiny_dataset.samples[2].sha256, ds.sha256_bytes(b"garbage"))
+    with pytest.raises(ds.DatasetError, match="is not an image"):
         session.run_benchmark(ds.read_dataset(tiny_dataset.path), config, tmp_path / "run")
     (tiny_dataset.path / "000002.png").unlink()
     with pytest.raises(ds.DatasetError, match="is missing"):
@@ -222,12 +227,31 @@ def test_a_tampered_or_undecodable_image_stops_the_run(tmp_path: Path, tiny_data
     assert not (tmp_path / "run").exists()
 
 
-def test_a_solver_that_cannot_start_is_reported_not_fatal(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
-    config = RunConfig((SolverSpec("constant", {"answer": 5}), SolverSpec(FAKE)), throughput_items=0)
-    result = session.run_benchmark(tiny_dataset, config, tmp_path / "run")
-    broken, fake = result.summaries
-    assert broken.n == 0 and "answer must be text" in broken.failure
-    assert fake.n == 8
+@pytest.mark.parametrize(("options", "message"), [
+    ({"answer": 5}, "solver 'constant': answer must be text, got 5"),
+    ({"answer": "A", "colour": 1}, "solver 'constant' has no option 'colour'"),
+])
+def test_a_solver_that_cannot_start_stops_the_run_before_it_writes(tmp_path: Path, tiny_dataset: ds.Dataset,
+                                                                    options: dict, message: str) -> None:
+    from solvers.registry import SolverError
+
+    config = RunConfig((SolverSpec(FAKE), SolverSpec("constant", options)), throughput_items=0)
+    with pytest.raises(SolverError, match=message):
+        session.run_benchmark(tiny_dataset, config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_solver_without_attempts_has_empty_scores_not_zero(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    out = tmp_path / "run"
+    session.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE), SolverSpec("constant")), throughput_items=0), out)
+    lines = (out / "attempts.csv").read_text().splitlines()
+    (out / "attempts.csv").write_text("\n".join(line for line in lines if ",constant," not in line) + "\n")
+    fake, constant = session.write_summaries(out)  # as if the run had stopped before constant began
+    assert fake.n == 8 and constant.n == 0
+    row = next(r for r in csv.DictReader((out / "summary.csv").read_text().splitlines()) if r["solver"] == "constant")
+    assert [row[k] for k in ("accuracy", "accuracy_low", "accuracy_high", "cer")] == ["", "", "", ""]
+    saved = json.loads((out / "summary.json").read_text())["solvers_summary"][1]
+    assert saved["accuracy"] is None and saved["accuracy_low"] is None and saved["n"] == 0
 
 
 def test_the_default_charset_goes_to_solvers_that_take_one(tiny_dataset: ds.Dataset) -> None:

@@ -17,6 +17,7 @@ from bench.study.app import MAX_ANSWER, create_app, serve
 from bench.study.load import simulate
 from bench.study.store import Store
 from captchas import dataset as ds
+from tests.fakes import edit_manifest
 
 
 def join(client: Any) -> dict[str, Any]:
@@ -152,7 +153,7 @@ def test_a_database_of_another_data_set_is_refused(tmp_path: Path, tiny_dataset:
     create_app(tiny_dataset, str(tmp_path / "s.db"))
     other = tmp_path / "other"
     shutil.copytree(tiny_dataset.path, other)
-    (other / "manifest.csv").write_text((other / "manifest.csv").read_text().replace(tiny_dataset.samples[0].answer, "ZZZ", 1))
+    edit_manifest(other, tiny_dataset.samples[0].answer, "ZZZ", 1)
     result = CliRunner().invoke(cli, ["record", "--dataset", str(other), "--db", str(tmp_path / "s.db"), "--port", "0"])
     assert result.exit_code == 1 and "another data set" in result.output and "Traceback" not in result.output
 

@@ -7,37 +7,65 @@ server times each answer from the moment it sent the image to the moment the ans
 
 from __future__ import annotations
 
+import html
 import io
+import ipaddress
 import json
 import math
 import threading
+import time
 import unicodedata
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from PIL import Image
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from bench.study.store import StudyError, Store
+from bench.study.store import JOINS_PER_HOUR, StudyError, Store
 from captchas import dataset as ds
 
 MAX_ANSWER = 32  # characters; longer answers are refused (the text box stops there too)
 MAX_BODY = 4096  # bytes of a request body
 MAX_CLIENT_SECONDS = 86_400.0
+MAX_REASON = 100  # characters of a skip's reason
+RULES = {
+    True: "Case matters: type capital letters as capitals and small letters as small ones.",
+    False: "Case does not matter: capital and small letters count the same.",
+}
 
 
-def create_app(dataset: ds.Dataset, db: str, title: str = "Read the characters") -> Flask:
-    """The study app for `dataset`, recording into the SQLite file `db` (made if absent)."""
+def check_images(dataset: ds.Dataset, progress: ds.Progress | None = None) -> None:
+    """Every image exists, matches the manifest's sha256 and decodes; DatasetError names the first that does not.
+
+    Run before a study starts, so that no participant meets a broken image."""
+    for done, sample in enumerate(dataset.samples, 1):
+        ds.load_image(dataset, sample)
+        if progress:
+            progress(done, len(dataset.samples))
+
+
+def create_app(dataset: ds.Dataset, db: str, title: str = "Read the characters", *,
+               joins_per_hour: int | None = JOINS_PER_HOUR, completion_code: str = "",
+               checked: bool = False) -> Flask:
+    """The study app for `dataset`, recording into the SQLite file `db` (made if absent).
+
+    Every image is checked first (unless `checked` says the caller did). `joins_per_hour` limits
+    the new participants per client address; `completion_code` is shown on the done page."""
+    if not checked:
+        check_images(dataset)
     store = Store.create(db, dataset.hash, [s.id for s in dataset.samples], str(dataset.path.resolve()))
     files = {s.id: s for s in dataset.samples}
     images: dict[str, bytes] = {}
     lock = threading.Lock()
+    joins = _RateLimit(joins_per_hour, 3600.0)
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    page = resources.files("bench.study").joinpath("page.html").read_text(encoding="utf-8").replace("{{title}}", title)
+    page = (resources.files("bench.study").joinpath("page.html").read_text(encoding="utf-8")
+            .replace("{{title}}", html.escape(title)).replace("{{rule}}", RULES[dataset.case_sensitive]))
     script = resources.files("bench.study").joinpath("study.js").read_bytes()
 
     def png(item_id: str) -> bytes:
@@ -45,13 +73,12 @@ def create_app(dataset: ds.Dataset, db: str, title: str = "Read the characters")
         with lock:
             if item_id in images:
                 return images[item_id]
-        sample = files[item_id]
-        data = (dataset.path / sample.file).read_bytes()
-        if ds.sha256_bytes(data) != sample.sha256:
-            raise StudyError(500, "an image of the data set changed on disk: run captcha-bench verify")
-        with Image.open(io.BytesIO(data)) as im:
-            out = io.BytesIO()
-            im.convert("RGB").save(out, format="PNG")  # pixels only: no text chunks, no EXIF
+        try:
+            image = ds.load_image(dataset, files[item_id])
+        except ds.DatasetError:
+            raise StudyError(500, "this image cannot be shown (it changed on disk): press Skip to go on") from None
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="PNG")  # pixels only: no text chunks, no EXIF
         with lock:
             images[item_id] = out.getvalue()
         return images[item_id]
@@ -72,6 +99,8 @@ def create_app(dataset: ds.Dataset, db: str, title: str = "Read the characters")
     def http_error(e: HTTPException) -> tuple[Response, int]:
         if e.code == 413:
             return jsonify(error=f"the request body is larger than {MAX_BODY} bytes: send one short answer"), 413
+        if e.code == 500:
+            return jsonify(error="the study server failed on this request; try again"), 500
         return jsonify(error=e.description or e.name), e.code or 500
 
     @app.get("/")
@@ -91,12 +120,15 @@ def create_app(dataset: ds.Dataset, db: str, title: str = "Read the characters")
         body = _json()
         if body.get("consent") is not True:
             raise StudyError(400, "consent is required to take part: tick the box to agree")
+        if not joins.allow(request.remote_addr or ""):
+            raise StudyError(429, "too many new participants from this address: continue the study you started, "
+                                  "or try again later")
         pid = store.new_participant(request.headers.get("User-Agent", ""))
-        return jsonify(participant=pid, **_next(store, pid)), 201
+        return jsonify(participant=pid, **view(pid, store.next(pid))), 201
 
     @app.get("/api/participants/<pid>/next")
     def next_item(pid: str) -> Response:
-        return jsonify(participant=pid, **_next(store, pid))
+        return jsonify(participant=pid, **view(pid, store.next(pid)))
 
     @app.get("/api/participants/<pid>/images/<token>")
     def image(pid: str, token: str) -> Response:
@@ -111,24 +143,45 @@ def create_app(dataset: ds.Dataset, db: str, title: str = "Read the characters")
         if not isinstance(skipped, bool):
             raise StudyError(400, "skipped must be true or false")
         text = "" if skipped else _answer(body.get("answer"))
-        timing = [_client_number(body, k, limit) for k, limit in
-                  (("client_seconds", MAX_CLIENT_SECONDS), ("shown_at", 1e14), ("submitted_at", 1e14))]
-        after = store.answer(pid, token, text, skipped, *timing)
-        return jsonify(participant=pid, **_view(pid, after)), 201
+        reason = _reason(body.get("reason")) if skipped else ""
+        after = store.answer(pid, token, text, skipped, _client_number(body, "client_seconds", MAX_CLIENT_SECONDS),
+                             _client_number(body, "shown_at", 1e14), _client_number(body, "submitted_at", 1e14),
+                             skip_reason=reason)
+        return jsonify(participant=pid, **view(pid, after)), 201
+
+    def view(pid: str, step: Any) -> dict[str, Any]:
+        shown: dict[str, Any] = {"position": step.position, "total": step.total, "done": step.token is None}
+        if step.token is not None:
+            shown["token"] = step.token
+            shown["image"] = f"/api/participants/{pid}/images/{step.token}"
+        else:
+            shown["skipped"] = store.skipped(pid)
+            shown["code"] = completion_code
+        return shown
 
     return app
 
 
-def _next(store: Store, pid: str) -> dict[str, Any]:
-    return _view(pid, store.next(pid))
+class _RateLimit:
+    """At most `limit` events per key in any `window` seconds (None: no limit)."""
 
+    def __init__(self, limit: int | None, window: float) -> None:
+        self.limit, self.window = limit, window
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
 
-def _view(pid: str, step: Any) -> dict[str, Any]:
-    view: dict[str, Any] = {"position": step.position, "total": step.total, "done": step.token is None}
-    if step.token is not None:
-        view["token"] = step.token
-        view["image"] = f"/api/participants/{pid}/images/{step.token}"
-    return view
+    def allow(self, key: str) -> bool:
+        if self.limit is None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            seen = self._seen.setdefault(key, deque())
+            while seen and seen[0] <= now - self.window:
+                seen.popleft()
+            if len(seen) >= self.limit:
+                return False
+            seen.append(now)
+            return True
 
 
 def _json() -> dict[str, Any]:
@@ -139,11 +192,22 @@ def _json() -> dict[str, Any]:
         raise StudyError(400, "the request body is not UTF-8: send JSON text") from None
     try:
         body = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError:
+    except RecursionError:
+        raise StudyError(400, "the request body is nested too deeply: send one flat JSON object") from None
+    except ValueError:  # JSONDecodeError, and numbers too long to convert
         raise StudyError(400, "the request body is not JSON") from None
     if not isinstance(body, dict):
         raise StudyError(400, "the request body must be a JSON object")
     return body
+
+
+def _reason(value: Any) -> str:
+    """Why a participant skipped, when the page says (e.g. the image did not load); optional, short, plain."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_REASON or any(not c.isprintable() for c in value):
+        raise StudyError(400, f"reason must be plain text of at most {MAX_REASON} characters")
+    return value.strip()
 
 
 def _answer(value: Any) -> str:
@@ -190,11 +254,31 @@ class Server:
             self.thread.join(timeout=10)
 
 
-def serve(app: Flask, host: str = "127.0.0.1", port: int = 8000, background: bool = False) -> Server:
+class _Handler(WSGIRequestHandler):
+    """werkzeug's request handler without the Server header (it names the server's software and version)."""
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (or localhost), reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(app: Flask | Callable[..., Any], host: str = "127.0.0.1", port: int = 8000, background: bool = False) -> Server:
     """Serve `app` with threads (several participants at once); port 0 picks a free one.
 
     In the background the server runs in a daemon thread until close(); else the caller runs
-    `server.serve_forever()` itself.
+    `server.serve_forever()` itself. The caller may bind first and set `server.server.app` after.
+    Raises OSError when it cannot listen (a busy port, an address this machine does not have).
     """
     if port:  # werkzeug would print and exit on a busy port; raise OSError instead, for a one-line message
         import socket
@@ -203,7 +287,7 @@ def serve(app: Flask, host: str = "127.0.0.1", port: int = 8000, background: boo
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
-    server = Server(make_server(host, port, app, threaded=True))
+    server = Server(make_server(host, port, app, threaded=True, request_handler=_Handler))
     if background:
         server.thread = threading.Thread(target=server.server.serve_forever, name="study-server", daemon=True)
         server.thread.start()

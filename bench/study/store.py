@@ -23,6 +23,8 @@ from pathlib import Path
 
 from captchas.answers import Recorded
 
+JOINS_PER_HOUR = 30  # new participants one client address may start in an hour (the study app's default)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS study (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS participants (
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS answers (
     client_seconds REAL,            -- browser clock: image shown to submit, kept beside, never trusted alone
     client_shown_at REAL,           -- browser clock, ms since the epoch
     client_submitted_at REAL,
+    skip_reason TEXT NOT NULL DEFAULT '',  -- why the page skipped (e.g. the image did not load); '' for a person's Skip
     UNIQUE (participant, position)
 );
 """
@@ -91,6 +94,9 @@ class Store:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(answers)")}
+                if "skip_reason" not in columns:  # a study started by an earlier version
+                    db.execute("ALTER TABLE answers ADD COLUMN skip_reason TEXT NOT NULL DEFAULT ''")
             except sqlite3.DatabaseError as e:
                 raise StudyError(409, f"{path} is not a study database ({e}): give a new file or an earlier study's --db") from None
             row = db.execute("SELECT value FROM study WHERE key = 'dataset_sha256'").fetchone()
@@ -190,22 +196,33 @@ class Store:
         return str(shown["item_id"])
 
     def answer(self, pid: str, token: str, answer: str, skipped: bool, client_seconds: float | None = None,
-               client_shown_at: float | None = None, client_submitted_at: float | None = None) -> Next:
+               client_shown_at: float | None = None, client_submitted_at: float | None = None,
+               skip_reason: str = "") -> Next:
         """Commit one answer (once: a second submit of the same token is refused) and, in the same
-        transaction, make the next image's token."""
+        transaction, make the next image's token. An image never sent can only be skipped with a
+        reason (it did not load); its time is then zero."""
         received = time.time()
         with self._write() as db:
             self._participant(db, pid)
             shown = self._shown(db, pid, token)
-            if shown["sent_at"] is None:
+            sent = shown["sent_at"]
+            if sent is None and not (skipped and skip_reason):
                 raise StudyError(409, "that image was never sent: load it before answering")
             try:
-                db.execute("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)", (
-                    token, pid, shown["position"], shown["item_id"], answer, int(skipped), shown["sent_at"], received,
-                    client_seconds, client_shown_at, client_submitted_at))
+                db.execute("INSERT INTO answers (token, participant, position, item_id, answer, skipped, attempt, sent_at, "
+                           "received_at, client_seconds, client_shown_at, client_submitted_at, skip_reason) "
+                           "VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)", (
+                               token, pid, shown["position"], shown["item_id"], answer, int(skipped),
+                               received if sent is None else sent, received, client_seconds, client_shown_at,
+                               client_submitted_at, skip_reason))
             except sqlite3.IntegrityError:
                 raise StudyError(409, "that image was already answered: the first answer stands") from None
             return self._current(db, pid, create=True)  # type: ignore[return-value]
+
+    def skipped(self, pid: str) -> int:
+        """How many images this participant skipped."""
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM answers WHERE participant = ? AND skipped = 1", (pid,)).fetchone()[0])
 
     def _participant(self, db: sqlite3.Connection, pid: str) -> list[str]:
         row = db.execute("SELECT items FROM participants WHERE id = ?", (pid,)).fetchone()
@@ -225,17 +242,18 @@ class Store:
         """Every answer, in the order received, as recorded-answer rows."""
         with self._connect() as db:
             found = db.execute("SELECT value FROM study WHERE key = 'dataset_sha256'").fetchone()
-            rows = db.execute("SELECT participant, item_id, answer, skipped, attempt, sent_at, received_at, client_seconds, "
-                              "client_shown_at, client_submitted_at FROM answers ORDER BY received_at, rowid").fetchall()
+            rows = db.execute("SELECT participant, item_id, answer, skipped, skip_reason, attempt, sent_at, received_at, "
+                              "client_seconds, client_shown_at, client_submitted_at FROM answers "
+                              "ORDER BY received_at, rowid").fetchall()
         dataset = found[0] if found else ""
         return [
-            Recorded(participant=p, item_id=i, answer=a, skipped=bool(s), attempt=n,
+            Recorded(participant=p, item_id=i, answer=a, skipped=bool(s), skip_reason=why, attempt=n,
                      server_seconds=max(0.0, received - sent), client_seconds=cs,
                      sent_at=_iso(sent), received_at=_iso(received),
                      client_shown_at=_iso(shown / 1000) if shown is not None else "",
                      client_submitted_at=_iso(submitted / 1000) if submitted is not None else "",
                      dataset_sha256=dataset)
-            for p, i, a, s, n, sent, received, cs, shown, submitted in rows
+            for p, i, a, s, why, n, sent, received, cs, shown, submitted in rows
         ]
 
     def counts(self) -> tuple[int, int]:

@@ -1,0 +1,109 @@
+"""Nothing lost, nothing trusted: what the commands refuse before they touch data, and how they say it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from captchas import dataset as ds
+from tests.test_cli import SMALL, assert_one_line_error, invoke
+
+
+@pytest.fixture
+def small_set(tmp_path: Path) -> Path:
+    out = tmp_path / "set"
+    assert invoke("generate", "--count", "4", "--seed", "2", "--out", str(out), *SMALL).exit_code == 0
+    return out
+
+
+@pytest.fixture
+def imported(tmp_path: Path, small_set: Path) -> Path:
+    src = tmp_path / "labelled"
+    src.mkdir()
+    for s in ds.read_dataset(small_set).samples:
+        shutil.copy(small_set / s.file, src / f"{s.answer}.png")
+    assert invoke("import", "folder", str(src), "--out", str(tmp_path / "imported")).exit_code == 0
+    return tmp_path / "imported"
+
+
+def test_import_onto_its_own_source_is_refused(tmp_path: Path, small_set: Path) -> None:
+    src = tmp_path / "labelled"
+    shutil.copytree(small_set, src)
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    result = invoke("import", "folder", str(src), "--out", str(src), "--force")
+    assert_one_line_error(result, "is the source folder")
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+@pytest.mark.parametrize("name", ["../outside.png", "/etc/hostname", "sub/000000.png", ".hidden.png", ""])
+def test_a_manifest_may_not_point_outside_the_set(tmp_path: Path, small_set: Path, name: str) -> None:
+    (tmp_path / "outside.png").write_bytes((small_set / "000000.png").read_bytes())
+    rows = (small_set / "manifest.csv").read_text().splitlines()
+    rows[1] = rows[1].replace("000000.png", name, 1)
+    (small_set / "manifest.csv").write_text("\n".join(rows) + "\n")
+    info = json.loads((small_set / "dataset.json").read_text())
+    info["manifest_sha256"] = ds.sha256_bytes((small_set / "manifest.csv").read_bytes())
+    (small_set / "dataset.json").write_text(json.dumps(info))  # even a consistent edit
+    for args in (["run", "--dataset", str(small_set), "--solver", "constant", "--out", str(tmp_path / "run")],
+                 ["verify", str(small_set)], ["record", "--dataset", str(small_set), "--port", "0"]):
+        assert_one_line_error(invoke(*args), f"file {name!r} is not a plain file name inside the data set folder")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_edited_manifest_of_an_imported_set_is_caught(tmp_path: Path, imported: Path) -> None:
+    first = ds.read_dataset(imported).samples[0]
+    text = (imported / "manifest.csv").read_text()
+    (imported / "manifest.csv").write_text(text.replace(f",{first.answer},", ",WRONG,", 1))
+    message = "manifest.csv was changed after the data set was made"
+    assert_one_line_error(invoke("verify", str(imported)), message)
+    assert_one_line_error(invoke("run", "--dataset", str(imported), "--solver", "constant", "--out",
+                                 str(tmp_path / "run")), message)
+    assert_one_line_error(invoke("record", "--dataset", str(imported), "--port", "0", "--db",
+                                 str(tmp_path / "s.sqlite")), message)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "s.sqlite").exists()
+
+
+def test_record_checks_every_image_before_it_serves(tmp_path: Path, small_set: Path) -> None:
+    data = bytearray((small_set / "000003.png").read_bytes())
+    data[40] ^= 1  # one flipped byte
+    (small_set / "000003.png").write_bytes(bytes(data))
+    result = invoke("record", "--dataset", str(small_set), "--port", "0", "--db", str(tmp_path / "s.sqlite"))
+    assert_one_line_error(result, "000003.png (item 000003) does not match its sha256 in the manifest")
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_resume_takes_the_settings_from_the_run_folder(tmp_path: Path, small_set: Path) -> None:
+    out = tmp_path / "run"
+    first = invoke("run", "--dataset", str(small_set), "--solver", "constant", "--solver", "tests.fakes:FakeSolver",
+                   "-o", "constant.answer=ZZZ", "--timeout", "10", "--throughput-items", "0", "--out", str(out))
+    assert first.exit_code == 0, first.output
+    lines = (out / "attempts.csv").read_text().splitlines()
+    (out / "attempts.csv").write_text("\n".join(lines[:3]) + "\n")  # as if killed after two attempts
+    again = invoke("run", "--out", str(out), "--resume")  # as the README shows it
+    assert again.exit_code == 0, again.output
+    rows = (out / "attempts.csv").read_text().splitlines()
+    assert len(rows) == 9 and sum(",ZZZ," in r for r in rows) == 4  # every item once, the option kept
+    conflict = invoke("run", "--out", str(out), "--resume", "--timeout", "5")
+    assert_one_line_error(conflict, "timeout was 10.0, now 5.0")
+    other = invoke("run", "--out", str(out), "--resume", "-o", "constant.answer=AAA", "--solver", "constant",
+                   "--solver", "tests.fakes:FakeSolver")
+    assert_one_line_error(other, "solver constant's options were {'answer': 'ZZZ'}, now {'answer': 'AAA'}")
+
+
+@pytest.mark.parametrize(("what", "message"), [
+    ("data set", "is a data set, not a run folder: give a new folder for the run"),
+    ("file", "is a file: give a folder for the run"),
+    ("other files", "holds other files, not a run: choose an empty or new folder"),
+])
+def test_run_says_what_its_out_holds(tmp_path: Path, small_set: Path, what: str, message: str) -> None:
+    out = {"data set": small_set, "file": tmp_path / "notes.txt", "other files": tmp_path / "mine"}[what]
+    if what == "file":
+        out.write_text("notes")
+    elif what == "other files":
+        out.mkdir()
+        (out / "notes.txt").write_text("notes")
+    result = invoke("run", "--dataset", str(small_set), "--solver", "constant", "--out", str(out))
+    assert_one_line_error(result, message)
