@@ -76,8 +76,10 @@ class FaultySolver:
     name = "faulty"
 
     def __init__(self, raise_on: tuple[str, ...] = (), hang_on: tuple[str, ...] = (), crash_on: tuple[str, ...] = (),
-                 wrong_count_on: tuple[str, ...] = (), non_text_on: tuple[str, ...] = (), answer: str = "X") -> None:
+                 wrong_count_on: tuple[str, ...] = (), non_text_on: tuple[str, ...] = (), answer: str = "X",
+                 slow_on: tuple[str, ...] = (), slow: float = 0.0) -> None:
         self.raise_on, self.hang_on, self.crash_on = set(raise_on), set(hang_on), set(crash_on)
+        self.slow_on, self.slow = set(slow_on), slow  # answers, but only after `slow` seconds
         self.wrong_count_on, self.non_text_on, self.answer = set(wrong_count_on), set(non_text_on), answer
 
     def solve(self, batch: Sequence[Challenge]) -> list[Any]:
@@ -86,6 +88,8 @@ class FaultySolver:
             raise RuntimeError("model exploded")
         if ids & self.hang_on:
             time.sleep(3600)
+        if ids & self.slow_on:
+            time.sleep(self.slow)
         if ids & self.crash_on:
             os._exit(3)
         if ids & self.wrong_count_on:

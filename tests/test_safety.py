@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -107,3 +108,64 @@ def test_run_says_what_its_out_holds(tmp_path: Path, small_set: Path, what: str,
         (out / "notes.txt").write_text("notes")
     result = invoke("run", "--dataset", str(small_set), "--solver", "constant", "--out", str(out))
     assert_one_line_error(result, message)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--solver", "ocr", "-o", "ocr.psm=abc"], "solver 'ocr' rejected its options (an integer is required)"),
+    (["--solver", "constant", "-o", "constant.answer=123"], "solver 'constant': answer must be text, got 123"),
+    (["--solver", "cnn", "-o", "cnn.checkpoint=README.md"], "solver 'cnn'"),
+    (["--solver", "human", "-o", "human.answers=missing.csv"], "answers file missing.csv does not exist"),
+])
+def test_a_solver_that_cannot_start_exits_1_and_writes_nothing(tmp_path: Path, small_set: Path, options: list[str],
+                                                                message: str) -> None:
+    from solvers.registry import problem
+
+    name = options[1]
+    if problem(name):
+        pytest.skip(f"{name} cannot run here: {problem(name)}")
+    out = tmp_path / "run"
+    result = invoke("run", "--dataset", str(small_set), *options, "--out", str(out))
+    assert result.exit_code == 1
+    assert_one_line_error(result, message)
+    assert not out.exists()
+
+
+def test_a_solver_that_answers_after_its_timeout_prints_no_traceback(tmp_path: Path, small_set: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "captcha-bench"
+    done = subprocess.run([str(script), "run", "--dataset", str(small_set), "--solver", "tests.fakes:FaultySolver",
+                           "-o", "slow_on=('000001',)", "-o", "slow=1.5", "--timeout", "0.5", "--throughput-items", "0",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1],
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    rows = (tmp_path / "run" / "attempts.csv").read_text().splitlines()
+    assert any("timeout: no answer within 0.5 s" in r for r in rows)
+
+
+def test_progress_reaches_the_start_and_the_throughput_pass(tmp_path: Path, small_set: Path) -> None:
+    from bench import session
+    from bench.run import RunConfig, SolverSpec
+
+    heard: list[tuple[str, int, int]] = []
+    config = RunConfig((SolverSpec("constant"),), throughput_items=4, batch_size=2)
+    session.run_benchmark(ds.read_dataset(small_set), config, tmp_path / "run", progress=lambda *a: heard.append(a))
+    labels = [label for label, _, _ in heard]
+    assert labels[0] == session.STARTING and ("constant throughput", 4, 4) in heard
+    assert labels.index("constant") < labels.index("constant throughput")
+
+
+def test_import_turingpass_progress_stays_within_its_total(tmp_path: Path) -> None:
+    from captchas.imports import import_turingpass
+    from tests.conftest import SHARED
+
+    src = SHARED / "data" / "turingpass"
+    if not src.is_dir():
+        pytest.skip("../shared/data/turingpass is absent (it is present in CI)")
+    heard: list[tuple[int, int]] = []
+    import_turingpass(src, tmp_path / "tp", progress=lambda done, total: heard.append((done, total)))
+    assert len({total for _, total in heard}) == 1 and all(0 <= d <= t for d, t in heard)
+    assert heard[-1][0] == heard[-1][1]
