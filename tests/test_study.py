@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.study.app import MAX_ANSWER, create_app, serve
+from bench.study.app import MAX_ANSWER, RULES, create_app, serve
 from bench.study.load import simulate
 from bench.study.store import Store
 from captchas import dataset as ds
@@ -232,53 +232,201 @@ def test_record_refuses_a_busy_port_in_one_line(tmp_path: Path, tiny_dataset: ds
     finally:
         server.close()
     assert result.exit_code == 1 and "choose another --port" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "b.db").exists()  # it listens before it makes the database
 
 
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_a_participant_in_a_real_browser(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
-    """Debian's Chromium, headless, through the study: consent, 5 items, one skip; then the stored rows."""
+    """Debian's Chromium, headless, at a phone's width (390 px): consent, 5 items: answers, the server
+    down while one is submitted, a Skip, two images that fail to load; the done page; the stored rows.
+    Then the page's layout at a desktop width."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make test installs it)")
     if not CHROMIUM.is_file():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (make test installs it with apt-get)")
     five = ds.Dataset(tiny_dataset.path, tiny_dataset.info, tiny_dataset.samples[:5], tiny_dataset.hash)
     db = tmp_path / "s.db"
-    server = serve(create_app(five, str(db)), "127.0.0.1", 0, background=True)
+
+    def start(port: int = 0) -> Any:
+        return serve(create_app(five, str(db), completion_code="XYZ-123"), "127.0.0.1", port, background=True)
+
+    server = start()
+    port = server.server.server_port
     received: list[bytes] = []
     try:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page()
-            page.on("response", lambda r: received.extend([r.body(), r.url.encode()]))
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            def keep(response: Any) -> None:
+                try:
+                    received.extend([response.body(), response.url.encode()])
+                except sync_api.Error:
+                    pass  # a response without a body (the page moved on, the server went away)
+
+            page.on("response", keep)
             page.goto(server.url + "/")
             assert page.is_disabled("#start")
+            assert "Case does not matter" in page.inner_text("#consent")
             page.check("#agree")
             page.click("#start")
+            assert_layout(page, 390)
             for k in range(5):
-                sync_api.expect(page.locator("#progress")).to_have_text(f"Image {k + 1} of 5")
+                sync_api.expect(page.locator("#progress")).to_have_text(f"Image {k + 1} of 5", timeout=15_000)  # a retry: 5 s
+                if k == 3:  # the images left change on disk: the server cannot show them
+                    for sample in five.samples:
+                        (five.path / sample.file).write_bytes(b"changed")
+                if k >= 3:
+                    sync_api.expect(page.locator("#message")).to_contain_text("did not load. Press Skip", timeout=10_000)
+                    page.click("#skip")
+                    continue
                 sync_api.expect(page.locator("#answer")).to_be_focused()  # the page focuses it once the image loaded
                 page.wait_for_timeout(150)  # a person takes a moment
                 if k == 2:
                     page.click("#skip")
-                else:
-                    page.fill("#answer", f"ab{k}")
+                    continue
+                page.fill("#answer", f"ab{k}")
+                if k == 1:
+                    server.close()  # the server goes down just as the participant submits
                     page.press("#answer", "Enter")
+                    sync_api.expect(page.locator("#message")).to_contain_text("Cannot reach the study server")
+                    assert page.input_value("#answer") == "ab1"  # nothing typed is lost
+                    server = start(port)  # back: the page sends the answer again by itself
+                    continue
+                page.press("#answer", "Enter")
             sync_api.expect(page.locator("#done")).to_be_visible()
+            sync_api.expect(page.locator("#summary")).to_contain_text("You answered 2 of 5 images and skipped 3")
+            sync_api.expect(page.locator("#code-text")).to_have_text("XYZ-123")
             page.reload()  # a returning participant who is done stays done
             sync_api.expect(page.locator("#done")).to_be_visible()
+            desktop = browser.new_page(viewport={"width": 1280, "height": 800})
+            desktop.goto(server.url + "/")
+            desktop.check("#agree")
+            desktop.click("#start")
+            sync_api.expect(desktop.locator("#progress")).to_have_text("Image 1 of 5")
+            assert_layout(desktop, 1280)
+            page.screenshot(path=str(ARTIFACTS / "study-done-390px.png"))
             browser.close()
     finally:
         server.close()
-    stored = rows(db)
-    assert [r[2] for r in stored] == ["ab0", "ab1", "", "ab3", "ab4"] and [r[3] for r in stored] == [0, 0, 1, 0, 0]
+    stored = rows(db)[:5]
+    assert [r[2] for r in stored] == ["ab0", "ab1", "", "", ""] and [r[3] for r in stored] == [0, 0, 1, 1, 1]
     assert sorted(r[1] for r in stored) == sorted(s.id for s in five.samples)
     for _, _, _, _, sent, got, client in stored:
-        assert 0.1 <= got - sent < 30  # server clock: image sent to answer received, the pause included
-        assert client is not None and 0.1 <= client < 30  # the browser's own clock, beside it
+        assert 0 <= got - sent < 30  # server clock: image sent to answer received, the pause included
+    assert all(client is not None and 0.1 <= client < 30 for *_, client in stored[:3])  # the browser's own clock
     assert len({r[0] for r in stored}) == 1
-    assert len(received) >= 2 * 12  # page, script, join, 5 images, 5 answers (and the reload): bodies and URLs
     assert_no_answer(received, tiny_dataset)
-    exported = Store(db).export()
-    assert [r.skipped for r in exported] == [False, False, True, False, False]
+    exported = [r for r in Store(db).export() if r.participant == stored[0][0]]
+    assert [r.skipped for r in exported] == [False, False, True, True, True]
+    assert [r.skip_reason for r in exported] == ["", "", "", "the image did not load", "the image did not load"]
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "results" / "test-artifacts"
+
+
+def assert_layout(page: Any, width: int) -> None:
+    """The trial page: an instruction line with the case rule, Skip well apart from the text box and
+    Submit (not where a thumb lands after typing), nothing wider than the screen."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    instruction = page.inner_text("#instruction")
+    assert "Type the characters" in instruction and "Case does not matter" in instruction
+    box, submit, skip = (page.locator(s).bounding_box() for s in ("#answer", "#submit", "#skip"))
+    assert skip["y"] >= max(box["y"] + box["height"], submit["y"] + submit["height"]) + 24, (width, box, submit, skip)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=str(ARTIFACTS / f"study-trial-{width}px.png"))
+
+
+def test_the_page_states_the_sets_case_rule_and_escapes_the_title(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    sensitive = ds.Dataset(tiny_dataset.path, {**tiny_dataset.info, "case_sensitive": True}, tiny_dataset.samples,
+                           tiny_dataset.hash)
+    page = create_app(sensitive, str(tmp_path / "a.db"), title="<script>alert(1)</script>").test_client().get("/").text
+    assert page.count(RULES[True]) == 2 and RULES[False] not in page  # on consent and on every trial
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    plain = create_app(tiny_dataset, str(tmp_path / "b.db")).test_client().get("/").text
+    assert plain.count(RULES[False]) == 2 and "unless you are told so" not in plain
+
+
+def test_deep_or_large_bodies_are_refused_with_a_4xx(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    client = create_app(tiny_dataset, str(tmp_path / "s.db")).test_client()
+    deep = client.post("/api/participants", data="[" * 3000, content_type="application/json")
+    assert deep.status_code == 400 and "nested too deeply" in deep.json["error"]
+    big = client.post("/api/participants", data=b'{"consent": true, "x": "' + b"a" * 5000 + b'"}',
+                      content_type="application/json")
+    assert big.status_code == 413
+    view = join(client)
+    client.get(view["image"])
+    reason = client.post(f"/api/participants/{view['participant']}/answers",
+                         json={"token": view["token"], "skipped": True, "reason": "x" * 500})
+    assert reason.status_code == 400 and "reason must be plain text" in reason.json["error"]
+
+
+def test_new_participants_are_rate_limited_per_client(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    client = create_app(tiny_dataset, str(tmp_path / "s.db"), joins_per_hour=2).test_client()
+    join(client)
+    join(client)
+    third = client.post("/api/participants", json={"consent": True})
+    assert third.status_code == 429 and "too many new participants" in third.json["error"]
+    assert Store(tmp_path / "s.db").counts() == (2, 0)
+
+
+def test_the_server_names_no_software_version(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    import urllib.request
+
+    server = serve(create_app(tiny_dataset, str(tmp_path / "s.db")), "127.0.0.1", 0, background=True)
+    try:
+        with urllib.request.urlopen(server.url + "/") as response:
+            headers = dict(response.headers)
+    finally:
+        server.close()
+    assert "Server" not in headers and "Date" in headers and "Werkzeug" not in str(headers)
+
+
+def test_record_warns_off_loopback_and_leaves_no_database_when_it_cannot_listen(
+        tmp_path: Path, tiny_dataset: ds.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    from werkzeug.serving import BaseWSGIServer
+
+    def stop(self: Any, *args: Any) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C would, at once
+
+    monkeypatch.setattr(BaseWSGIServer, "serve_forever", stop)
+    result = CliRunner().invoke(cli, ["record", "--dataset", str(tiny_dataset.path), "--db", str(tmp_path / "a.db"),
+                                      "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert "warning: listening on 0.0.0.0, not loopback" in result.output and "participants open http://" in result.output
+    quiet = CliRunner().invoke(cli, ["record", "--dataset", str(tiny_dataset.path), "--db", str(tmp_path / "b.db"),
+                                     "--port", "0"])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
+    bad = CliRunner().invoke(cli, ["record", "--dataset", str(tiny_dataset.path), "--db", str(tmp_path / "c.db"),
+                                   "--host", "203.0.113.7", "--port", "8123"])
+    assert bad.exit_code == 1 and "is not an address of this machine; give --host" in bad.output
+    assert "--port" not in bad.output.splitlines()[-1].split("give --host")[0]
+    assert not (tmp_path / "c.db").exists()
+
+
+def test_exports_keep_answers_exact_unless_excel_safe(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    db = tmp_path / "s.db"
+    client = create_app(tiny_dataset, str(db)).test_client()
+    view = join(client)
+    for text in ("=1+1", "+A", "-B", "@C", "ABC"):
+        view = answer(client, view, text).json
+    raw, safe = tmp_path / "raw.csv", tmp_path / "sub" / "safe.csv"  # a folder that does not exist yet is made
+    assert CliRunner().invoke(cli, ["humans", "export", "--db", str(db), "--out", str(raw)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["humans", "export", "--db", str(db), "--out", str(safe), "--excel-safe"]).exit_code == 0
+    assert [r["answer"] for r in csv.DictReader(raw.read_text().splitlines())] == ["=1+1", "+A", "-B", "@C", "ABC"]
+    assert [r["answer"] for r in csv.DictReader(safe.read_text().splitlines())] == ["'=1+1", "'+A", "'-B", "'@C", "ABC"]
+    assert b"\r\n" not in raw.read_bytes()
+    folder = CliRunner().invoke(cli, ["humans", "export", "--db", str(db), "--out", str(tmp_path)])
+    assert folder.exit_code == 1 and "is a folder: give a file name" in folder.output
+
+
+def test_every_csv_ends_its_lines_the_same_way(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    from bench import session
+    from bench.run import RunConfig, SolverSpec
+
+    out = tmp_path / "run"
+    session.run_benchmark(tiny_dataset, RunConfig((SolverSpec("constant"),), throughput_items=0), out)
+    for path in (out / "attempts.csv", out / "summary.csv", tiny_dataset.path / "manifest.csv"):
+        data = path.read_bytes()
+        assert b"\r\n" not in data and data.endswith(b"\n"), path
