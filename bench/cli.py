@@ -591,7 +591,7 @@ def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None
         result = imports.import_folder(src, out, labels=labels, pattern=pattern, case_sensitive=case_sensitive,
                                        seed=seed, force=force, progress=progress)
     for s in result.skipped[:20]:
-        click.echo(f"skipped {s.file}: {s.reason}")
+        click.echo(f"skipped {ds.shown(s.file)}: {s.reason}")
     more = " (first 20 listed)" if len(result.skipped) > 20 else ""
     click.echo(f"{len(result.dataset.samples)} images imported to {out}, {len(result.skipped)} skipped{more}; "
                f"data set sha256 {result.dataset.hash}")
@@ -616,7 +616,7 @@ def import_turingpass(src: Path, out: Path, seed: int, force: bool) -> None:
     with progress_bar("Importing") as progress:
         result = imports.import_turingpass(src, out, seed=seed, force=force, progress=progress)
     for s in result.skipped[:20]:
-        click.echo(f"skipped {s.file}: {s.reason}")
+        click.echo(f"skipped {ds.shown(s.file)}: {s.reason}")
     more = " (first 20 listed)" if len(result.skipped) > 20 else ""
     click.echo(f"humans: {len(result.humans.samples)} images with {result.answers} recorded answers in {out / 'humans'} "
                f"(sha256 {result.humans.hash[:12]})\ntrain: {len(result.train.samples)} images in {out / 'train'} "

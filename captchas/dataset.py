@@ -202,6 +202,11 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
     return Dataset(path=folder, info=info, samples=samples, hash=digest)
 
 
+def shown(name: str) -> str:
+    """A file name as a one-line message may show it: as is when printable, else quoted with escapes."""
+    return name if name.isprintable() else repr(name)
+
+
 def plain_name(name: str) -> bool:
     """Whether `name` is a plain file name: no folder part, not hidden, not '.' or '..', no absolute path."""
     return bool(name) and name == Path(name).name and "/" not in name and "\\" not in name and not name.startswith(".")

@@ -100,7 +100,8 @@ def import_folder(
             skipped.append(Skipped(path.name, reason))
     if not kept:
         first = skipped[0]
-        raise ds.DatasetError(f"no image in {src} could be imported ({len(skipped)} skipped; e.g. {first.file}: {first.reason})")
+        raise ds.DatasetError(f"no image in {src} could be imported ({len(skipped)} skipped; e.g. {ds.shown(first.file)}: "
+                              f"{first.reason})")
     random.Random(seed).shuffle(kept)
 
     staging = ds.prepare_output(out, force)
