@@ -118,11 +118,11 @@ def _run_all(out: Path, config: RunConfig, started: dict[str, Started], items: l
             started[spec.name].close()  # its memory back before the next solver
 
 
-def check_new_run(out: Path) -> None:
-    """Refuse an --out that is a file or a folder holding anything, naming what it holds."""
+def check_new_run(out: Path, allowed: tuple[str, ...] = ()) -> None:
+    """Refuse an --out that is a file or a folder holding anything (but `allowed` names), naming what it holds."""
     if out.exists() and not out.is_dir():
         raise ds.DatasetError(f"--out {out} is a file: give a folder for the run")
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or all(p.name in allowed for p in out.iterdir()):
         return
     if (out / RUN).is_file() or (out / "collection.json").is_file():
         raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")

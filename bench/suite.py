@@ -18,10 +18,11 @@ from typing import Any
 
 from bench.run import RunConfig, SolverSpec, replays
 from bench.runs import COLLECTION
-from bench.session import RUN, Progress, RunResult, run_benchmark, with_dataset_options
+from bench.session import RUN, Progress, RunResult, check_new_run, run_benchmark, with_dataset_options
 from captchas import dataset as ds
 
 PEOPLE = "human"  # the solver that replays recorded answers, added wherever a data set has them
+DATASETS = "datasets"  # a sweep's generated data sets, inside its folder
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,27 @@ def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request:
     document = {"kind": request.get("kind", "collection"), "request": request,
                 "parts": [{"path": p.folder, "label": p.label, "point": p.point, "dataset_sha256": p.dataset.hash}
                           for p in parts]}
+    made = False
     if resume:
         check_resumable(out, document)
-    elif (out.exists() and not out.is_dir()) or (out / COLLECTION).exists() or any((out / p.folder).exists()
-                                                                                   for p in parts):
-        raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     else:
+        check_new_run(out, allowed=(DATASETS,))  # a sweep generates its data sets first
+        made = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         (out / COLLECTION).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     results = []
-    for part in parts:
-        part_config = with_dataset_options(dataclasses.replace(config, solvers=part.solvers), part.dataset)
-        results.append(run_benchmark(part.dataset, part_config, out / part.folder,
-                                     resume=resume and (out / part.folder / RUN).is_file(),
-                                     progress=_labelled(progress, part.folder)))
+    try:
+        for part in parts:
+            part_config = with_dataset_options(dataclasses.replace(config, solvers=part.solvers), part.dataset)
+            results.append(run_benchmark(part.dataset, part_config, out / part.folder,
+                                         resume=resume and (out / part.folder / RUN).is_file(),
+                                         progress=_labelled(progress, part.folder)))
+    except BaseException:
+        if not resume and not any((out / p.folder).exists() for p in parts):  # refused before any run began
+            (out / COLLECTION).unlink(missing_ok=True)
+            if made and not any(out.iterdir()):
+                out.rmdir()
+        raise
     return results
 
 

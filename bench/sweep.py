@@ -17,11 +17,9 @@ from typing import Any
 
 from bench.run import RunConfig, SolverSpec
 from bench.session import Progress, RunResult
-from bench.suite import PEOPLE, Part, check_resumable, run_collection
+from bench.suite import DATASETS, PEOPLE, Part, check_resumable, run_collection
 from captchas import dataset as ds
 from captchas import schemes
-
-DATASETS = "datasets"
 
 
 @dataclass(frozen=True)

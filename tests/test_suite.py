@@ -65,6 +65,12 @@ def test_the_default_run_has_machines_and_people_then_the_report(tmp_path: Path,
     assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("attempts.csv")} == before  # nothing redone
     refused = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert refused.exit_code == 1 and "already holds a run" in refused.output
+    resumed = CliRunner().invoke(cli, ["run", "--out", "out", "--resume"], catch_exceptions=False)  # its own settings
+    assert resumed.exit_code == 0, resumed.output
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("attempts.csv")} == before
+    broken = CliRunner().invoke(cli, [*args[:-1], "broken", "-o", "constant.answer=123"], catch_exceptions=False)
+    assert broken.exit_code == 1 and "answer must be text, got 123" in broken.output
+    assert not (tmp_path / "broken").exists()  # refused before any part began: no collection left behind
 
 
 def test_make_bench_prints_the_verdict_on_a_fresh_clone(tmp_path: Path) -> None:
