@@ -224,19 +224,18 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 
     before = recorded_request(out) if resume and out is not None else None
     if before is not None:  # --resume takes what the command leaves out from the run it continues
-        ctx = click.get_current_context()
-        kept = {k: v for k, v in before["config"].items() if _defaulted(ctx, k)}
-        timeout, batch_size = kept.get("timeout", timeout), kept.get("batch_size", batch_size)
-        throughput_items, limit = kept.get("throughput_items", throughput_items), kept.get("limit", limit)
-        case = kept.get("case_sensitive", case)
-        if dataset is None and before["dataset"]:
-            dataset = Path(before["dataset"])
+        timeout, batch_size, throughput_items, limit, case = _recorded_settings(
+            before["config"], timeout=timeout, batch_size=batch_size, throughput_items=throughput_items, limit=limit,
+            case_sensitive=case)
+        dataset = dataset or (Path(before["dataset"]) if before["dataset"] else None)
+        names = names or tuple(s.name for s in before["solvers"])
     out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     if dataset is None:
-        default_names = tuple(registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ())
-        config = run_config(names or default_names, pairs, timeout, batch_size, throughput_items, limit, case)
-        if before is not None and not names and not pairs:
-            config = dataclasses.replace(config, solvers=before["solvers"])
+        names = tuple(names or registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ())  # people too
+    config = run_config(names, pairs, timeout, batch_size, throughput_items, limit, case)
+    if before is not None and not pairs and names == tuple(s.name for s in before["solvers"]):
+        config = dataclasses.replace(config, solvers=before["solvers"])  # with the options the run recorded
+    if dataset is None:
         with solver_bars() as asking:
             done = run_default(config, dataset_or_default(None), out, resume=resume, progress=asking)
         for part, result in done:
@@ -245,10 +244,6 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
         echo_report([out], out)
         return
     data = dataset_or_default(dataset)
-    config = run_config(names or tuple(s.name for s in before["solvers"]) if before else names, pairs, timeout,
-                        batch_size, throughput_items, limit, case)
-    if before is not None and not names and not pairs:
-        config = dataclasses.replace(config, solvers=before["solvers"])  # as the run recorded them
     config = with_dataset_options(config, data)
     with solver_bars() as asking:
         result = run_benchmark(data, config, out, resume=resume, progress=asking)
@@ -259,11 +254,17 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
                f"the report: captcha-bench report {result.path}")
 
 
-def _defaulted(ctx: click.Context, config_key: str) -> bool:
-    """Whether the run option behind a RunConfig field was left at its default on this command line."""
-    name = {"case_sensitive": "case"}.get(config_key, config_key)
-    source = ctx.get_parameter_source(name)
-    return source is None or source == click.core.ParameterSource.DEFAULT
+def _recorded_settings(recorded: dict[str, Any], **given: Any) -> tuple[Any, ...]:
+    """The run settings (RunConfig field -> value) as given, except where the command line left an
+    option at its default and the run being resumed recorded a value: that one is kept."""
+    ctx = click.get_current_context()
+    options = {"case_sensitive": "case"}  # RunConfig field -> the option's parameter name
+
+    def defaulted(key: str) -> bool:
+        source = ctx.get_parameter_source(options.get(key, key))
+        return source is None or source == click.core.ParameterSource.DEFAULT
+
+    return tuple(recorded[k] if k in recorded and defaulted(k) else v for k, v in given.items())
 
 
 @cli.command()

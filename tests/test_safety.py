@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -159,13 +160,29 @@ def test_progress_reaches_the_start_and_the_throughput_pass(tmp_path: Path, smal
 
 
 def test_import_turingpass_progress_stays_within_its_total(tmp_path: Path) -> None:
-    from captchas.imports import import_turingpass
+    from captchas.imports import TURINGPASS_ANSWERS, TURINGPASS_IMAGES, import_turingpass
     from tests.conftest import SHARED
 
-    src = SHARED / "data" / "turingpass"
-    if not src.is_dir():
+    shared = SHARED / "data" / "turingpass"
+    if not shared.is_dir():
         pytest.skip("../shared/data/turingpass is absent (it is present in CI)")
+    src = tmp_path / "tp"  # a small TuringPass: 40 images, the answers to those of them people answered
+    (src / TURINGPASS_IMAGES).mkdir(parents=True)
+    (src / TURINGPASS_ANSWERS).parent.mkdir(parents=True)
+    with (shared / TURINGPASS_ANSWERS).open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames, list(reader)
+    answered = {r["actual"] + ".jpg" for r in rows}
+    every = sorted((shared / TURINGPASS_IMAGES).iterdir())
+    images = [p for p in every if p.name in answered][:20] + [p for p in every if p.name not in answered][:20]
+    for path in images:
+        (src / TURINGPASS_IMAGES / path.name).symlink_to(path)
+    with (src / TURINGPASS_ANSWERS).open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields or [])
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["actual"] + ".jpg" in {p.name for p in images})
     heard: list[tuple[int, int]] = []
-    import_turingpass(src, tmp_path / "tp", progress=lambda done, total: heard.append((done, total)))
+    result = import_turingpass(src, tmp_path / "out", progress=lambda done, total: heard.append((done, total)))
+    assert len(result.humans.samples) >= 1 and len(result.train.samples) >= 1  # both splits, one after the other
     assert len({total for _, total in heard}) == 1 and all(0 <= d <= t for d, t in heard)
     assert heard[-1][0] == heard[-1][1]
