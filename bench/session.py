@@ -95,7 +95,7 @@ def _run_all(out: Path, config: RunConfig, started: dict[str, Started], items: l
              case: bool, progress: Progress | None) -> None:
     done = _done(out / ATTEMPTS)
     with (out / ATTEMPTS).open("a", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
+        writer = ds.CsvWriter(f)
         if f.tell() == 0:
             writer.writerow(COLUMNS)
         for spec in config.solvers:
@@ -180,7 +180,7 @@ def write_summaries(out: Path, item_ids: set[str] | None = None) -> list[Summary
     ]
     fields = [f.name for f in dataclasses.fields(Summary)]
     with (out / SUMMARY_CSV).open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
+        writer = ds.CsvWriter(f)
         writer.writerow(["run_id", "dataset_sha256", *fields])
         for s in summaries:
             writer.writerow([out.name, request["dataset_sha256"], *(_cell(getattr(s, k)) for k in fields)])

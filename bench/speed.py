@@ -53,7 +53,6 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
     """Time `captcha-bench report` in a fresh process on a synthetic run under `scratch`: `solvers - 1`
     machines and one replay of made-up answers (one to three per item, so first answers and the item
     bootstrap have work), 5-character answers, log-normal times. The answers are random, not people's."""
-    import csv
     import json
     import random
     import subprocess
@@ -70,7 +69,7 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
     alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
     rows = 0
     with (run / ATTEMPTS).open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
+        writer = ds.CsvWriter(f)
         writer.writerow(COLUMNS)
         for k, name in enumerate(names):
             for i in range(items):

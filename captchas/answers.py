@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from captchas.dataset import DatasetError
+from captchas.dataset import CsvWriter, DatasetError
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def write_csv(path: Path, rows: Iterable[Recorded], excel_safe: bool = False) ->
     Answers are written exactly as typed. `excel_safe` puts a `'` before any text cell that a
     spreadsheet would take for a formula (starting with = + - @): safe to open, no longer exact."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = CsvWriter(buffer)
     writer.writerow(COLUMNS)
     n = 0
     for r in rows:

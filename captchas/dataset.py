@@ -143,12 +143,29 @@ def item_id(index: int, count: int) -> str:
     return str(index).zfill(max(6, len(str(count - 1))))
 
 
+class CsvWriter:
+    """csv.writer with "\n" line ends, the one line ending of every CSV the project writes.
+
+    The csv module quotes a cell holding "\n" but not one holding a lone "\r" unless "\r" ends its
+    lines, and its reader then refuses the file; so a row with a "\r" in a cell is written with
+    every cell quoted. Rows without one keep their bytes (a data set's hash depends on them)."""
+
+    def __init__(self, f: Any) -> None:
+        self._plain = csv.writer(f, lineterminator="\n")
+        self._quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        row = list(row)
+        carriage = any(isinstance(cell, str) and "\r" in cell for cell in row)
+        (self._quoted if carriage else self._plain).writerow(row)
+
+
 def write_manifest(folder: Path, samples: Iterable[Sample]) -> str:
     """Write manifest.csv and return its sha256, the data set's hash."""
     samples = list(samples)
     columns = COLUMNS + (("source",) if any(s.source for s in samples) else ())
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = CsvWriter(buffer)
     writer.writerow(columns)
     for s in samples:
         writer.writerow([getattr(s, c) for c in columns])

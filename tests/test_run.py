@@ -287,3 +287,14 @@ def test_edit_table_matches_the_textbook_recurrence() -> None:
         a = "".join(rng.choice("abc") for _ in range(rng.randint(0, 7)))
         b = "".join(rng.choice("abc") for _ in range(rng.randint(0, 7)))
         assert edit_table(a, b) == reference(a, b), (a, b)
+
+
+def test_answers_with_line_breaks_read_back_exactly(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    answers = {tiny_dataset.samples[0].id: "A\rB", tiny_dataset.samples[1].id: "x\ny", tiny_dataset.samples[2].id: "ok"}
+    out = tmp_path / "run"
+    session.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE, {"answers": answers}),), throughput_items=0), out)
+    read = {a.item_id: a.predicted for a in session.read_attempts(out / "attempts.csv")}
+    assert all(read[i] == text for i, text in answers.items()) and len(read) == 8
+    again = session.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE, {"answers": answers}),), throughput_items=0),
+                                  out, resume=True)  # resume reads the file back too: nothing redone
+    assert again.summaries[0].n == 8 and len(session.read_attempts(out / "attempts.csv")) == 8
