@@ -11,7 +11,6 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-
 from bench.host import HostError, Pixels, SolverHost, pixels
 from captchas import dataset as ds
 
