@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench import stats
-from bench.run import Attempt, cer, is_correct
+from bench.run import Attempt
+from captchas.scoring import cer, is_correct
 
 
 @dataclass(frozen=True)

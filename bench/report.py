@@ -401,7 +401,7 @@ def _turingpass_reference() -> PeopleReference | None:
     from captchas import answers as recorded
     from captchas import dataset as ds
     from captchas.imports import EMBEDDED_HUMANS
-    from bench.run import is_correct
+    from captchas.scoring import is_correct
 
     try:
         data = ds.read_dataset(EMBEDDED_HUMANS)

@@ -1,7 +1,7 @@
 """Pit a solver against a data set: load and check the images, ask, score, time.
 
 `run_solver` yields one Attempt per item as it goes (the caller writes them), then a Timing.
-Scoring is `is_correct` and `cer`, used everywhere. Timing follows DESIGN.md: latency is each
+Scoring is `captchas.scoring` (`is_correct`, `cer`), used everywhere. Timing follows DESIGN.md: latency is each
 item alone (batch size 1) with the solver warm; throughput is batched; cold start is apart.
 """
 
@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from bench.host import HostError, Pixels, SolverHost, pixels
+from bench.replay import Replayer, replays
 from captchas import dataset as ds
+from captchas.scoring import cer, is_correct
 
 
 SKIPPED = "skipped"  # the error of a replayed human answer where the person pressed Skip
@@ -68,76 +70,9 @@ class Timing:
     error: str = ""  # why the solver could not run at all
 
 
-def normalise(text: str, case_sensitive: bool) -> str:
-    """The comparison form: white space removed, case folded unless case-sensitive."""
-    text = "".join(text.split())
-    return text if case_sensitive else text.casefold()
-
-
-def is_correct(expected: str, predicted: str, case_sensitive: bool = False) -> bool:
-    """The one scoring rule."""
-    return expected == predicted or normalise(expected, case_sensitive) == normalise(predicted, case_sensitive)
-
-
-def cer(expected: str, predicted: str, case_sensitive: bool = False) -> float:
-    """Character error rate: Levenshtein distance over the expected length, after normalise()."""
-    a, b = normalise(expected, case_sensitive), normalise(predicted, case_sensitive)
-    return 0.0 if a == b else edit_table(a, b)[-1][-1] / max(len(a), 1)
-
-
-def edit_table(a: Sequence[str], b: Sequence[str]) -> list[list[int]]:
-    """Levenshtein distances between every prefix of `a` and of `b`: row i, column j is a[:i] to b[:j]."""
-    d = [list(range(len(b) + 1))]
-    for i, ca in enumerate(a, 1):
-        above, row = d[-1], [i]
-        left = i
-        for j, cb in enumerate(b, 1):
-            # the smallest of deleting, inserting and keeping or substituting (written out: min() costs more)
-            best = above[j] + 1
-            if left + 1 < best:
-                best = left + 1
-            diagonal = above[j - 1] + (ca != cb)
-            if diagonal < best:
-                best = diagonal
-            row.append(best)
-            left = best
-        d.append(row)
-    return d
-
-
 def load_challenges(dataset: ds.Dataset, limit: int | None = None) -> list[tuple[ds.Sample, Pixels]]:
-    """Read, hash-check and decode every image once; raise DatasetError on the first bad one."""
-    samples = dataset.samples[:limit] if limit else dataset.samples
-    loaded = []
-    for s in samples:
-        image = ds.load_image(dataset, s)
-        image = image if image.mode in ("RGB", "L") else image.convert("RGB")
-        loaded.append((s, pixels(ds.Challenge(s.id, image))))
-    return loaded
-
-
-class Replayer:
-    """A replay solver (recorded human answers), loaded in process and checked against the data set."""
-
-    cold_start = None
-    restarts = 0
-
-    def __init__(self, spec: SolverSpec, dataset: ds.Dataset) -> None:
-        from solvers.registry import SolverError, load
-
-        self.solver = load(spec.name, **spec.options)
-        recorded_on = getattr(self.solver, "dataset_sha256", None)
-        if recorded_on and recorded_on != dataset.hash:
-            raise SolverError(f"solver {spec.name!r}: its answers were recorded on data set {recorded_on[:12]}, not "
-                              f"this one ({dataset.hash[:12]}): give the answers of this data set")
-        known = getattr(self.solver, "item_ids", None)
-        unknown = sorted(set(known()) - {s.id for s in dataset.samples}) if callable(known) else []
-        if unknown:
-            raise SolverError(f"solver {spec.name!r}: {len(unknown)} recorded answer(s) name items this data set does "
-                              f"not have (e.g. {unknown[0]!r}): give the answers recorded on this data set")
-
-    def close(self) -> None:
-        pass
+    """Read, hash-check and decode every image once (`captchas.dataset.load_images`), as pixels for solvers."""
+    return [(s, pixels(ds.Challenge(s.id, image))) for s, image in ds.load_images(dataset, limit)]
 
 
 Started = Union[SolverHost, Replayer]
@@ -196,16 +131,6 @@ def run_solver(
             error=reply.error,
         )
     yield _throughput(host, spec, items, config, progress)
-
-
-def replays(name: str) -> bool:
-    """Whether a solver replays recorded human answers (it has `replay(ids)`) rather than reading images."""
-    from solvers.registry import SolverError, resolve
-
-    try:
-        return callable(getattr(resolve(name), "replay", None))
-    except SolverError:
-        return False
 
 
 def _replay(run_id: str, spec: SolverSpec, started: Replayer, items: Sequence[tuple[ds.Sample, Pixels]],

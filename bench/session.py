@@ -342,13 +342,13 @@ def _solver_files(name: str, options: dict[str, Any]) -> dict[str, str]:
     chosen by preset), so a result says which."""
     from solvers.registry import SolverError, resolve
 
+    from solvers.base import declared_files
+
     paths = {key: value for key, value in options.items() if isinstance(value, str) and value}
     try:
-        declared = getattr(resolve(name), "files", None)
+        paths.update(declared_files(resolve(name), options))
     except SolverError:
-        declared = None  # the run reports it
-    if callable(declared):
-        paths.update({key: str(path) for key, path in declared(**options).items()})
+        pass  # the run reports it
     return {key: ds.sha256_bytes(Path(path).read_bytes()) for key, path in paths.items() if Path(path).is_file()}
 
 

@@ -134,6 +134,15 @@ def load_image(dataset: Dataset, sample: Sample) -> Image.Image:
         raise DatasetError(f"{sample.file} (item {sample.id}) is {e}: re-import or regenerate it") from None
 
 
+def load_images(dataset: Dataset, limit: int | None = None) -> list[tuple[Sample, Image.Image]]:
+    """Every image (or the first `limit`) through `load_image`, as RGB or L: what solvers and training read."""
+    loaded = []
+    for sample in dataset.samples[:limit] if limit else dataset.samples:
+        image = load_image(dataset, sample)
+        loaded.append((sample, image if image.mode in ("RGB", "L") else image.convert("RGB")))
+    return loaded
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -3,17 +3,33 @@
 A solver is any class constructed with keyword options whose `solve(batch)` returns a list of
 str. Heavy setup (models, engines) happens in the constructor, never at import. A solver sees a
 `Challenge` (opaque id and decoded image) and nothing else: no answer, file name or path.
-An optional `check()` static method tells whether the solver can run on this machine, and an
-optional `files(**options)` static method names the files those options make it load (name -> path),
-whose sha256 a run records in its provenance beside those of file-valued options.
+
+Beside `name` and `solve`, a solver class may declare these optional hooks; the runner asks for
+them only through the functions below, which give the default when a hook is absent:
+
+- `check() -> str | None` (static): why the solver cannot run on this machine, or None.
+  Default: it can. (`can_run`)
+- `files(**options) -> dict[str, str]` (static): the files these options make it load, name to
+  path (e.g. shipped weights chosen by preset); a run records their sha256. Default: none.
+  (`declared_files`)
+- `in_default_run: bool` (class attribute): False for baselines and solvers that need options
+  to work, which a run without `--solver` then leaves out. Default: True. (`in_default_run`)
+- `replay(ids) -> dict[str, list[Recorded]]`: the solver replays recorded human answers rather
+  than reading images; the runner asks it for the answers to item ids, in process. A replaying
+  solver also has `dataset_sha256` (the data set its answers were recorded on, or None) and
+  `item_ids()` (every item it has an answer for), which the runner checks against the data set
+  before it writes anything. (`replays`, and the `Replaying` protocol)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from captchas.dataset import Challenge
+
+if TYPE_CHECKING:
+    from captchas.answers import Recorded
 
 
 @runtime_checkable
@@ -25,4 +41,37 @@ class Solver(Protocol):
         ...
 
 
-__all__ = ["Challenge", "Solver"]
+class Replaying(Protocol):
+    """A solver that replays recorded answers (see the module's notes)."""
+
+    name: str
+    dataset_sha256: str | None
+
+    def item_ids(self) -> set[str]: ...
+
+    def replay(self, ids: Sequence[str]) -> dict[str, list[Recorded]]: ...
+
+
+def can_run(cls: Any) -> str | None:
+    """The class's `check()`: why it cannot run here, or None."""
+    check = getattr(cls, "check", None)
+    return check() if callable(check) else None  # type: ignore[no-any-return]
+
+
+def declared_files(cls: Any, options: dict[str, Any]) -> dict[str, str]:
+    """The class's `files(**options)`: files those options load, name -> path."""
+    files = getattr(cls, "files", None)
+    return {key: str(path) for key, path in files(**options).items()} if callable(files) else {}
+
+
+def in_default_run(cls: Any) -> bool:
+    """The class's `in_default_run`, True when absent."""
+    return bool(getattr(cls, "in_default_run", True))
+
+
+def replays(cls: Any) -> bool:
+    """Whether the class replays recorded answers (it has `replay(ids)`)."""
+    return callable(getattr(cls, "replay", None))
+
+
+__all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "replays"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from captchas import plugins
+from solvers import base
 
 GROUP = "captcha_bench.solvers"
 
@@ -46,11 +47,8 @@ def problem(name: str) -> str | None:
         cls = resolve(name)
     except SolverError as e:
         return str(e)
-    check = getattr(cls, "check", None)
-    if check is None:
-        return None
     try:
-        return check()  # type: ignore[no-any-return]
+        return base.can_run(cls)
     except Exception as e:
         return f"check() failed: {type(e).__name__}: {e}"
 
@@ -125,6 +123,6 @@ def default_solvers() -> list[str]:
             cls = resolve(name)
         except SolverError:
             continue
-        if getattr(cls, "in_default_run", True) and problem(name) is None:
+        if base.in_default_run(cls) and problem(name) is None:
             names.append(name)
     return names

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from bench.cli import parse_options
-from bench.run import cer, is_correct, normalise
+from captchas.scoring import cer, is_correct, normalise
 from captchas import answers as recorded
 from captchas import dataset as ds
 from captchas.imports import import_folder

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from bench.cli import cli
 from bench.compare import first_answers
 from bench.report import build_report, verdict_text, write_report
-from bench.run import Attempt, cer, is_correct
+from bench.run import Attempt
+from captchas.scoring import cer, is_correct
 from bench.stats import holm
 from tests.fakes import write_run
 

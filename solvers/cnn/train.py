@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch import nn
 
 from captchas import dataset as ds
 from captchas.generate import item_rng
 from captchas.schemes import ImageScheme, image_scheme
-from bench.run import is_correct, load_challenges, normalise  # the one scoring rule; the checked image loader
+from captchas.scoring import is_correct, normalise  # the one scoring rule
 from solvers.cnn.model import CaptchaNet, CNNConfig, decode, input_bytes, stack
 
 CHECKPOINT_FORMAT = 1
@@ -113,9 +112,8 @@ def _render_chunk(job: tuple[ImageScheme, int, list[int], CNNConfig]) -> tuple[l
 
 def load_folder(data: ds.Dataset, config: CNNConfig) -> tuple[torch.Tensor, list[str]]:
     """A data set as model input, checked against its manifest by the runner's loader."""
-    items = load_challenges(data)
-    inputs = [input_bytes(Image.frombytes(mode, size, raw), config) for _, (_, mode, size, raw) in items]
-    return stack(inputs, config), [s.answer for s, _ in items]
+    items = ds.load_images(data)  # the checked image loader
+    return stack([input_bytes(image, config) for _, image in items], config), [s.answer for s, _ in items]
 
 
 def folds(charset: str, case_sensitive: bool) -> bool:
@@ -313,8 +311,7 @@ def _load_mix(cfg: TrainConfig, model_cfg: CNNConfig, folding: bool) -> _Mix:
     if missing:  # said before any image is read
         raise ValueError(f"--mix {cfg.mix}: its answers use {''.join(missing)!r}, which --dataset's charset lacks: "
                          "generate the mix set with that charset")
-    items = load_challenges(data, cfg.mix_count)
-    x = stack([input_bytes(Image.frombytes(mode, size, raw), model_cfg) for _, (_, mode, size, raw) in items], model_cfg)
+    x = stack([input_bytes(image, model_cfg) for _, image in ds.load_images(data, cfg.mix_count)], model_cfg)
     flat, sizes = encode(answers, model_cfg.charset)
     per_batch = max(1, round(cfg.batch_size * cfg.mix_share / (1.0 - cfg.mix_share)))
     about = {"dataset": str(cfg.mix), "sha256": data.hash, "items": len(answers), "share": cfg.mix_share,

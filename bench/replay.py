@@ -1,18 +1,25 @@
-"""The `human` solver: replays recorded human answers, with their recorded times.
+"""Replaying recorded human answers: the runner's job, through the `human` solver.
 
-Not a model: the runner asks it `replay(ids)` instead of `solve(batch)` and writes one attempt
-row per recorded answer (a person, an attempt). It sees item ids only, never images' answers.
-Answers come from the study app's database (`captcha-bench record`) or an answers CSV (its
-export, or an import such as TuringPass, whose data set names its answers file itself).
+`HumanSolver` is not a model: the runner asks it `replay(ids)` instead of `solve(batch)` and
+writes one attempt row per recorded answer (a person, an attempt), with the recorded time. It
+sees item ids only, never images or answers. Answers come from the study app's database
+(`captcha-bench record`) or an answers CSV (its export, or an import such as TuringPass, whose
+data set names its answers file itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from captchas import answers as recorded
-from captchas.dataset import Challenge, DatasetError
+from captchas.dataset import Challenge, Dataset, DatasetError
+from solvers import base
+from solvers.base import Replaying
+
+if TYPE_CHECKING:
+    from bench.run import SolverSpec
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -74,3 +81,40 @@ class HumanSolver:
 
     def solve(self, batch: Sequence[Challenge]) -> list[str]:
         raise NotImplementedError("human replays recorded answers: the runner calls replay(ids), not solve()")
+
+
+class Replayer:
+    """A replay solver (recorded human answers), loaded in process and checked against the data set."""
+
+    cold_start = None
+    restarts = 0
+
+    def __init__(self, spec: SolverSpec, dataset: Dataset) -> None:
+        from solvers.registry import SolverError, load
+
+        solver = load(spec.name, **spec.options)
+        lacking = [hook for hook in ("dataset_sha256", "item_ids") if not hasattr(solver, hook)]
+        if lacking:
+            raise SolverError(f"solver {spec.name!r} replays answers but lacks {', '.join(lacking)}: see solvers/base.py")
+        self.solver: Replaying = solver
+        recorded_on = self.solver.dataset_sha256
+        if recorded_on and recorded_on != dataset.hash:
+            raise SolverError(f"solver {spec.name!r}: its answers were recorded on data set {recorded_on[:12]}, not "
+                              f"this one ({dataset.hash[:12]}): give the answers of this data set")
+        unknown = sorted(self.solver.item_ids() - {s.id for s in dataset.samples})
+        if unknown:
+            raise SolverError(f"solver {spec.name!r}: {len(unknown)} recorded answer(s) name items this data set does "
+                              f"not have (e.g. {unknown[0]!r}): give the answers recorded on this data set")
+
+    def close(self) -> None:
+        pass
+
+
+def replays(name: str) -> bool:
+    """Whether a solver replays recorded human answers (it has `replay(ids)`) rather than reading images."""
+    from solvers.registry import SolverError, resolve
+
+    try:
+        return base.replays(resolve(name))
+    except SolverError:
+        return False
