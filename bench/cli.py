@@ -71,7 +71,7 @@ def parse_options(pairs: tuple[str, ...], flag: str = "--set") -> dict[str, Any]
 
 def dataset_or_default(dataset: Path | None) -> ds.Dataset:
     """The data set folder given, or the embedded default (generated, or reused once its hashes check)."""
-    from bench.session import default_dataset
+    from bench.benchmark import default_dataset
 
     if dataset is not None:
         return ds.read_dataset(dataset)
@@ -219,7 +219,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7 --out results/runs/hard-7
     """
     from bench.summary import to_table
-    from bench.session import case_sensitive, recorded_request, run_benchmark, with_dataset_options
+    from bench.benchmark import case_sensitive, recorded_request, run_benchmark, with_dataset_options
     from bench.suite import PEOPLE, run_default
 
     before = recorded_request(out) if resume and out is not None else None
@@ -743,7 +743,7 @@ def humans_export(db: Path, out: Path, force: bool, excel_safe: bool) -> None:
     Example: captcha-bench humans export --db results/studies/051e9b2ff964.sqlite --out answers.csv
     """
     from bench.study.store import Store
-    from captchas.answers import write_csv
+    from captchas.recorded import write_csv
 
     if not db.is_file():
         raise click.ClickException(f"--db {db} does not exist: give the database that captcha-bench record wrote")

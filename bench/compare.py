@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench import stats
-from bench.run import Attempt
+from bench.results import Attempt
 from captchas.scoring import cer, is_correct
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from captchas import answers as recorded
+from captchas import recorded
 from captchas.dataset import Challenge, Dataset, DatasetError
 from solvers import base
 from solvers.base import Replaying

@@ -26,9 +26,10 @@ from typing import Any
 
 from bench import stats
 from bench.compare import Comparison, adjust, first_answers, plans, rescore
-from bench.run import Attempt, Timing
+from bench.results import Attempt, Timing
 from bench.runs import COLLECTION, Run, RunError, read_runs
-from bench.session import RUN, git_state
+from bench.benchmark import git_state
+from bench.results import RUN
 from bench.summary import Glyph, Summary, format_table, glyph_readings, summarize
 
 HTML, MARKDOWN, FIGURES = "report.html", "report.md", "figures"
@@ -398,7 +399,7 @@ def _group(runs: list[Run]) -> tuple[Group, stats.Wanted, Callable[..., Group]]:
 
 def _turingpass_reference() -> PeopleReference | None:
     """People's first tries on the embedded TuringPass split, scored as its app judged (case-insensitive)."""
-    from captchas import answers as recorded
+    from captchas import recorded
     from captchas import dataset as ds
     from captchas.imports import EMBEDDED_HUMANS
     from captchas.scoring import is_correct

@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from bench.host import HostError, Pixels, SolverHost, pixels
+from bench.results import SKIPPED, Attempt, Timing
 from bench.replay import Replayer, replays
 from captchas import dataset as ds
 from captchas.scoring import cer, is_correct
-
-
-SKIPPED = "skipped"  # the error of a replayed human answer where the person pressed Skip
 
 
 @dataclass(frozen=True)
@@ -38,36 +36,6 @@ class RunConfig:
     throughput_items: int = 256  # items in the throughput pass (the first ones); 0 skips it
     limit: int | None = None  # attempt only the first N items of the data set
     case_sensitive: bool | None = None  # score case-sensitively or not; None: as the data set says
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One row of attempts.csv. `expected` is written by the runner, never by the solver."""
-
-    run_id: str
-    solver: str
-    item_id: str
-    expected: str
-    predicted: str
-    correct: bool
-    cer: float  # edit distance / answer length
-    seconds: float  # solve() time for this item alone, inside the solver process; humans: recorded time
-    error: str  # empty when the solver answered; "skipped" when a person skipped the item
-    participant: str = ""  # replayed human answers: who (empty for machines and anonymous sources)
-    attempt: int = 1  # replayed human answers: that person's try at this item
-
-
-@dataclass(frozen=True)
-class Timing:
-    """What a solver's session measured apart from the attempts."""
-
-    solver: str
-    cold_start: float | None  # seconds to import and construct it in a fresh process
-    throughput: float | None  # items/s over batches of batch_size
-    throughput_items: int
-    batch_size: int
-    restarts: int  # processes replaced after timeouts or crashes
-    error: str = ""  # why the solver could not run at all
 
 
 def load_challenges(dataset: ds.Dataset, limit: int | None = None) -> list[tuple[ds.Sample, Pixels]]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.run import Attempt, Timing, replays
-from bench.session import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON, TIMING
+from bench.replay import replays
+from bench.results import Attempt, Timing, attempt_from_row, read_timings
+from bench.results import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON, TIMING
 
 COLLECTION = "collection.json"
 
@@ -104,7 +104,7 @@ def read_run(path: Path, label: str | None = None, point: dict[str, Any] | None 
         raise RunError(f"{path / RUN} lacks the data set or its solvers: the run folder is damaged; run it again")
     provenance = document.pop("provenance", {}) or {}
     attempts = read_attempts_strictly(path / ATTEMPTS)
-    return Run(path, document, provenance, tuple(attempts), _timings(path / TIMING), (path / SUMMARY_JSON).is_file(),
+    return Run(path, document, provenance, tuple(attempts), read_timings(path / TIMING), (path / SUMMARY_JSON).is_file(),
                label or _label(document, provenance), point or {})
 
 
@@ -130,13 +130,7 @@ def read_attempts_strictly(path: Path) -> list[Attempt]:
         try:
             if len(row) != len(COLUMNS):
                 raise ValueError(f"{len(row)} fields, not {len(COLUMNS)}")
-            r = dict(zip(COLUMNS, row))
-            seconds = float(r["seconds"])
-            if r["correct"] not in ("0", "1") or not (math.isfinite(seconds) or math.isnan(seconds)):
-                raise ValueError("correct must be 0 or 1")
-            attempts.append(Attempt(r["run_id"], r["solver"], r["item_id"], r["expected"], r["predicted"],
-                                    r["correct"] == "1", float(r["cer"]), seconds, r["error"], r["participant"],
-                                    int(r["attempt"])))
+            attempts.append(attempt_from_row(dict(zip(COLUMNS, row))))
         except ValueError as e:
             raise RunError(f"{path} line {line} is damaged ({e}): {fix}") from None
     return attempts
@@ -154,19 +148,6 @@ def _collection(path: Path) -> list[dict[str, Any]]:
         if Path(part["path"]).is_absolute() or ".." in Path(part["path"]).parts:
             raise RunError(f"{path / COLLECTION} names {part['path']!r}, outside its folder: run the collection again")
     return parts
-
-
-def _timings(path: Path) -> dict[str, Timing]:
-    timings: dict[str, Timing] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-                record.pop("time", None)
-                timings[record["solver"]] = Timing(**record)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut short by a kill: that session's figures are lost, its attempts are not
-    return timings
 
 
 def _label(request: dict[str, Any], provenance: dict[str, Any]) -> str:

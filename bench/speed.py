@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.run import RunConfig, SolverSpec, load_challenges
-from bench.session import run_benchmark
+from bench.benchmark import run_benchmark
 from captchas import dataset as ds
 
 
@@ -59,7 +59,7 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
     import subprocess
     import sys
 
-    from bench.session import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON
+    from bench.results import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON
 
     if items < 10 or solvers < 2:
         raise ValueError("give at least 10 items and 2 solvers (one of them replays recorded answers)")

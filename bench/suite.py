@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.run import RunConfig, SolverSpec, replays
+from bench.replay import replays
+from bench.run import RunConfig, SolverSpec
 from bench.runs import COLLECTION
-from bench.session import RUN, Progress, RunResult, check_new_run, run_benchmark, with_dataset_options
+from bench.results import RUN
+from bench.benchmark import Progress, RunResult, check_new_run, run_benchmark, with_dataset_options
 from captchas import dataset as ds
 
 PEOPLE = "human"  # the solver that replays recorded answers, added wherever a data set has them

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import RunConfig, SolverSpec
-from bench.session import Progress, RunResult
+from bench.benchmark import Progress, RunResult
 from bench.suite import DATASETS, PEOPLE, Part, check_resumable, run_collection
 from captchas import dataset as ds
 from captchas import schemes

@@ -235,12 +235,12 @@ def import_turingpass(
 ) -> TuringPassImport:
     """Import a TuringPass folder as two data sets, `out`/humans and `out`/train.
 
-    `humans` holds the images with recorded answers and an answers file (captchas.answers format,
+    `humans` holds the images with recorded answers and an answers file (captchas.recorded format,
     the source's time in client_seconds); `train` holds every other image. Both are marked
     case-insensitive, as the original app judged answers; the manifests keep the case, so a
     case-sensitive score stays available (`captcha-bench run --case-sensitive`).
     """
-    from captchas import answers as recorded
+    from captchas import recorded
 
     src, out = Path(src), Path(out)
     images, table = src / TURINGPASS_IMAGES, src / TURINGPASS_ANSWERS

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from captchas.dataset import Challenge
 
 if TYPE_CHECKING:
-    from captchas.answers import Recorded
+    from captchas.recorded import Recorded
 
 
 @runtime_checkable

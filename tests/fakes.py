@@ -143,7 +143,7 @@ def write_run(folder: Any, dataset_sha256: str, attempts: Sequence[Any], *, peop
     import csv
     from pathlib import Path
 
-    from bench.session import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON
+    from bench.results import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON
 
     folder = Path(folder)
     folder.mkdir(parents=True)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from bench.cli import parse_options
 from captchas.scoring import cer, is_correct, normalise
-from captchas import answers as recorded
+from captchas import recorded
 from captchas import dataset as ds
 from captchas.imports import import_folder
 from captchas.schemes import SchemeError, load

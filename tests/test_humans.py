@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bench import session
+from bench import benchmark
 from bench.cli import cli
 from bench.run import RunConfig, SolverSpec
 from bench.study.app import create_app
-from captchas import answers as recorded
+from captchas import recorded
 from captchas import dataset as ds
 from captchas.imports import TURINGPASS_ANSWERS, TURINGPASS_IMAGES, import_turingpass
 from tests.conftest import SHARED
@@ -34,9 +34,9 @@ def answers_csv(path: Path, dataset: ds.Dataset, rows: list[tuple[str, int, str,
 
 
 def run_human(tmp_path: Path, dataset: ds.Dataset, name: str = "run", case: bool | None = None,
-              **options: object) -> tuple[session.RunResult, list[dict[str, str]]]:
+              **options: object) -> tuple[benchmark.RunResult, list[dict[str, str]]]:
     config = RunConfig((SolverSpec("human", dict(options)),), case_sensitive=case)
-    result = session.run_benchmark(dataset, session.with_dataset_options(config, dataset), tmp_path / name)
+    result = benchmark.run_benchmark(dataset, benchmark.with_dataset_options(config, dataset), tmp_path / name)
     return result, list(csv.DictReader((tmp_path / name / "attempts.csv").read_text().splitlines()))
 
 

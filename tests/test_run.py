@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import session
+from bench import benchmark, results
 from bench.summary import glyph_accuracy, glyph_table, percentile, summarize, wilson
 from bench.run import Attempt, RunConfig, SolverSpec
 from captchas.scoring import cer, is_correct
@@ -106,7 +106,7 @@ def test_run_scores_records_and_summarises(tmp_path: Path, tiny_dataset: ds.Data
     truth = _answers(tiny_dataset)
     canned = {i: (a.lower() if k % 2 == 0 else "WRONG") for k, (i, a) in enumerate(sorted(truth.items()))}
     config = RunConfig((SolverSpec(FAKE, {"answers": canned}), SolverSpec("constant")), throughput_items=4, batch_size=3)
-    result = session.run_benchmark(tiny_dataset, config, tmp_path / "run")
+    result = benchmark.run_benchmark(tiny_dataset, config, tmp_path / "run")
     fake, constant = result.summaries
     assert (fake.n, fake.correct, fake.errors) == (8, 4, 0) and fake.accuracy == 0.5
     assert constant.correct == 0 and constant.cold_start is not None and constant.throughput and constant.throughput > 0
@@ -134,8 +134,8 @@ def test_faults_are_recorded_and_the_run_goes_on(tmp_path: Path, tiny_dataset: d
     options = {"raise_on": [ids[1]], "wrong_count_on": [ids[2]], "non_text_on": [ids[3]], "crash_on": [ids[4]],
                "hang_on": [ids[5]]}
     config = RunConfig((SolverSpec(FAULTY, options),), timeout=2.0, throughput_items=0)
-    result = session.run_benchmark(tiny_dataset, config, tmp_path / "run")
-    errors = {a.item_id: a.error for a in session.read_attempts(tmp_path / "run" / "attempts.csv")}
+    result = benchmark.run_benchmark(tiny_dataset, config, tmp_path / "run")
+    errors = {a.item_id: a.error for a in results.read_attempts(tmp_path / "run" / "attempts.csv")}
     assert errors[ids[0]] == "" and errors[ids[6]] == "" and errors[ids[7]] == ""
     assert errors[ids[1]] == "RuntimeError: model exploded"
     assert errors[ids[2]] == "solve() returned 2 answers for 1 challenges"
@@ -155,38 +155,38 @@ def test_an_interrupted_run_keeps_its_rows_and_resumes_without_duplicates(tmp_pa
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        session.run_benchmark(tiny_dataset, config, out, progress=interrupt)
-    assert len(session.read_attempts(out / "attempts.csv")) == 3
+        benchmark.run_benchmark(tiny_dataset, config, out, progress=interrupt)
+    assert len(results.read_attempts(out / "attempts.csv")) == 3
     with (out / "attempts.csv").open("a") as f:
         f.write("run,constant,000003,AB")  # a kill in the middle of a row
     with pytest.raises(ds.DatasetError, match="already holds a run: pass --resume"):
-        session.run_benchmark(tiny_dataset, config, out)
-    result = session.run_benchmark(tiny_dataset, config, out, resume=True)
-    rows = session.read_attempts(out / "attempts.csv")
+        benchmark.run_benchmark(tiny_dataset, config, out)
+    result = benchmark.run_benchmark(tiny_dataset, config, out, resume=True)
+    rows = results.read_attempts(out / "attempts.csv")
     assert len(rows) == 16 and len({(a.solver, a.item_id) for a in rows}) == 16
     assert [s.n for s in result.summaries] == [8, 8]
 
 
 def test_resume_refuses_a_different_request(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
     out = tmp_path / "run"
-    session.run_benchmark(tiny_dataset, RunConfig((SolverSpec("constant"),), throughput_items=0), out)
+    benchmark.run_benchmark(tiny_dataset, RunConfig((SolverSpec("constant"),), throughput_items=0), out)
     other = RunConfig((SolverSpec("constant", {"answer": "ZZZ"}),), throughput_items=0)
     with pytest.raises(ds.DatasetError, match="cannot resume .*: solver constant's options were {}, now {'answer': 'ZZZ'}"):
-        session.run_benchmark(tiny_dataset, other, out, resume=True)
+        benchmark.run_benchmark(tiny_dataset, other, out, resume=True)
     slower = RunConfig((SolverSpec("constant"),), throughput_items=0, timeout=5.0)
     with pytest.raises(ds.DatasetError, match="cannot resume .*: timeout was 30.0, now 5.0: give the run's own"):
-        session.run_benchmark(tiny_dataset, slower, out, resume=True)
+        benchmark.run_benchmark(tiny_dataset, slower, out, resume=True)
     more = RunConfig((SolverSpec("constant"), SolverSpec(SPY)), throughput_items=0)
     with pytest.raises(ds.DatasetError, match="its solvers are constant, this command's constant, tests.fakes"):
-        session.run_benchmark(tiny_dataset, more, out, resume=True)
+        benchmark.run_benchmark(tiny_dataset, more, out, resume=True)
     with pytest.raises(ds.DatasetError, match="holds no run to resume"):
-        session.run_benchmark(tiny_dataset, other, tmp_path / "fresh", resume=True)
+        benchmark.run_benchmark(tiny_dataset, other, tmp_path / "fresh", resume=True)
 
 
 def test_no_solver_sees_an_answer_a_file_name_or_a_path(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
     report = tmp_path / "seen.jsonl"
     config = RunConfig((SolverSpec(SPY, {"report": str(report)}),), throughput_items=8, batch_size=4)
-    session.run_benchmark(tiny_dataset, config, tmp_path / "run")
+    benchmark.run_benchmark(tiny_dataset, config, tmp_path / "run")
     seen = [json.loads(line) for line in report.read_text().splitlines()]
     text = report.read_text()
     for sample in tiny_dataset.samples:
@@ -210,7 +210,7 @@ def test_unknown_solvers_and_options_fail_before_anything_is_written(
     from solvers.registry import SolverError
 
     with pytest.raises(SolverError, match=message):
-        session.run_benchmark(tiny_dataset, RunConfig((spec,)), tmp_path / "run")
+        benchmark.run_benchmark(tiny_dataset, RunConfig((spec,)), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -218,13 +218,13 @@ def test_a_tampered_or_undecodable_image_stops_the_run(tmp_path: Path, tiny_data
     config = RunConfig((SolverSpec("constant"),))
     (tiny_dataset.path / "000002.png").write_bytes(b"garbage")
     with pytest.raises(ds.DatasetError, match="000002.png \\(item 000002\\) does not match its sha256"):
-        session.run_benchmark(tiny_dataset, config, tmp_path / "run")
+        benchmark.run_benchmark(tiny_dataset, config, tmp_path / "run")
     edit_manifest(tiny_dataset.path, tiny_dataset.samples[2].sha256, ds.sha256_bytes(b"garbage"))
     with pytest.raises(ds.DatasetError, match="is not an image"):
-        session.run_benchmark(ds.read_dataset(tiny_dataset.path), config, tmp_path / "run")
+        benchmark.run_benchmark(ds.read_dataset(tiny_dataset.path), config, tmp_path / "run")
     (tiny_dataset.path / "000002.png").unlink()
     with pytest.raises(ds.DatasetError, match="is missing"):
-        session.run_benchmark(ds.read_dataset(tiny_dataset.path), config, tmp_path / "run")
+        benchmark.run_benchmark(ds.read_dataset(tiny_dataset.path), config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -238,16 +238,16 @@ def test_a_solver_that_cannot_start_stops_the_run_before_it_writes(tmp_path: Pat
 
     config = RunConfig((SolverSpec(FAKE), SolverSpec("constant", options)), throughput_items=0)
     with pytest.raises(SolverError, match=message):
-        session.run_benchmark(tiny_dataset, config, tmp_path / "run")
+        benchmark.run_benchmark(tiny_dataset, config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_a_solver_without_attempts_has_empty_scores_not_zero(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
     out = tmp_path / "run"
-    session.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE), SolverSpec("constant")), throughput_items=0), out)
+    benchmark.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE), SolverSpec("constant")), throughput_items=0), out)
     lines = (out / "attempts.csv").read_text().splitlines()
     (out / "attempts.csv").write_text("\n".join(line for line in lines if ",constant," not in line) + "\n")
-    fake, constant = session.write_summaries(out)  # as if the run had stopped before constant began
+    fake, constant = benchmark.write_summaries(out)  # as if the run had stopped before constant began
     assert fake.n == 8 and constant.n == 0
     row = next(r for r in csv.DictReader((out / "summary.csv").read_text().splitlines()) if r["solver"] == "constant")
     assert [row[k] for k in ("accuracy", "accuracy_low", "accuracy_high", "cer")] == ["", "", "", ""]
@@ -256,7 +256,7 @@ def test_a_solver_without_attempts_has_empty_scores_not_zero(tmp_path: Path, tin
 
 
 def test_the_default_charset_goes_to_solvers_that_take_one(tiny_dataset: ds.Dataset) -> None:
-    config = session.with_dataset_options(RunConfig((SolverSpec("ocr"), SolverSpec("constant"))), tiny_dataset)
+    config = benchmark.with_dataset_options(RunConfig((SolverSpec("ocr"), SolverSpec("constant"))), tiny_dataset)
     assert config.solvers[0].options == {"charset": tiny_dataset.info["charset"]}
     assert config.solvers[1].options == {}
 
@@ -266,9 +266,9 @@ def test_relative_paths_in_options_mean_the_callers_folder(tmp_path: Path, tiny_
     monkeypatch.chdir(tmp_path)
     (tmp_path / "answer.txt").write_text("FROMFILE")
     config = RunConfig((SolverSpec("tests.fakes:FileSolver", {"path": "answer.txt"}),), throughput_items=0)
-    result = session.run_benchmark(tiny_dataset, config, tmp_path / "run")
+    result = benchmark.run_benchmark(tiny_dataset, config, tmp_path / "run")
     assert result.summaries[0].failure == ""
-    assert {a.predicted for a in session.read_attempts(tmp_path / "run" / "attempts.csv")} == {"FROMFILE"}
+    assert {a.predicted for a in results.read_attempts(tmp_path / "run" / "attempts.csv")} == {"FROMFILE"}
 
 
 def test_edit_table_matches_the_textbook_recurrence() -> None:
@@ -293,9 +293,9 @@ def test_edit_table_matches_the_textbook_recurrence() -> None:
 def test_answers_with_line_breaks_read_back_exactly(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
     answers = {tiny_dataset.samples[0].id: "A\rB", tiny_dataset.samples[1].id: "x\ny", tiny_dataset.samples[2].id: "ok"}
     out = tmp_path / "run"
-    session.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE, {"answers": answers}),), throughput_items=0), out)
-    read = {a.item_id: a.predicted for a in session.read_attempts(out / "attempts.csv")}
+    benchmark.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE, {"answers": answers}),), throughput_items=0), out)
+    read = {a.item_id: a.predicted for a in results.read_attempts(out / "attempts.csv")}
     assert all(read[i] == text for i, text in answers.items()) and len(read) == 8
-    again = session.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE, {"answers": answers}),), throughput_items=0),
+    again = benchmark.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE, {"answers": answers}),), throughput_items=0),
                                   out, resume=True)  # resume reads the file back too: nothing redone
-    assert again.summaries[0].n == 8 and len(session.read_attempts(out / "attempts.csv")) == 8
+    assert again.summaries[0].n == 8 and len(results.read_attempts(out / "attempts.csv")) == 8

@@ -148,14 +148,14 @@ def test_a_solver_that_answers_after_its_timeout_prints_no_traceback(tmp_path: P
 
 
 def test_progress_reaches_the_start_and_the_throughput_pass(tmp_path: Path, small_set: Path) -> None:
-    from bench import session
+    from bench import benchmark
     from bench.run import RunConfig, SolverSpec
 
     heard: list[tuple[str, int, int]] = []
     config = RunConfig((SolverSpec("constant"),), throughput_items=4, batch_size=2)
-    session.run_benchmark(ds.read_dataset(small_set), config, tmp_path / "run", progress=lambda *a: heard.append(a))
+    benchmark.run_benchmark(ds.read_dataset(small_set), config, tmp_path / "run", progress=lambda *a: heard.append(a))
     labels = [label for label, _, _ in heard]
-    assert labels[0] == session.STARTING and ("constant throughput", 4, 4) in heard
+    assert labels[0] == benchmark.STARTING and ("constant throughput", 4, 4) in heard
     assert labels.index("constant") < labels.index("constant throughput")
 
 

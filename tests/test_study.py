@@ -421,11 +421,11 @@ def test_exports_keep_answers_exact_unless_excel_safe(tmp_path: Path, tiny_datas
 
 
 def test_every_csv_ends_its_lines_the_same_way(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
-    from bench import session
+    from bench import benchmark
     from bench.run import RunConfig, SolverSpec
 
     out = tmp_path / "run"
-    session.run_benchmark(tiny_dataset, RunConfig((SolverSpec("constant"),), throughput_items=0), out)
+    benchmark.run_benchmark(tiny_dataset, RunConfig((SolverSpec("constant"),), throughput_items=0), out)
     for path in (out / "attempts.csv", out / "summary.csv", tiny_dataset.path / "manifest.csv"):
         data = path.read_bytes()
         assert b"\r\n" not in data and data.endswith(b"\n"), path

@@ -14,7 +14,7 @@ from bench.cli import cli
 from bench.report import build_report, crossings
 from bench.run import RunConfig, SolverSpec
 from bench.sweep import Sweep, parse_values, run_sweep
-from captchas import answers as recorded
+from captchas import recorded
 from captchas import dataset as ds
 from captchas.generate import make_dataset
 from captchas.schemes import SchemeError, load

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from captchas.answers import Recorded
+from captchas.recorded import Recorded
 
 JOINS_PER_HOUR = 30  # new participants one client address may start in an hour (the study app's default)
 

@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.summary import Summary, summarize
-from bench.run import Attempt, RunConfig, SolverSpec, Started, Timing, load_challenges, replays, run_solver, start_solver
+from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, attempt_row,
+                           read_attempts, read_timings, timing_line)
+from bench.run import RunConfig, SolverSpec, Started, load_challenges, replays, run_solver, start_solver
 from captchas import dataset as ds
 from solvers.registry import check_options
 
-RUN, ATTEMPTS, TIMING = "run.json", "attempts.csv", "timing.jsonl"
-SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"
-COLUMNS = [f.name for f in dataclasses.fields(Attempt)]
 LIBRARIES = ("captcha", "pillow", "click", "numpy", "scipy", "statsmodels", "tesserocr", "ddddocr", "onnxruntime",
              "torch", "torchvision")
 
@@ -107,14 +106,14 @@ def _run_all(out: Path, config: RunConfig, started: dict[str, Started], items: l
             throughput = (lambda k, n, name=spec.name: report(f"{name} throughput", k, n)) if report else None
             for record in run_solver(out.name, spec, started[spec.name], items, config, case, finished, throughput):
                 if isinstance(record, Attempt):
-                    writer.writerow(_row(record))
+                    writer.writerow(attempt_row(record))
                     f.flush()
                     count += 1
                     if progress:
                         progress(spec.name, count, len(items))
                 else:
                     with (out / TIMING).open("a", encoding="utf-8") as t:
-                        t.write(json.dumps({**dataclasses.asdict(record), "time": _now()}) + "\n")
+                        t.write(timing_line(record, _now()))
             started[spec.name].close()  # its memory back before the next solver
 
 
@@ -167,12 +166,7 @@ def write_summaries(out: Path, item_ids: set[str] | None = None) -> list[Summary
     """Summarise attempts.csv (and the latest timing of each solver) into summary.csv and .json."""
     request = json.loads((out / RUN).read_text())
     attempts = [a for a in read_attempts(out / ATTEMPTS) if item_ids is None or a.item_id in item_ids]
-    timings: dict[str, Timing] = {}
-    if (out / TIMING).is_file():
-        for line in (out / TIMING).read_text().splitlines():
-            record = json.loads(line)
-            record.pop("time", None)
-            timings[record["solver"]] = Timing(**record)
+    timings = read_timings(out / TIMING)
     total = len(item_ids) if item_ids is not None else None
     summaries = [
         summarize(spec["name"], [a for a in attempts if a.solver == spec["name"]], timings.get(spec["name"]), total)
@@ -189,25 +183,6 @@ def write_summaries(out: Path, item_ids: set[str] | None = None) -> list[Summary
         for s in summaries]}
     (out / SUMMARY_JSON).write_text(json.dumps(report, indent=2) + "\n")
     return summaries
-
-
-def read_attempts(path: Path) -> list[Attempt]:
-    """attempts.csv back as records (the last line is ignored if a kill cut it short)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [
-        Attempt(r["run_id"], r["solver"], r["item_id"], r["expected"], r["predicted"], r["correct"] == "1",
-                float(r["cer"]), float(r["seconds"]), r["error"], r["participant"], int(r["attempt"]))
-        for r in rows
-        if r.get(COLUMNS[-1])  # a row cut short lacks its last column
-    ]
-
-
-def _row(a: Attempt) -> list[Any]:
-    return [a.run_id, a.solver, a.item_id, a.expected, a.predicted, int(a.correct), f"{a.cer:.6f}", f"{a.seconds:.9f}",
-            a.error, a.participant, a.attempt]
 
 
 def _check_columns(path: Path) -> None:
