@@ -31,7 +31,7 @@ from solvers.registry import check_options
 LIBRARIES = ("captcha", "pillow", "click", "numpy", "scipy", "statsmodels", "tesserocr", "ddddocr", "onnxruntime",
              "torch", "torchvision")
 
-Progress = Callable[[str, int, int], None]  # (label: a solver, or a stage of the run, done, total)
+RunProgress = Callable[[str, int, int], None]  # (label: a solver, or a stage of the run, done, total)
 STARTING = "starting solvers"
 
 # The embedded default: what `captcha-bench run` with no arguments (and `make bench`) uses.
@@ -47,7 +47,7 @@ class RunResult:
 
 
 def run_benchmark(
-    dataset: ds.Dataset, config: RunConfig, out: str | Path, resume: bool = False, progress: Progress | None = None
+    dataset: ds.Dataset, config: RunConfig, out: str | Path, resume: bool = False, progress: RunProgress | None = None
 ) -> RunResult:
     """Run every solver of `config` on `dataset`, writing results under `out` as it goes.
 
@@ -91,7 +91,7 @@ def run_benchmark(
 
 
 def _run_all(out: Path, config: RunConfig, started: dict[str, Started], items: list[tuple[ds.Sample, Any]],
-             case: bool, progress: Progress | None) -> None:
+             case: bool, progress: RunProgress | None) -> None:
     done = _done(out / ATTEMPTS)
     with (out / ATTEMPTS).open("a", newline="", encoding="utf-8") as f:
         writer = ds.CsvWriter(f)

@@ -86,19 +86,18 @@ def run_solver(
         host.solve([todo[0][0].id], config.timeout)  # warm-up, not recorded
     for sample, _ in todo:
         reply = host.solve([sample.id], config.timeout)
-        predicted = reply.answers[0] if reply.answers else ""
-        yield Attempt(
-            run_id=run_id,
-            solver=spec.name,
-            item_id=sample.id,
-            expected=sample.answer,
-            predicted=predicted,
-            correct=not reply.error and is_correct(sample.answer, predicted, case_sensitive),
-            cer=cer(sample.answer, predicted, case_sensitive),  # no answer: 1.0
-            seconds=reply.seconds,
-            error=reply.error,
-        )
+        predicted = reply.answers[0] if reply.answers else ""  # no answer: scored wrong, CER 1
+        yield scored(run_id, spec.name, sample, predicted, reply.seconds, reply.error, case_sensitive)
     yield _throughput(host, spec, items, config, progress)
+
+
+def scored(run_id: str, solver: str, sample: ds.Sample, predicted: str, seconds: float, error: str,
+           case_sensitive: bool, participant: str = "", attempt: int = 1) -> Attempt:
+    """One attempt, scored by the one rule: wrong whenever there is an error (a fault, or a skip)."""
+    return Attempt(run_id=run_id, solver=solver, item_id=sample.id, expected=sample.answer, predicted=predicted,
+                   correct=not error and is_correct(sample.answer, predicted, case_sensitive),
+                   cer=cer(sample.answer, predicted, case_sensitive), seconds=seconds, error=error,
+                   participant=participant, attempt=attempt)
 
 
 def _replay(run_id: str, spec: SolverSpec, started: Replayer, items: Sequence[tuple[ds.Sample, Pixels]],
@@ -109,19 +108,8 @@ def _replay(run_id: str, spec: SolverSpec, started: Replayer, items: Sequence[tu
     answers = started.solver.replay(ids)
     for sample, _ in items:
         for r in answers.get(sample.id, ()):
-            yield Attempt(
-                run_id=run_id,
-                solver=spec.name,
-                item_id=sample.id,
-                expected=sample.answer,
-                predicted=r.answer,
-                correct=not r.skipped and is_correct(sample.answer, r.answer, case_sensitive),
-                cer=cer(sample.answer, r.answer, case_sensitive),
-                seconds=r.seconds if r.seconds is not None else float("nan"),
-                error=SKIPPED if r.skipped else "",
-                participant=r.participant,
-                attempt=r.attempt,
-            )
+            yield scored(run_id, spec.name, sample, r.answer, r.seconds if r.seconds is not None else float("nan"),
+                         SKIPPED if r.skipped else "", case_sensitive, r.participant, r.attempt)
     yield Timing(spec.name, None, None, 0, config.batch_size, 0)
 
 

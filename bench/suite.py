@@ -20,7 +20,7 @@ from bench.replay import replays
 from bench.run import RunConfig, SolverSpec
 from bench.runs import COLLECTION
 from bench.results import RUN
-from bench.benchmark import Progress, RunResult, check_new_run, run_benchmark, with_dataset_options
+from bench.benchmark import RunProgress, RunResult, check_new_run, run_benchmark, with_dataset_options
 from captchas import dataset as ds
 
 PEOPLE = "human"  # the solver that replays recorded answers, added wherever a data set has them
@@ -52,7 +52,7 @@ def default_parts(machines: Sequence[SolverSpec], generated: ds.Dataset) -> list
 
 
 def run_default(config: RunConfig, generated: ds.Dataset, out: Path, resume: bool = False,
-                progress: Progress | None = None) -> list[tuple[Part, RunResult]]:
+                progress: RunProgress | None = None) -> list[tuple[Part, RunResult]]:
     """The default benchmark into `out`: `config`'s solvers as `default_parts` shares them out."""
     parts = default_parts(config.solvers, generated)
     request = {"kind": "default", "solvers": [{"name": s.name, "options": s.options} for s in config.solvers]}
@@ -60,7 +60,7 @@ def run_default(config: RunConfig, generated: ds.Dataset, out: Path, resume: boo
 
 
 def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request: dict[str, Any],
-                   resume: bool = False, progress: Progress | None = None) -> list[RunResult]:
+                   resume: bool = False, progress: RunProgress | None = None) -> list[RunResult]:
     """Run every part into `out`/<folder>, as it goes; `--resume` continues what an interruption left.
 
     `config` gives the settings (its solvers are replaced by each part's); `request` is what must
@@ -92,7 +92,7 @@ def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request:
     return results
 
 
-def _labelled(progress: Progress | None, folder: str) -> Progress | None:
+def _labelled(progress: RunProgress | None, folder: str) -> RunProgress | None:
     """The progress callback with each solver named as `solver @ part`, so two parts' bars differ."""
     if progress is None:
         return None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import RunConfig, SolverSpec
-from bench.benchmark import Progress, RunResult
+from bench.benchmark import RunProgress, RunResult
 from bench.suite import DATASETS, PEOPLE, Part, check_resumable, run_collection
 from captchas import dataset as ds
 from captchas import schemes
@@ -52,7 +52,7 @@ def label(knob: str, value: Any) -> str:
 
 
 def run_sweep(sweep: Sweep, machines: Sequence[SolverSpec], config: RunConfig, out: Path, *, resume: bool = False,
-              workers: int = 1, studies: Path = Path("results/studies"), progress: Progress | None = None,
+              workers: int = 1, studies: Path = Path("results/studies"), progress: RunProgress | None = None,
               generating: ds.Progress | None = None) -> list[RunResult]:
     """Make (or reuse, once checked) each point's data set under `out`/datasets, run the solvers on it into
     `out`/<point>, as a collection that `captcha-bench report` reads; resumable like a run."""

@@ -32,7 +32,7 @@ class IllegibleError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Attempt:
+class Render:
     """One render and the legibility figures of its worst glyph."""
 
     image: Image.Image
@@ -156,7 +156,7 @@ def configure(generator: ImageCaptcha, spec: Spec) -> None:
 
 def render_attempt(
     text: str, spec: Spec, rng: random.Random, generator: _TracedCaptcha | None = None, full: bool = True
-) -> Attempt:
+) -> Render:
     """Draw `text` once, as ImageCaptcha.generate_image does, with every random number from `rng`.
 
     With full=False an illegible layout returns before noise and smoothing (a cheaper rejection).
@@ -169,16 +169,16 @@ def render_attempt(
         color = _lib.random_color(*spec.fg, alpha)
         image, clip, scale = generator.create_captcha_image_traced(text, color, background)
         if not _legible(clip, scale, spec) and not full:
-            return Attempt(image=image, clip=clip, scale=scale)  # rejected: skip the noise
+            return Render(image=image, clip=clip, scale=scale)  # rejected: skip the noise
         if spec.noise_dots:
             generator.create_noise_dots(image, color, width=spec.noise_dot_width, number=spec.noise_dots)
         for _ in range(spec.noise_curves):
             generator.create_noise_curve(image, color)
         image = image.filter(SMOOTH)
-    return Attempt(image=image, clip=clip, scale=scale)
+    return Render(image=image, clip=clip, scale=scale)
 
 
-def is_legible(attempt: Attempt, spec: Spec) -> bool:
+def is_legible(attempt: Render, spec: Spec) -> bool:
     """The legibility rule: no glyph clipped beyond max_clip, no squeeze below min_scale."""
     return _legible(attempt.clip, attempt.scale, spec)
 

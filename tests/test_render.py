@@ -96,10 +96,10 @@ def test_the_library_clips_and_our_rule_catches_it() -> None:
 
 def test_render_only_returns_legible_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = build_spec("medium", {"font_sizes": (54, 58)})  # big glyphs: about a third clipped
-    attempts: list[render.Attempt] = []
+    attempts: list[render.Render] = []
     original = render.render_attempt
 
-    def spy(*args: object, **kwargs: object) -> render.Attempt:
+    def spy(*args: object, **kwargs: object) -> render.Render:
         attempt = original(*args, **kwargs)  # type: ignore[arg-type]
         attempts.append(attempt)
         return attempt

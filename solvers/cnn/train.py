@@ -59,7 +59,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class Progress:
+class TrainingProgress:
     """What the loop reports to its callback."""
 
     phase: str  # "data" or "train"
@@ -70,7 +70,7 @@ class Progress:
     seconds: float = 0.0
 
 
-Callback = Callable[[Progress], None]
+Callback = Callable[[TrainingProgress], None]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -95,7 +95,7 @@ def render_items(scheme: ImageScheme, seed: int, indices: Sequence[int], config:
             images += data
             answers += texts
             if progress:
-                progress(Progress("data", len(answers), len(indices)))
+                progress(TrainingProgress("data", len(answers), len(indices)))
     return stack(images, config), answers
 
 
@@ -272,7 +272,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "order": order.get_state(), "jitter": jitter.get_state(), "mixing": mixing.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
             if progress:
-                progress(Progress("train", step, total, loss.item(), acc, seconds))
+                progress(TrainingProgress("train", step, total, loss.item(), acc, seconds))
         if out_of_time:
             break
     return meta
