@@ -21,7 +21,8 @@ from captchas import dataset as ds
 from captchas import generate as gen
 from captchas import imports, schemes
 from captchas.render import IllegibleError, measure_legibility
-from captchas.spec import KNOBS, PRESETS, SpecError
+from captchas.knobs import SpecError
+from captchas.spec import KNOBS, PRESETS
 from bench.runs import RunError
 from bench.study.store import JOINS_PER_HOUR
 from solvers import registry

@@ -22,7 +22,7 @@ from typing import Any
 import PIL
 from PIL import Image, ImageDraw, ImageFont, features
 
-from captchas.spec import FONTS, Knobs, check_fonts
+from captchas.knobs import FONTS, Knobs, SpecError, check_charset, check_fonts, check_range, check_size
 
 TURINGPASS_CHARSET = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnpqrstuvwxyz"  # 60 symbols, no 0 or o
 Colour = tuple[int, int, int]
@@ -56,31 +56,23 @@ class LinedSpec(Knobs):
 
 def _check(s: LinedSpec) -> None:
     """One-line errors that name the knob and the fix."""
-    for name in ("length", "font_size", "rotate", "spacing", "lines", "line_width"):
-        pair = getattr(s, name)
-        if len(pair) != 2 or pair[0] > pair[1]:
-            raise ValueError(f"{name}={pair} is not a (low, high) range: give two numbers, low first")
+    check_range(s, "length", "font_size", "rotate", "spacing", "lines", "line_width")
     if not 1 <= s.length[0] <= s.length[1] <= 32:
-        raise ValueError(f"length {s.length} is impossible: use 1 <= min <= max <= 32, e.g. length=5")
-    if not s.charset or len(set(s.charset)) != len(s.charset) or any(c.isspace() or not c.isprintable() for c in s.charset):
-        raise ValueError(f"charset {s.charset!r} is unusable: list printable characters, each once, e.g. charset=ABC23")
-    for name in ("width", "height"):
-        if not 16 <= getattr(s, name) <= 4096:
-            raise ValueError(f"{name}={getattr(s, name)} is out of range: use 16 to 4096 pixels")
-    if not s.fonts:
-        raise ValueError(f"fonts is empty: name at least one of {', '.join(FONTS)} or a .ttf path")
+        raise SpecError(f"length {s.length} is impossible: use 1 <= min <= max <= 32, e.g. length=5")
+    check_charset(s.charset)
+    check_size(s)
     check_fonts(s.fonts, s.font_paths(), s.charset)
     if not 4 <= s.font_size[0] <= s.font_size[1] <= 1024:
-        raise ValueError(f"font_size={s.font_size} is out of range: use sizes from 4 to 1024 pixels")
+        raise SpecError(f"font_size={s.font_size} is out of range: use sizes from 4 to 1024 pixels")
     for name, least, smallest in (("rise", s.rise, 0), ("lines", s.lines[0], 0), ("line_width", s.line_width[0], 1),
                                   ("jag", s.jag, 0)):
         if least < smallest:
-            raise ValueError(f"{name}={getattr(s, name)} is too small: use {smallest} or more")
+            raise SpecError(f"{name}={getattr(s, name)} is too small: use {smallest} or more")
     if not 0 <= s.jpeg <= 100:
-        raise ValueError(f"jpeg={s.jpeg} is out of range: use a JPEG quality from 1 to 100, or 0 for none")
+        raise SpecError(f"jpeg={s.jpeg} is out of range: use a JPEG quality from 1 to 100, or 0 for none")
     for name in ("dark", "outline", "overflow"):
         if not 0.0 <= getattr(s, name) <= 1.0:
-            raise ValueError(f"{name}={getattr(s, name)} is out of range: use a probability from 0 to 1")
+            raise SpecError(f"{name}={getattr(s, name)} is out of range: use a probability from 0 to 1")
 
 
 @functools.lru_cache(maxsize=256)
@@ -194,9 +186,9 @@ def _colour(rng: random.Random, lo: int, hi: int) -> Colour:
 def lined_scheme(preset: str | None = None, **knobs: Any) -> LinedScheme:
     """Factory (entry point `lined`): one look, so no presets beyond its defaults; knobs replace them."""
     if preset not in (None, "default"):
-        raise ValueError(f"scheme lined has no preset {preset!r}: leave --preset out and change knobs with --set")
+        raise SpecError(f"scheme lined has no preset {preset!r}: leave --preset out and change knobs with --set")
     unknown = sorted(set(knobs) - {f.name for f in dataclasses.fields(LinedSpec)})
     if unknown:
-        raise ValueError(f"unknown knob {unknown[0]!r}: valid knobs of lined are "
+        raise SpecError(f"unknown knob {unknown[0]!r}: valid knobs of lined are "
                          f"{', '.join(f.name for f in dataclasses.fields(LinedSpec))}")
     return LinedScheme(LinedSpec(**knobs))

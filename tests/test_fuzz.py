@@ -27,7 +27,8 @@ from captchas import recorded
 from captchas import dataset as ds
 from captchas.imports import import_folder
 from captchas.schemes import SchemeError, load
-from captchas.spec import KNOBS, SpecError
+from captchas.knobs import SpecError
+from captchas.spec import KNOBS
 
 FAST = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)

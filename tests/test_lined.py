@@ -83,7 +83,7 @@ def test_a_lined_data_set_regenerates_to_the_same_bytes(tmp_path: Path) -> None:
         (None, {"font_size": (30, 20)}, "font_size=.* is not a .low, high. range"),
         (None, {"dark": 1.5}, "dark=1.5 is out of range"),
         (None, {"fonts": "Nope"}, "font 'Nope' not found"),
-        (None, {"charset": "AAB"}, "charset 'AAB' is unusable"),
+        (None, {"charset": "AAB"}, "charset 'AAB' repeats a character"),
         (None, {"lines": "many"}, "knob lines='many' has the wrong type"),
         (None, {"line_width": (0, 2)}, r"line_width=\(0, 2\) is too small: use 1 or more"),
         (None, {"rise": -1}, "rise=-1 is too small: use 0 or more"),

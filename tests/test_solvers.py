@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from captchas.dataset import Challenge
-from captchas.spec import FONTS
+from captchas.knobs import FONTS
 from solvers import registry
 from solvers.constant import ConstantSolver
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from captcha.image import ImageCaptcha
 
-from captchas.spec import DEFAULT_CHARSET, KNOBS, PRESETS, Spec, SpecError, build_spec
+from captchas.knobs import SpecError
+from captchas.spec import DEFAULT_CHARSET, KNOBS, PRESETS, Spec, build_spec
 
 
 def test_presets_are_the_four_named_levels() -> None:
