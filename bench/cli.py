@@ -19,7 +19,7 @@ import click
 from bench.summary import format_table
 from captchas import dataset as ds
 from captchas import generate as gen
-from captchas import imports, schemes
+from captchas import folder, schemes, turingpass
 from captchas.render import IllegibleError, measure_legibility
 from captchas.knobs import SpecError
 from captchas.spec import KNOBS, PRESETS
@@ -375,7 +375,8 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     \b
     Example: captcha-bench train --preset medium --out results/models/medium.pt --minutes 20
     """
-    from solvers.cnn.train import TrainConfig, model_card, train as run_training
+    from solvers.cnn.card import model_card
+    from solvers.cnn.train import TrainConfig, train as run_training
 
     if preset not in PRESETS and dataset is None:
         raise click.ClickException(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -590,7 +591,7 @@ def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None
     Example: captcha-bench import folder captchas/data/turingpass/humans --labels captchas/data/turingpass/humans/manifest.csv --out results/datasets/mine
     """
     with progress_bar("Importing") as progress:
-        result = imports.import_folder(src, out, labels=labels, pattern=pattern, case_sensitive=case_sensitive,
+        result = folder.import_folder(src, out, labels=labels, pattern=pattern, case_sensitive=case_sensitive,
                                        seed=seed, force=force, progress=progress)
     for s in result.skipped[:20]:
         click.echo(f"skipped {ds.shown(s.file)}: {s.reason}")
@@ -616,7 +617,7 @@ def import_turingpass(src: Path, out: Path, seed: int, force: bool) -> None:
     Example: captcha-bench import turingpass TuringPass --out results/datasets/turingpass
     """
     with progress_bar("Importing") as progress:
-        result = imports.import_turingpass(src, out, seed=seed, force=force, progress=progress)
+        result = turingpass.import_turingpass(src, out, seed=seed, force=force, progress=progress)
     for s in result.skipped[:20]:
         click.echo(f"skipped {ds.shown(s.file)}: {s.reason}")
     more = " (first 20 listed)" if len(result.skipped) > 20 else ""

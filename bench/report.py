@@ -401,7 +401,7 @@ def _turingpass_reference() -> PeopleReference | None:
     """People's first tries on the embedded TuringPass split, scored as its app judged (case-insensitive)."""
     from captchas import recorded
     from captchas import dataset as ds
-    from captchas.imports import EMBEDDED_HUMANS
+    from captchas.turingpass import EMBEDDED_HUMANS
     from captchas.scoring import is_correct
 
     try:

@@ -40,7 +40,7 @@ class Part:
 
 def default_parts(machines: Sequence[SolverSpec], generated: ds.Dataset) -> list[Part]:
     """The default benchmark: machines and people on the TuringPass humans split, machines on `generated`."""
-    from captchas.imports import EMBEDDED_HUMANS
+    from captchas.turingpass import EMBEDDED_HUMANS
 
     humans = ds.read_dataset(EMBEDDED_HUMANS)
     mine = [s for s in machines if not replays(s.name)]

@@ -87,7 +87,7 @@ def test_the_help_examples_work_from_a_fresh_clone() -> None:
     """Each example parses, and what it reads ships with the project or an earlier example makes it
     (run in the order a newcomer would: generate, verify, run, report, record, export, ...)."""
     from captchas.dataset import read_dataset
-    from captchas.imports import EMBEDDED_HUMANS
+    from captchas.turingpass import EMBEDDED_HUMANS
 
     study = f"results/studies/{read_dataset(EMBEDDED_HUMANS).hash[:12]}.sqlite"  # record's default --db
     order = ["generate", "verify", "run", "report", "sweep", "record", "humans", "humans export", "import",

@@ -11,9 +11,12 @@ torch = pytest.importorskip("torch", reason="torch is not installed")
 
 from captchas.dataset import Challenge  # noqa: E402
 from captchas.schemes import image_scheme  # noqa: E402
+from solvers.cnn import plan as cnn_plan  # noqa: E402
 from solvers.cnn import solver as cnn_solver  # noqa: E402
 from solvers.cnn.model import CaptchaNet, CNNConfig, decode, preprocess  # noqa: E402
-from solvers.cnn.train import TrainConfig, encode, model_card, train  # noqa: E402
+from solvers.cnn.card import model_card  # noqa: E402
+from solvers.cnn.data import encode  # noqa: E402
+from solvers.cnn.train import TrainConfig, train  # noqa: E402
 
 TINY = {"count": 64, "val_count": 16, "epochs": 1, "batch_size": 32, "eval_every": 1, "workers": 1, "device": "cpu"}
 
@@ -106,7 +109,7 @@ def test_model_shapes() -> None:
     assert CaptchaNet(config)(x).shape == (2, config.steps, 4)
 
 
-@pytest.mark.skipif(not cnn_solver.shipped("medium").is_file(), reason="no shipped medium weights")
+@pytest.mark.skipif(not cnn_plan.shipped("medium").is_file(), reason="no shipped medium weights")
 def test_shipped_medium_weights_read_fresh_items(tmp_path: Path) -> None:
     from captchas.generate import make_dataset
     from captchas.scoring import is_correct
@@ -121,7 +124,7 @@ def test_shipped_medium_weights_read_fresh_items(tmp_path: Path) -> None:
     assert right / len(answers) >= 0.95
 
 
-@pytest.mark.skipif(not cnn_solver.shipped("medium").is_file(), reason="no shipped medium weights")
+@pytest.mark.skipif(not cnn_plan.shipped("medium").is_file(), reason="no shipped medium weights")
 def test_a_run_records_which_shipped_weights_the_preset_chose(tmp_path: Path) -> None:
     from bench import benchmark
     from bench.run import RunConfig, SolverSpec
@@ -131,7 +134,7 @@ def test_a_run_records_which_shipped_weights_the_preset_chose(tmp_path: Path) ->
     data = make_dataset(image_scheme("medium"), 2, 5, tmp_path / "d", preset="medium")
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn"),)), data)
     files = benchmark.provenance(data, config)["solver_files"]
-    assert files == {"cnn": {"checkpoint": sha256_bytes(cnn_solver.shipped("medium").read_bytes())}}
+    assert files == {"cnn": {"checkpoint": sha256_bytes(cnn_plan.shipped("medium").read_bytes())}}
     mine = tmp_path / "mine.pt"
     mine.write_bytes(b"other weights")
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn", {"checkpoint": str(mine)}),)), data)
@@ -186,8 +189,8 @@ def test_a_second_data_set_mixed_into_every_batch_is_recorded_and_resumes_exactl
 
 def test_a_mixed_case_insensitive_set_trains_folded_and_its_weights_read_either_case(tmp_path: Path) -> None:
     """TuringPass-like: both cases in the charset, scored without case: one class per letter."""
-    from captchas.imports import import_folder
-    from solvers.cnn.train import folds
+    from captchas.folder import import_folder
+    from solvers.cnn.data import folds
 
     assert folds("AaBb12", case_sensitive=False) and not folds("AaBb12", case_sensitive=True)
     assert not folds("ABC123", case_sensitive=False)  # nothing to fold
@@ -210,7 +213,7 @@ def test_a_mixed_case_insensitive_set_trains_folded_and_its_weights_read_either_
 
 
 def test_augmentation_is_seeded_and_keeps_shape_and_range() -> None:
-    from solvers.cnn.train import augment
+    from solvers.cnn.data import augment
 
     x = torch.rand(6, 1, 24, 72)
     a = augment(x, torch.Generator().manual_seed(3))
@@ -230,7 +233,7 @@ def test_fine_tuning_starts_from_a_checkpoint_of_the_same_config(tmp_path: Path)
 
 
 def test_a_strided_model_with_another_gru_starts_from_the_convolutions_it_shares(tmp_path: Path) -> None:
-    from solvers.cnn.train import _initialise
+    from solvers.cnn.checkpoint import initialise
 
     _train(tmp_path / "a.pt")  # pooled first stage, GRU 64
     state = cnn_solver.load_checkpoint(tmp_path / "a.pt")
@@ -238,7 +241,7 @@ def test_a_strided_model_with_another_gru_starts_from_the_convolutions_it_shares
     torch.manual_seed(0)
     model = CaptchaNet(cheaper)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    started = _initialise(model, cheaper, tmp_path / "a.pt")
+    started = initialise(model, cheaper, tmp_path / "a.pt")
     after = model.state_dict()
     convolutions = [k for k in after if k.startswith("features.")]
     assert convolutions and all(torch.equal(after[k], state["state_dict"][k]) for k in convolutions)
@@ -251,13 +254,13 @@ def test_a_strided_model_with_another_gru_starts_from_the_convolutions_it_shares
 
 
 def test_weights_of_a_smaller_input_start_a_larger_one(tmp_path: Path) -> None:
-    from solvers.cnn.train import _initialise
+    from solvers.cnn.checkpoint import initialise
 
     _train(tmp_path / "a.pt")  # 24 x 72 input
     state = cnn_solver.load_checkpoint(tmp_path / "a.pt")
     larger = CNNConfig.from_dict({**state["config"], "height": 32, "width": 96})
     model = CaptchaNet(larger)
-    _initialise(model, larger, tmp_path / "a.pt")
+    initialise(model, larger, tmp_path / "a.pt")
     assert all(torch.equal(v, state["state_dict"][k]) for k, v in model.state_dict().items())
     assert model(torch.rand(2, 1, 32, 96)).shape[1] == larger.steps  # reads 24 columns now, not 18
     meta = _train(tmp_path / "b.pt", init=tmp_path / "a.pt", model={"height": 32, "width": 96})
@@ -360,21 +363,22 @@ def test_a_cascade_asks_the_fallback_only_below_the_threshold_and_keeps_the_sure
 
 def test_cascade_options_that_make_no_sense_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="give -o fallback=PATH too"):
-        cnn_solver.plan(checkpoint="a.pt", threshold=0.5)
+        cnn_plan.plan(checkpoint="a.pt", threshold=0.5)
     with pytest.raises(ValueError, match="a fallback needs -o threshold=T"):
-        cnn_solver.plan(checkpoint="a.pt", fallback="b.pt")
+        cnn_plan.plan(checkpoint="a.pt", fallback="b.pt")
     for bad in (1.5, -0.1, "high", True):
         with pytest.raises(ValueError, match="threshold is a confidence between 0 and 1"):
-            cnn_solver.plan(checkpoint="a.pt", fallback="b.pt", threshold=bad)  # type: ignore[arg-type]
+            cnn_plan.plan(checkpoint="a.pt", fallback="b.pt", threshold=bad)  # type: ignore[arg-type]
+    monkeypatch.setattr(cnn_plan, "WEIGHTS", tmp_path)
     monkeypatch.setattr(cnn_solver, "WEIGHTS", tmp_path)
     (tmp_path / "hard.cascade.json").write_text('{"checkpoint": "f.pt", "fallback": "s.pt", "threshold": 0.85}')
-    chosen = cnn_solver.plan(preset="hard")
+    chosen = cnn_plan.plan(preset="hard")
     assert (chosen.checkpoint, chosen.fallback, chosen.threshold) == (tmp_path / "f.pt", tmp_path / "s.pt", 0.85)
-    assert cnn_solver.plan(preset="hard", threshold=0.5).threshold == 0.5  # the shipped pair, another threshold
-    assert cnn_solver.plan(preset="hard", checkpoint="mine.pt").fallback is None  # own weights: no cascade
+    assert cnn_plan.plan(preset="hard", threshold=0.5).threshold == 0.5  # the shipped pair, another threshold
+    assert cnn_plan.plan(preset="hard", checkpoint="mine.pt").fallback is None  # own weights: no cascade
     (tmp_path / "hard.cascade.json").write_text('{"checkpoint": "f.pt", "threshold": 2}')
     with pytest.raises(ValueError, match="needs a \"checkpoint\" file name"):
-        cnn_solver.plan(preset="hard")
+        cnn_plan.plan(preset="hard")
     assert cnn_solver.CNNSolver.files(preset="hard") == {}  # provenance leaves it to the solver to say why
     (tmp_path / "hard.cascade.json").write_bytes(b"\xff{")
     with pytest.raises(ValueError, match="is not readable JSON"):
@@ -441,7 +445,7 @@ def test_the_engine_option_is_checked_and_auto_picks_onnx_runtime_on_the_cpu(tmp
     assert auto.solve(challenges) == cnn_solver.CNNSolver(checkpoint=path, engine="torch").solve(challenges)
 
 
-@pytest.mark.skipif(not cnn_solver.shipped_cascade("hard").is_file(), reason="no shipped hard cascade")
+@pytest.mark.skipif(not cnn_plan.shipped_cascade("hard").is_file(), reason="no shipped hard cascade")
 def test_the_shipped_hard_cascade_reads_fresh_items_and_a_run_records_its_three_files(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -458,7 +462,7 @@ def test_the_shipped_hard_cascade_reads_fresh_items_and_a_run_records_its_three_
     answers = solver.solve([Challenge(s.id, im) for s, im in zip(data.samples, images)])
     assert sum(is_correct(s.answer, a) for s, a in zip(data.samples, answers)) / len(answers) >= 0.95
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn"),)), data)
-    weights = cnn_solver.WEIGHTS
+    weights = cnn_plan.WEIGHTS
     assert benchmark.provenance(data, config)["solver_files"]["cnn"] == {
         "checkpoint": sha256_bytes((weights / "hard-fast.pt").read_bytes()),
         "fallback": sha256_bytes((weights / "hard.pt").read_bytes()),
@@ -522,7 +526,7 @@ def test_read_out_keeps_answers_to_the_trained_lengths() -> None:
 
 def test_train_records_answer_lengths_and_older_weights_get_them_from_their_data(tmp_path: Path) -> None:
     from captchas.generate import make_dataset
-    from solvers.cnn.train import record_lengths
+    from solvers.cnn.checkpoint import record_lengths
 
     meta = _train(tmp_path / "p.pt")
     assert meta["lengths"] == list(image_scheme("easy").spec.length) == [4, 4]
@@ -549,12 +553,12 @@ def test_train_records_answer_lengths_and_older_weights_get_them_from_their_data
 
 
 def test_every_shipped_cascade_names_shipped_weights_of_its_preset() -> None:
-    cascades = sorted(cnn_solver.WEIGHTS.glob("*.cascade.json"))
+    cascades = sorted(cnn_plan.WEIGHTS.glob("*.cascade.json"))
     for path in cascades:
         preset = path.name.removesuffix(".cascade.json")
         files = cnn_solver.CNNSolver.files(preset=preset)
         assert {"checkpoint", "cascade"} <= set(files) and len(files) >= 3  # a fallback or an ensemble
-        assert all(p.is_file() and p.parent == cnn_solver.WEIGHTS for p in files.values())
+        assert all(p.is_file() and p.parent == cnn_plan.WEIGHTS for p in files.values())
         solver = cnn_solver.CNNSolver(preset=preset)  # all load, and all were trained for this preset
         readers = [solver.first] + ([solver.fallback] if solver.fallback is not None else [])
         assert all(net.lengths for reader in readers for net in reader.nets)
@@ -618,7 +622,7 @@ def test_an_ensemble_pools_its_readings_in_one_vote_or_averages_its_probabilitie
     with pytest.raises(ValueError, match="merge is how an image's readings become one answer, one of vote, mean"):
         cnn_solver.CNNSolver(checkpoint=a, merge="median")
     with pytest.raises(ValueError, match="names an empty file"):
-        cnn_solver.plan(checkpoint=f"{a},")
+        cnn_plan.plan(checkpoint=f"{a},")
 
     _train(tmp_path / "wide.pt", model={"width": 96})
     mixed = cnn_solver.CNNSolver(checkpoint=f"{a},{tmp_path / 'wide.pt'}", parallel=False)  # votes need no common columns
@@ -631,17 +635,18 @@ def test_an_ensemble_pools_its_readings_in_one_vote_or_averages_its_probabilitie
 
 
 def test_a_shipped_reading_may_name_an_ensemble_without_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cnn_plan, "WEIGHTS", tmp_path)
     monkeypatch.setattr(cnn_solver, "WEIGHTS", tmp_path)
     (tmp_path / "hard.cascade.json").write_text('{"checkpoint": ["a.pt", "b.pt"], "views": 6, "merge": "mean"}')
-    chosen = cnn_solver.plan(preset="hard")
+    chosen = cnn_plan.plan(preset="hard")
     assert (chosen.checkpoint, chosen.also, chosen.fallback, chosen.views, chosen.merge) == (
         tmp_path / "a.pt", (tmp_path / "b.pt",), None, 6, "mean")
-    assert cnn_solver.plan(preset="hard", merge="vote").merge == "vote"
+    assert cnn_plan.plan(preset="hard", merge="vote").merge == "vote"
     with pytest.raises(ValueError, match="reads without a fallback: drop threshold"):
-        cnn_solver.plan(preset="hard", threshold=0.5)
+        cnn_plan.plan(preset="hard", threshold=0.5)
     assert set(cnn_solver.CNNSolver.files(preset="hard")) == {"checkpoint", "checkpoint2", "cascade"}
     for bad in ('{"checkpoint": []}', '{"checkpoint": ["a.pt", 3]}', '{"checkpoint": "a.pt", "threshold": 0.5}',
                 '{"checkpoint": "a.pt", "merge": "max"}'):
         (tmp_path / "hard.cascade.json").write_text(bad)
         with pytest.raises(ValueError, match="needs a \"checkpoint\" file name"):
-            cnn_solver.plan(preset="hard")
+            cnn_plan.plan(preset="hard")

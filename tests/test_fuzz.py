@@ -25,7 +25,7 @@ from bench.cli import parse_options
 from captchas.scoring import cer, is_correct, normalise
 from captchas import recorded
 from captchas import dataset as ds
-from captchas.imports import import_folder
+from captchas.folder import import_folder
 from captchas.schemes import SchemeError, load
 from captchas.knobs import SpecError
 from captchas.spec import KNOBS

@@ -17,7 +17,7 @@ from bench.run import RunConfig, SolverSpec
 from bench.study.app import create_app
 from captchas import recorded
 from captchas import dataset as ds
-from captchas.imports import TURINGPASS_ANSWERS, TURINGPASS_IMAGES, import_turingpass
+from captchas.turingpass import TURINGPASS_ANSWERS, TURINGPASS_IMAGES, import_turingpass
 from tests.conftest import SHARED
 
 TURINGPASS = SHARED / "data" / "turingpass"

@@ -160,7 +160,7 @@ def test_progress_reaches_the_start_and_the_throughput_pass(tmp_path: Path, smal
 
 
 def test_import_turingpass_progress_stays_within_its_total(tmp_path: Path) -> None:
-    from captchas.imports import TURINGPASS_ANSWERS, TURINGPASS_IMAGES, import_turingpass
+    from captchas.turingpass import TURINGPASS_ANSWERS, TURINGPASS_IMAGES, import_turingpass
     from tests.conftest import SHARED
 
     shared = SHARED / "data" / "turingpass"

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from captchas import dataset as ds
-from captchas.imports import EMBEDDED_HUMANS
+from captchas.turingpass import EMBEDDED_HUMANS
 
 ROOT = Path(__file__).resolve().parents[1]
 

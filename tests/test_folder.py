@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from captchas import dataset as ds
-from captchas.imports import import_folder
+from captchas.folder import import_folder
 
 SHARED_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "turingpass" / "static" / "dataset"
 

@@ -1,0 +1,61 @@
+"""The training half of a CNN model card (Markdown): the exact command, the data, the seed, the
+time-to-accuracy history. Evaluation figures are added by whoever measures them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from solvers.cnn.data import VAL_SEED_OFFSET
+
+
+def model_card(meta: dict[str, Any], command: str) -> str:
+    """The training half of a model card (markdown); evaluation figures are added by whoever measures them."""
+    best = max(meta["history"], key=lambda h: h["val_accuracy"])
+    rows = "\n".join(f"| {h['step']} | {h['seconds']:.0f} | {h['loss']:.3f} | {h['val_accuracy']:.1%} |" for h in meta["history"])
+    data = meta["data"]
+    source = f"data set `{data['dataset']}`" if data["dataset"] else f"preset `{meta['preset']}`, fresh items"
+    held_out = "the data set's first 10 %" if data["dataset"] else f"validation drawn from seed + {VAL_SEED_OFFSET:,}"
+    augmented = meta["train"].get("augment")
+    folded = ("\n- Answers case-folded for training (the set is scored case-insensitive): the model writes "
+              f"`{meta['charset']}`" if meta.get("folded") else "")
+    folded += "\n- Augmentation: random affine, polarity and contrast per item" if augmented or (
+        augmented is None and data["dataset"]) else ""
+    if meta.get("lengths"):
+        shortest, longest = meta["lengths"]
+        span = f"{shortest}" if shortest == longest else f"{shortest}-{longest}"
+        folded += (f"\n- Answers trained on: {span} characters; the solver keeps its answers to these lengths "
+                   "(`-o fit_length=False` does not)")
+    mix = meta.get("mix")
+    if mix:
+        folded += (f"\n- Every batch also held {mix['per_batch']} items drawn from `{mix['dataset']}` (its first "
+                   f"{mix['items']:,} items, data sha256 `{mix['sha256'][:16]}...`; {mix['share']:.0%} of each batch)")
+    init = meta.get("init")
+    if init:
+        data0 = init["data"] or {}
+        folded += (f"\n- Started from `{init['path']}` (sha256 `{init['sha256'][:16]}...`: {data0.get('train_items') or 0:,} "
+                   f"items of seed {data0.get('seed', '?')}, best validation {init['val_accuracy']:.1%}; its own model card "
+                   "tells how it was trained), not from random weights")
+        w0, h0 = init.get("input") or [meta["config"]["width"], meta["config"]["height"]]
+        if [w0, h0] != [meta["config"]["width"], meta["config"]["height"]]:
+            folded += f"; those weights read {w0}x{h0} input, this model {meta['config']['width']}x{meta['config']['height']}"
+        if init.get("fresh"):
+            folded += (f"; its model was {init['config']}, so these started from random weights: "
+                       f"{', '.join(f'`{k}`' for k in init['fresh'])}")
+        folded += "\n"
+    return f"""# CNN weights: {meta['preset'] or data['dataset']}
+
+- Command: `{command}`
+- Data: {source}, seed {data['seed']}: {data['train_items']:,} training items, {data['val_items']:,} validation items
+  ({held_out}, never trained on); data sha256 `{data['sha256'][:16]}...`{folded}
+- Model: {meta['config']}
+- Hardware: {meta['hardware']}; versions: {meta['versions']}
+- Best validation exact match: **{best['val_accuracy']:.1%}** at step {best['step']}, {best['seconds']:.0f} s of wall time
+  (data rendering included)
+
+## Time to accuracy
+
+| step | wall s | loss | validation exact |
+|---|---|---|---|
+{rows}
+"""

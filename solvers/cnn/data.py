@@ -1,0 +1,147 @@
+"""The CNN's data: fresh seeded items of a preset (rendered by worker processes) or a data set
+folder as model input, a second data set mixed into every batch, the augmentation, the targets.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from captchas import dataset as ds
+from captchas.generate import item_rng
+from captchas.schemes import ImageScheme
+from captchas.scoring import normalise
+from solvers.cnn.model import CNNConfig, input_bytes, stack
+
+if TYPE_CHECKING:
+    from solvers.cnn.train import TrainConfig
+
+VAL_SEED_OFFSET = 1_000_003  # validation items come from seed + this: never the training stream
+
+
+def render_items(scheme: ImageScheme, seed: int, indices: Sequence[int], config: CNNConfig, workers: int,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Render items straight to model input: (N, 1, H, W) uint8, and their answers."""
+    chunks = [list(indices[k : k + 64]) for k in range(0, len(indices), 64)]
+    context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    images: list[bytes] = []
+    answers: list[str] = []
+    with context.Pool(max(1, workers)) as pool:
+        for data, texts in pool.imap(_render_chunk, [(scheme, seed, c, config) for c in chunks]):
+            images += data
+            answers += texts
+            if progress:
+                progress(len(answers), len(indices))
+    return stack(images, config), answers
+
+
+def _render_chunk(job: tuple[ImageScheme, int, list[int], CNNConfig]) -> tuple[list[bytes], list[str]]:
+    scheme, seed, indices, config = job  # no torch here: a forked child must not touch its thread pool
+    data, texts = [], []
+    for i in indices:
+        rng = item_rng(seed, i)
+        answer = scheme.sample_answer(rng)
+        data.append(input_bytes(scheme.render(answer, rng), config))
+        texts.append(answer)
+    return data, texts
+
+
+def load_folder(data: ds.Dataset, config: CNNConfig) -> tuple[torch.Tensor, list[str]]:
+    """A data set as model input, checked against its manifest by the runner's loader."""
+    items = ds.load_images(data)  # the checked image loader
+    return stack([input_bytes(image, config) for _, image in items], config), [s.answer for s, _ in items]
+
+
+def folds(charset: str, case_sensitive: bool) -> bool:
+    """Whether to train on case-folded answers: a case-insensitive set whose charset holds both
+    cases of a letter, so that 'a' and 'A' become one class, as the scoring treats them."""
+    return not case_sensitive and any(c != c.casefold() and c.casefold() in charset for c in charset)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-item random affine (scale, rotation, shear, shift), polarity flip and contrast, on a
+    float batch (B, 1, H, W) in [0, 1]. For small real data sets: fresh preset data needs none."""
+    import torch.nn.functional as F
+
+    b = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return torch.rand(b, generator=generator) * (hi - lo) + lo
+
+    angle, shear = uniform(-0.09, 0.09), uniform(-0.15, 0.15)  # radians; shear as a tangent
+    scale = uniform(0.9, 1.1)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = torch.cos(angle) / scale
+    theta[:, 0, 1] = (-torch.sin(angle) + shear) / scale
+    theta[:, 1, 0] = torch.sin(angle) / scale
+    theta[:, 1, 1] = torch.cos(angle) / scale
+    theta[:, 0, 2] = uniform(-0.06, 0.06)
+    theta[:, 1, 2] = uniform(-0.12, 0.12)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device).view(b, 1, 1, 1)
+    x = torch.where(flip, 1.0 - x, x)
+    contrast, shift = uniform(0.7, 1.3).to(x.device), uniform(-0.1, 0.1).to(x.device)
+    return ((x - 0.5) * contrast.view(b, 1, 1, 1) + 0.5 + shift.view(b, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
+def encode(answers: Sequence[str], charset: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """CTC targets: concatenated class indices and the length of each answer."""
+    index = {c: i + 1 for i, c in enumerate(charset)}
+    missing = sorted({c for a in answers for c in a if c not in index})
+    if missing:
+        raise ValueError(f"answers use characters outside the charset: {''.join(missing)}")
+    flat = torch.tensor([index[c] for a in answers for c in a], dtype=torch.long)
+    return flat, torch.tensor([len(a) for a in answers], dtype=torch.long)
+
+
+def answer_lengths(answers: Sequence[str]) -> tuple[int, int]:
+    """The shortest and longest answer, in characters as scoring counts them (`normalise`: no white space)."""
+    sizes = [len(normalise(a, case_sensitive=True)) for a in answers]
+    return min(sizes), max(sizes)
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A second data set's items, some of which join every batch of the first's."""
+
+    x: torch.Tensor
+    targets: list[torch.Tensor]
+    per_batch: int
+    about: dict[str, Any]  # for the checkpoint and its card: which data, how many items, what share
+
+    def join(self, pixels: torch.Tensor, target: list[torch.Tensor], target_lengths: torch.Tensor,
+             generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """The batch with `per_batch` items of this set added, drawn at random (with replacement between batches)."""
+        pick = torch.randint(len(self.targets), (self.per_batch,), generator=generator).tolist()
+        added = [self.targets[i] for i in pick]
+        return (torch.cat([pixels, self.x[pick]]), target + added,
+                torch.cat([target_lengths, torch.tensor([len(t) for t in added], dtype=torch.long)]))
+
+
+def load_mix(cfg: TrainConfig, model_cfg: CNNConfig, folding: bool) -> Mix:
+    """Read `cfg.mix` for mixing into the batches of `cfg.dataset`: its answers must be ones the model can write."""
+    assert cfg.mix is not None
+    if cfg.dataset is None:
+        raise ValueError("--mix adds a second data set's items to the batches of --dataset: give --dataset too")
+    if not 0.0 < cfg.mix_share < 1.0:
+        raise ValueError(f"--mix-share is the share of each batch taken from --mix, between 0 and 1 (exclusive), got {cfg.mix_share}")
+    if cfg.mix_count is not None and cfg.mix_count < 1:
+        raise ValueError(f"--mix-count must be at least 1, got {cfg.mix_count}")
+    data = ds.read_dataset(cfg.mix)
+    answers = [s.answer.casefold() if folding else s.answer for s in data.samples[: cfg.mix_count]]
+    missing = sorted({c for a in answers for c in a if c not in model_cfg.charset})
+    if missing:  # said before any image is read
+        raise ValueError(f"--mix {cfg.mix}: its answers use {''.join(missing)!r}, which --dataset's charset lacks: "
+                         "generate the mix set with that charset")
+    x = stack([input_bytes(image, model_cfg) for _, image in ds.load_images(data, cfg.mix_count)], model_cfg)
+    flat, sizes = encode(answers, model_cfg.charset)
+    per_batch = max(1, round(cfg.batch_size * cfg.mix_share / (1.0 - cfg.mix_share)))
+    about = {"dataset": str(cfg.mix), "sha256": data.hash, "items": len(answers), "share": cfg.mix_share,
+             "per_batch": per_batch}
+    return Mix(x, list(flat.split(sizes.tolist())), per_batch, about)
