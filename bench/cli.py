@@ -186,7 +186,8 @@ def run_config(names: tuple[str, ...], pairs: tuple[str, ...], timeout: float, b
 
 def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: int = 0) -> None:
     """Build the report of these runs into `out` and print its verdict and where it is."""
-    from bench.report import build_report, verdict_text, write_report
+    from bench.report import build_report, write_report
+    from bench.tables import verdict_text
 
     report = build_report(paths, allow_mixed, seed)
     write_report(report, out)

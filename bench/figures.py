@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from bench.compare import first_answers
-from bench.report import REFERENCES, Group, Report, Row, sweep_knobs
+from bench.report import REFERENCES, Group, Report, Row
+from bench.tables import sweep_knobs
 
 PEOPLE = "black"
 REFERENCE = "0.55"

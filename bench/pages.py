@@ -12,9 +12,9 @@ from typing import Any
 from html import escape
 
 from bench import stats
-from bench.report import (CROSSING_HEADER, REFERENCES, VERDICT_HEADER, Group, Reference, Report, all_answers,
-                          confusion_rows, crossings, glyph_rows, other_rule, pct, seconds, shared_confusions,
-                          verdict_rows)
+from bench.report import REFERENCES, Group, Reference, Report
+from bench.tables import (CROSSING_HEADER, VERDICT_HEADER, all_answers, confusion_rows, crossings, glyph_rows,
+                          other_rule, pct, seconds, shared_confusions, verdict_rows)
 from bench.runs import Run
 
 TITLE = "Do machines beat people at these CAPTCHAs?"

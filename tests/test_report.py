@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from bench.compare import first_answers
-from bench.report import build_report, verdict_text, write_report
+from bench.report import build_report, write_report
+from bench.tables import verdict_text
 from bench.run import Attempt
 from captchas.scoring import cer, is_correct
 from bench.stats import holm

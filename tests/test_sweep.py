@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.report import build_report, crossings
+from bench.report import build_report
+from bench.tables import crossings
 from bench.run import RunConfig, SolverSpec
 from bench.sweep import Sweep, parse_values, run_sweep
 from captchas import recorded
