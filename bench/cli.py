@@ -649,76 +649,24 @@ def record(dataset: Path, host: str, port: int, db: Path | None, title: str, com
     \b
     Example: captcha-bench record --dataset captchas/data/turingpass/humans --port 8000
     """
-    import logging
-
-    from bench.study.app import check_images, create_app, is_loopback, serve
-    from bench.study.store import Store, StudyError
+    from bench.study.server import open_study
+    from bench.study.store import StudyError
 
     data = ds.read_dataset(dataset)
-    db = db or Path("results") / "studies" / f"{data.hash[:12]}.sqlite"
-    if db.exists() and not db.is_file():
-        raise click.ClickException(f"--db {db} is not a file: give a path for the SQLite database")
-    with progress_bar("Checking images") as progress:
-        check_images(data, progress)
     try:
-        server = serve(_not_ready, host, port)  # listen first: a failure leaves no empty database behind
-    except OSError as e:
-        raise click.ClickException(_listen_error(host, port, e)) from None
-    try:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        server.server.app = create_app(data, str(db), title, joins_per_hour=joins_per_hour,
-                                       completion_code=completion_code, checked=True)
+        with progress_bar("Checking images") as progress:
+            study = open_study(data, host, port, db, title, completion_code, joins_per_hour, progress)
     except StudyError as e:
-        server.server.server_close()
         raise click.ClickException(str(e)) from None
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    people, answers = Store(db).counts()
-    click.echo(f"study of {len(data.samples)} images ({data.path}), database {db} "
-               f"({people} participants, {answers} answers so far)\nopen {server.url}/  (Ctrl-C stops)")
-    if not is_loopback(host):
+    people, answers = study.counts()
+    click.echo(f"study of {len(data.samples)} images ({data.path}), database {study.db} "
+               f"({people} participants, {answers} answers so far)\nopen {study.url}/  (Ctrl-C stops)")
+    if study.public_url:
         click.echo(f"warning: listening on {host}, not loopback: anyone who can reach this machine can take part; "
-                   f"participants open {_public_url(host, server.server.server_port)}/", err=True)
-    try:
-        server.server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server.server_close()
-    people, answers = Store(db).counts()
-    click.echo(f"stopped: {people} participants, {answers} answers in {db}")
-
-
-def _not_ready(environ: Any, start_response: Any) -> list[bytes]:
-    """The WSGI app of a server that has bound but not yet opened its study (never seen: no request is served then)."""
-    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-    return [b"starting"]
-
-
-def _listen_error(host: str, port: int, e: OSError) -> str:
-    """Why the study server cannot listen, pointing at the option to change."""
-    import errno
-    import socket
-
-    if isinstance(e, socket.gaierror) or e.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-        return (f"cannot listen on {host} ({e.strerror or e}): it is not an address of this machine; give --host "
-                "127.0.0.1 (this machine only) or 0.0.0.0 (every network)")
-    if e.errno == errno.EACCES:
-        return f"cannot listen on port {port} ({e.strerror}): ports below 1024 need root; choose another --port"
-    return f"cannot listen on {host}:{port} ({e.strerror or e}): choose another --port"
-
-
-def _public_url(host: str, port: int) -> str:
-    """The address participants on other machines should open: this machine's outward address for 0.0.0.0."""
-    import socket
-
-    if host in ("0.0.0.0", "::", ""):
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.connect(("192.0.2.1", 9))  # a documentation address: nothing is sent, the route picks our address
-                host = s.getsockname()[0]
-        except OSError:
-            host = socket.gethostname()
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+                   f"participants open {study.public_url}/", err=True)
+    study.serve_forever()
+    people, answers = study.counts()
+    click.echo(f"stopped: {people} participants, {answers} answers in {study.db}")
 
 
 @cli.group()
