@@ -5,12 +5,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import functools
 import os
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,22 +82,36 @@ def dataset_or_default(dataset: Path | None) -> ds.Dataset:
 
 
 @contextlib.contextmanager
-def progress_bar(label: str) -> Iterator[ds.Progress]:
-    """A progress callback for the library, drawn as a click progress bar on stderr."""
-    bar: Any = None
+def bars() -> Iterator[Callable[[str, int, int], None]]:
+    """The one progress helper: a callback (label, done, total) drawn as a click progress bar on
+    stderr. A new label closes the last bar; a full bar closes itself."""
+    shown: dict[str, Any] = {}  # label -> its open bar (at most one)
 
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
-            bar.__enter__()
-        bar.update(done - bar.pos)
+    def close() -> None:
+        for bar in shown.values():
+            bar.__exit__(None, None, None)
+        shown.clear()
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in shown:
+            close()
+            shown[label] = click.progressbar(length=total, label=f"{label:>10}", file=sys.stderr, show_pos=True)
+            shown[label].__enter__()
+        shown[label].update(done - shown[label].pos)
+        if done >= total:
+            close()
 
     try:
         yield update
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+        close()
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[ds.Progress]:
+    """`bars` for library calls that report (done, total) under one label."""
+    with bars() as update:
+        yield functools.partial(update, label)
 
 
 def _default_workers() -> int:
@@ -148,27 +163,6 @@ def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, .
         for name in ([target] if dot else names):
             options[name][option] = value
     return tuple(SolverSpec(n, options[n]) for n in names)
-
-
-@contextlib.contextmanager
-def solver_bars() -> Iterator[Any]:
-    """A progress callback (solver, done, total) drawn as one click progress bar per solver on stderr."""
-    bars: dict[str, Any] = {}
-
-    def asking(solver: str, done: int, total: int) -> None:
-        if solver not in bars:
-            for bar in bars.values():
-                bar.__exit__(None, None, None)
-            bars.clear()
-            bars[solver] = click.progressbar(length=total, label=f"{solver:>10}", file=sys.stderr, show_pos=True)
-            bars[solver].__enter__()
-        bars[solver].update(done - bars[solver].pos)
-
-    try:
-        yield asking
-    finally:
-        for bar in bars.values():
-            bar.__exit__(None, None, None)
 
 
 def run_config(names: tuple[str, ...], pairs: tuple[str, ...], timeout: float, batch_size: int,
@@ -238,7 +232,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     if before is not None and not pairs and names == tuple(s.name for s in before["solvers"]):
         config = dataclasses.replace(config, solvers=before["solvers"])  # with the options the run recorded
     if dataset is None:
-        with solver_bars() as asking:
+        with bars() as asking:
             done = run_default(config, dataset_or_default(None), out, resume=resume, progress=asking)
         for part, result in done:
             click.echo(f"\n{part.label}: {min(limit or len(part.dataset.samples), len(part.dataset.samples))} items "
@@ -247,7 +241,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
         return
     data = dataset_or_default(dataset)
     config = with_dataset_options(config, data)
-    with solver_bars() as asking:
+    with bars() as asking:
         result = run_benchmark(data, config, out, resume=resume, progress=asking)
     click.echo(f"\n{len(data.samples) if limit is None else min(limit, len(data.samples))} items of {data.path} "
                f"(sha256 {data.hash[:12]}), scored case-{'sensitive' if case_sensitive(data, config) else 'insensitive'}")
@@ -322,7 +316,7 @@ def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, .
     axes = tuple((key, parse_values(text)) for key, text in (_pair(v, "--vary") for v in varies))
     config = run_config(names, pairs, timeout, 32, throughput_items, None, None)
     plan = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
-    with progress_bar("Generating") as generating, solver_bars() as asking:
+    with progress_bar("Generating") as generating, bars() as asking:
         run_sweep(plan, config.solvers, config, out, resume=resume, workers=workers, studies=studies,
                   progress=asking, generating=generating)
     echo_report([out], out)
@@ -379,48 +373,25 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     from solvers.cnn.card import model_card
     from solvers.cnn.train import TrainConfig, train as run_training
 
-    if preset not in PRESETS and dataset is None:
-        raise click.ClickException(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    if count < 1 or val_count < 1 or epochs <= 0 or batch_size < 1 or lr <= 0 or workers < 1:
-        raise click.ClickException("--count, --val-count, --batch-size and --workers must be >= 1; --epochs and --lr > 0")
-    if (height is not None and not 16 <= height <= 256) or (width is not None and not 16 <= width <= 1024):
-        raise click.ClickException("--height must be 16-256 and --width 16-1024 pixels")
-    if out.exists() and not resume:
-        raise click.ClickException(f"{out} exists: choose another --out, or pass --resume to continue its training")
-    stages: tuple[int, ...] | None = None
-    if channels is not None:
-        try:
-            stages = tuple(int(c) for c in channels.split(","))
-        except ValueError:
-            stages = ()
-        if len(stages) < 3 or not all(1 <= c <= 1024 for c in stages):
-            raise click.ClickException(f"--channels {channels!r}: give three or more comma-separated counts, e.g. 24,48,64,96")
-    if hidden is not None and not 1 <= hidden <= 2048:
-        raise click.ClickException("--hidden must be 1-2048")
+    stages = tuple(int(c) for c in channels.split(",") if c.strip().isdigit()) if channels is not None else None
+    if channels is not None and len(stages or ()) != len(channels.split(",")):
+        stages = ()  # something that is not a count: TrainConfig.check says what to give
     model = {k: v for k, v in (("height", height), ("width", width), ("channels", stages), ("hidden", hidden),
                                ("colour", colour), ("strided", strided)) if v is not None}
     config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
                          seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
                          workers=workers, model=model, augment=augment, init=init, mix=mix, mix_share=mix_share,
                          mix_count=mix_count)
-    bar: Any = None
-
     def report(p: Any) -> None:
-        nonlocal bar
         if p.phase == "data":
-            if bar is None:
-                bar = click.progressbar(length=p.total, label="Rendering data", file=sys.stderr, show_pos=True)
-                bar.__enter__()
-            bar.update(p.done - bar.pos)
-            if p.done == p.total:
-                bar.__exit__(None, None, None)
-                bar = None
+            rendering(p.done, p.total)
         else:
-            click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  {p.seconds:.0f} s",
-                       err=True)
+            click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
+                       f"{p.seconds:.0f} s", err=True)
 
     try:
-        meta = run_training(config, resume=resume, progress=report)
+        with progress_bar("Rendering data") as rendering:
+            meta = run_training(config, resume=resume, progress=report)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     out.with_suffix(".md").write_text(model_card(meta, "captcha-bench " + " ".join(sys.argv[1:])))

@@ -54,6 +54,26 @@ class TrainConfig:
     mix_share: float = 0.25  # the share of each batch's items that come from `mix`; the real items per batch stay batch_size
     mix_count: int | None = None  # read only the first this many of `mix`'s items (all: None)
 
+    def check(self, resume: bool = False) -> None:
+        """Raise ValueError, naming the option and the fix, for settings that cannot train."""
+        from captchas.spec import PRESETS
+
+        if self.dataset is None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if min(self.count, self.val_count, self.batch_size, self.workers) < 1 or self.epochs <= 0 or self.lr <= 0:
+            raise ValueError("--count, --val-count, --batch-size and --workers must be >= 1; --epochs and --lr > 0")
+        m = self.model
+        if not 16 <= m.get("height", 24) <= 256 or not 16 <= m.get("width", 72) <= 1024:
+            raise ValueError("--height must be 16-256 and --width 16-1024 pixels")
+        stages = m.get("channels", (16, 32, 48, 64))
+        if len(stages) < 3 or not all(isinstance(c, int) and 1 <= c <= 1024 for c in stages):
+            raise ValueError(f"--channels {','.join(map(str, stages))!r}: give three or more comma-separated counts, "
+                             "e.g. 24,48,64,96")
+        if not 1 <= m.get("hidden", 64) <= 2048:
+            raise ValueError("--hidden must be 1-2048")
+        if self.out.exists() and not resume:
+            raise ValueError(f"{self.out} exists: choose another --out, or pass --resume to continue its training")
+
 
 @dataclass(frozen=True)
 class TrainingProgress:
@@ -96,6 +116,7 @@ def accuracy(model: CaptchaNet, x: torch.Tensor, answers: Sequence[str], device:
 
 def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = None) -> dict[str, Any]:
     """Train and write the best checkpoint to cfg.out; return its metadata."""
+    cfg.check(resume)
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
