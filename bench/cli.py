@@ -373,9 +373,11 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     from solvers.cnn.card import model_card
     from solvers.cnn.train import TrainConfig, train as run_training
 
-    stages = tuple(int(c) for c in channels.split(",") if c.strip().isdigit()) if channels is not None else None
-    if channels is not None and len(stages or ()) != len(channels.split(",")):
-        stages = ()  # something that is not a count: TrainConfig.check says what to give
+    try:
+        stages = tuple(int(c) for c in channels.split(",")) if channels is not None else None
+    except ValueError:
+        raise click.ClickException(f"--channels {channels!r}: give three or more comma-separated counts, "
+                                   "e.g. 24,48,64,96") from None
     model = {k: v for k, v in (("height", height), ("width", width), ("channels", stages), ("hidden", hidden),
                                ("colour", colour), ("strided", strided)) if v is not None}
     config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,

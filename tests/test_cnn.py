@@ -650,3 +650,22 @@ def test_a_shipped_reading_may_name_an_ensemble_without_a_fallback(tmp_path: Pat
         (tmp_path / "hard.cascade.json").write_text(bad)
         with pytest.raises(ValueError, match="needs a \"checkpoint\" file name"):
             cnn_plan.plan(preset="hard")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--preset", "brutal"], "unknown preset 'brutal'"),
+    (["--channels", "8,x,16"], "--channels '8,x,16': give three or more comma-separated counts"),
+    (["--channels", "8,16"], "--channels '8,16': give three or more comma-separated counts"),
+    (["--height", "8"], "--height must be 16-256"),
+    (["--hidden", "0"], "--hidden must be 1-2048"),
+    (["--count", "0"], "--count, --val-count, --batch-size and --workers must be >= 1"),
+])
+def test_train_refuses_bad_settings_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "m.pt"), *args])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in result.output, result.output
+    assert not (tmp_path / "m.pt").exists()
