@@ -402,14 +402,23 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
                f"({best['seconds']:.0f} s); checkpoint {out}, model card {out.with_suffix('.md')}")
 
 
-@cli.command("runner-speed")
+@cli.group()
+def speed() -> None:
+    """Benchmarks of captcha-bench itself: the runner's overhead, the report, the generator, the study app.
+
+    \b
+    Example: captcha-bench speed runner --rounds 5
+    """
+
+
+@speed.command("runner")
 @click.option("--dataset", type=click.Path(path_type=Path), default=None, help="Data set [default: the embedded default].")
 @click.option("--rounds", type=int, default=5, show_default=True)
 def runner_speed(dataset: Path | None, rounds: int) -> None:
     """Measure the harness's own overhead with a constant-answer solver.
 
     \b
-    Example: captcha-bench runner-speed --rounds 5
+    Example: captcha-bench speed runner --rounds 5
     """
     from bench.speed import measure_runner
 
@@ -426,7 +435,7 @@ def runner_speed(dataset: Path | None, rounds: int) -> None:
     click.echo(f"{r.items} attempts of the constant solver on {data.path}; target: loop >= 5,000 items/s")
 
 
-@cli.command("report-speed")
+@speed.command("report")
 @click.option("--items", type=click.IntRange(10), default=10_000, show_default=True)
 @click.option("--solvers", type=click.IntRange(2, 20), default=4, show_default=True,
               help="Solvers, one of which replays made-up recorded answers.")
@@ -434,7 +443,7 @@ def report_speed(items: int, solvers: int) -> None:
     """Time `captcha-bench report` on a synthetic run (random answers, no people's): start-up included.
 
     \b
-    Example: captcha-bench report-speed --items 10000 --solvers 4
+    Example: captcha-bench speed report --items 10000 --solvers 4
     """
     from bench.speed import measure_report
 
@@ -688,7 +697,7 @@ def humans_export(db: Path, out: Path, force: bool, excel_safe: bool) -> None:
                + (" (formula-like answers prefixed with ')" if excel_safe else ""))
 
 
-@cli.command("study-speed")
+@speed.command("study")
 @click.option("--dataset", type=click.Path(path_type=Path), default=None, help="Data set [default: the embedded default].")
 @click.option("--participants", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--items", type=click.IntRange(1), default=20, show_default=True, help="Items each participant answers.")
@@ -699,7 +708,7 @@ def study_speed(dataset: Path | None, participants: int, items: int) -> None:
     (a temporary one) must hold every answer exactly once.
 
     \b
-    Example: captcha-bench study-speed --participants 20 --items 20
+    Example: captcha-bench speed study --participants 20 --items 20
     """
     import dataclasses
     import logging
@@ -729,7 +738,7 @@ def study_speed(dataset: Path | None, participants: int, items: int) -> None:
         raise click.ClickException("the study app lost, doubled or refused answers under load (see above)")
 
 
-@cli.command("generator-speed")
+@speed.command("generator")
 @click.option("--preset", default="medium", show_default=True)
 @click.option("--count", type=int, default=300, show_default=True, help="Images per contender per round.")
 @click.option("--rounds", type=int, default=6, show_default=True)
@@ -738,7 +747,7 @@ def generator_speed(preset: str, count: int, rounds: int, workers: int) -> None:
     """Benchmark the generator beside the raw captcha library on the same texts.
 
     \b
-    Example: captcha-bench generator-speed --count 300 --rounds 6 --workers 2
+    Example: captcha-bench speed generator --count 300 --rounds 6 --workers 2
     """
     from captchas.speed import measure_generation
 

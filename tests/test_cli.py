@@ -236,7 +236,7 @@ def test_exit_status_is_2_for_a_command_line_click_cannot_parse_and_1_for_a_refu
 
 def test_generator_speed_runs_and_reports_the_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = invoke("generator-speed", "--count", "3", "--rounds", "2", "--workers", "2")
+    result = invoke("speed", "generator", "--count", "3", "--rounds", "2", "--workers", "2")
     assert result.exit_code == 0, result.output
     assert "x the library in memory" in result.output and "target >= 1.70" in result.output
     assert list(tmp_path.iterdir()) == []  # scratch files are gone
@@ -316,7 +316,7 @@ def test_solvers_lists_each_with_origin_and_status() -> None:
 
 def test_runner_speed_reports_the_loop_rate(small_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    result = invoke("runner-speed", "--dataset", str(small_set), "--rounds", "1")
+    result = invoke("speed", "runner", "--dataset", str(small_set), "--rounds", "1")
     assert result.exit_code == 0, result.output
     assert "target: loop >= 5,000 items/s" in result.stdout and "6 attempts" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]

@@ -185,7 +185,7 @@ def test_twenty_participants_at_once_store_every_answer_once(tmp_path: Path, tin
 
 
 def test_study_speed_reports_the_load_figures(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
-    result = CliRunner().invoke(cli, ["study-speed", "--dataset", str(tiny_dataset.path), "--participants", "3",
+    result = CliRunner().invoke(cli, ["speed", "study", "--dataset", str(tiny_dataset.path), "--participants", "3",
                                       "--items", "4"])
     assert result.exit_code == 0, result.output
     assert "3 participants" in result.output and "12 answers stored once each" in result.output
