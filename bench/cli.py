@@ -11,7 +11,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,30 +81,35 @@ def dataset_or_default(dataset: Path | None) -> ds.Dataset:
         return default_dataset(_default_workers(), generating)
 
 
+class Bars:
+    """The one progress helper: called with (label, done, total), it draws a click progress bar on
+    stderr; a new label closes the last bar (so does `close()`, and leaving `bars()`)."""
+
+    def __init__(self) -> None:
+        self._label: str | None = None
+        self._bar: Any = None
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label != self._label:
+            self.close()
+            self._label = label
+            self._bar = click.progressbar(length=total, label=f"{label:>10}", file=sys.stderr, show_pos=True)
+            self._bar.__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+        self._label = self._bar = None
+
+
 @contextlib.contextmanager
-def bars() -> Iterator[Callable[[str, int, int], None]]:
-    """The one progress helper: a callback (label, done, total) drawn as a click progress bar on
-    stderr. A new label closes the last bar; a full bar closes itself."""
-    shown: dict[str, Any] = {}  # label -> its open bar (at most one)
-
-    def close() -> None:
-        for bar in shown.values():
-            bar.__exit__(None, None, None)
-        shown.clear()
-
-    def update(label: str, done: int, total: int) -> None:
-        if label not in shown:
-            close()
-            shown[label] = click.progressbar(length=total, label=f"{label:>10}", file=sys.stderr, show_pos=True)
-            shown[label].__enter__()
-        shown[label].update(done - shown[label].pos)
-        if done >= total:
-            close()
-
+def bars() -> Iterator[Bars]:
+    shown = Bars()
     try:
-        yield update
+        yield shown
     finally:
-        close()
+        shown.close()
 
 
 @contextlib.contextmanager
@@ -386,13 +391,14 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
                          mix_count=mix_count)
     def report(p: Any) -> None:
         if p.phase == "data":
-            rendering(p.done, p.total)
+            shown("Rendering data", p.done, p.total)
         else:
+            shown.close()
             click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
                        f"{p.seconds:.0f} s", err=True)
 
     try:
-        with progress_bar("Rendering data") as rendering:
+        with bars() as shown:
             meta = run_training(config, resume=resume, progress=report)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
