@@ -1,0 +1,88 @@
+"""What every command shares: the progress bars, KEY=VALUE options, the default data set, the worker count."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import functools
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from captchas import dataset as ds
+
+
+def parse_options(pairs: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
+    """KEY=VALUE strings to a dict; values go through ast.literal_eval, falling back to str."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.ClickException(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            options[key.strip()] = text
+    return options
+
+
+def dataset_or_default(dataset: Path | None) -> ds.Dataset:
+    """The data set folder given, or the embedded default (generated, or reused once its hashes check)."""
+    from bench.benchmark import default_dataset
+
+    if dataset is not None:
+        return ds.read_dataset(dataset)
+    with progress_bar("Default data set") as generating:
+        return default_dataset(default_workers(), generating)
+
+
+class Bars:
+    """The one progress helper: called with (label, done, total), it draws a click progress bar on
+    stderr; a new label closes the last bar (so does `close()`, and leaving `bars()`)."""
+
+    def __init__(self) -> None:
+        self._label: str | None = None
+        self._bar: Any = None
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label != self._label:
+            self.close()
+            self._label = label
+            self._bar = click.progressbar(length=total, label=f"{label:>10}", file=sys.stderr, show_pos=True)
+            self._bar.__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+        self._label = self._bar = None
+
+
+@contextlib.contextmanager
+def bars() -> Iterator[Bars]:
+    shown = Bars()
+    try:
+        yield shown
+    finally:
+        shown.close()
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[ds.Progress]:
+    """`bars` for library calls that report (done, total) under one label."""
+    with bars() as update:
+        yield functools.partial(update, label)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,206 @@
+"""Data set commands: generate, verify, presets, import."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.commands.common import default_workers, parse_options, progress_bar, show
+from bench.summary import format_table
+from captchas import dataset as ds
+from captchas import folder, schemes, turingpass
+from captchas import generate as gen
+from captchas.render import measure_legibility
+from captchas.spec import KNOBS, PRESETS
+from solvers import registry
+
+
+@click.command()
+@click.option("--preset", default=None, help="Difficulty preset (see `captcha-bench presets`); default medium.")
+@click.option("--scheme", default=schemes.DEFAULT_SCHEME, show_default=True, help="Installed scheme name or module:attr.")
+@click.option("--count", type=int, default=1000, show_default=True, help="Number of images.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed gives the same bytes.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create (must be empty).")
+@click.option("--set", "knobs", multiple=True, metavar="KNOB=VALUE", help="Override a knob; repeatable.")
+@click.option("--workers", type=int, default=default_workers, help="Worker processes [default: CPU count].")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out once the new set is complete.")
+@click.option("--reuse", is_flag=True, help="Keep --out if it already holds exactly this data set.")
+def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, knobs: tuple[str, ...],
+             workers: int, force: bool, reuse: bool) -> None:
+    """Generate a seeded data set of CAPTCHA images.
+
+    \b
+    Example: captcha-bench generate --preset hard --count 1000 --seed 7 --out results/datasets/hard-7
+    """
+    made = schemes.load(scheme, preset, parse_options(knobs))
+    reused = reuse and (out / ds.MANIFEST).is_file()
+    start = time.perf_counter()
+    with progress_bar("Generating") as progress:
+        data = gen.make_dataset(made, count, seed, out, workers=workers, force=force, reuse=reuse,
+                                scheme_name=scheme, preset=preset, progress=progress)
+    seconds = time.perf_counter() - start
+    shown = preset or ("medium" if scheme == schemes.DEFAULT_SCHEME else None)  # image's default preset
+    what = f"{len(data.samples)} images in {out} (scheme {scheme}{f', preset {shown}' if shown else ''}, seed {seed})"
+    if reused:
+        click.echo(f"Reused {what}: it already held this data set and its files match the manifest")
+    else:
+        click.echo(f"{what}; {len(data.samples) / seconds:,.0f} images/s with {workers} worker(s)")
+    click.echo(f"data set sha256 {data.hash}")
+
+
+@click.command("solvers")
+def solvers_() -> None:
+    """List installed solvers: where each comes from and whether it can run here.
+
+    \b
+    Example: captcha-bench solvers
+    """
+    with progress_bar("Loading solvers") as progress:
+        found = registry.describe(progress)
+    rows = [[i.name, i.origin, i.target, "yes" if i.problem is None else f"no: {i.problem}"] for i in found]
+    click.echo(format_table(["solver", "from", "entry point", "can run here"], rows))
+
+
+@click.command()
+@click.option("--measure", type=int, default=0, metavar="N", help="Also render N answers per preset and count clipped ones.")
+def presets(measure: int) -> None:
+    """List the difficulty presets and their knobs, and the installed schemes.
+
+    \b
+    Example: captcha-bench presets --measure 1000
+    """
+    names = list(PRESETS)
+    long: dict[str, str] = {}  # long values (charsets, font lists) named in the table, spelled out below it
+
+    def cell(value: Any) -> str:
+        text = show(value)
+        if len(text) <= 14:
+            return text
+        key = next((k for k, v in long.items() if v == text), f"[{len(long) + 1}]")
+        long[key] = text
+        return key
+
+    rows = [[knob, *(cell(getattr(PRESETS[n], knob)) for n in names)] for knob in KNOBS]
+    if measure > 0:
+        with progress_bar("Measuring") as progress:
+            stats = []
+            for k, n in enumerate(names):
+                stats.append(measure_legibility(PRESETS[n], measure))
+                progress(k + 1, len(names))
+        rows += [
+            ["renders measured", *(str(s.renders) for s in stats)],
+            ["any glyph ink cut off", *(f"{s.cut / s.renders:.1%}" for s in stats)],
+            ["cut beyond max_clip", *(f"{s.clipped / s.renders:.1%}" for s in stats)],
+            ["squeezed below min_scale", *(f"{s.squeezed / s.renders:.1%}" for s in stats)],
+            ["redrawn (either)", *(f"{s.rejected_rate:.1%}" for s in stats)],
+        ]
+    elif measure < 0:
+        raise click.ClickException(f"--measure must be 0 or more, got {measure}")
+    from captchas.lined import LinedSpec
+
+    lined = [[f.name, cell(f.default)] for f in dataclasses.fields(LinedSpec)]
+    click.echo(format_table(["knob", *names], rows))
+    click.echo("\nThe lined scheme (--scheme lined) has no presets; its knobs and defaults:\n"
+               + format_table(["knob", "default"], lined) + "\n")
+    for key, value in long.items():  # a table stays narrow; long values are spelled out once, here
+        click.echo(textwrap.fill(f"{key} {value.replace(',', ', ') if ',' in value else value}", 78,
+                                 subsequent_indent="    ", break_on_hyphens=False))
+    installed = sorted(set(schemes.available()) | {schemes.DEFAULT_SCHEME})
+    click.echo(f"\nschemes: {', '.join(installed)}")
+
+
+@click.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--regenerate/--no-regenerate", default=True, show_default=True,
+              help="For generated sets, render every item again from the seed and compare hashes.")
+@click.option("--workers", type=int, default=default_workers, help="Worker processes [default: CPU count].")
+def verify(dataset: Path, regenerate: bool, workers: int) -> None:
+    """Check every file of a data set against its manifest, and regenerate it from its seed.
+
+    \b
+    Example: captcha-bench verify results/datasets/hard-7
+    """
+    data = ds.read_dataset(dataset)
+    with progress_bar("Checking files") as progress:
+        problems = ds.check_files(data, progress)
+    regenerated = regenerate and data.info.get("kind") == "generated"
+    reencoded = 0
+    if regenerated:
+        with progress_bar("Regenerating") as progress:
+            again = gen.regenerate(data, workers=workers, progress=progress)
+        problems += again.problems
+        reencoded = again.reencoded
+    for line in problems[:20]:
+        click.echo(line)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) in {dataset}" + (" (first 20 shown)" if len(problems) > 20 else ""))
+    how = "files match the manifest"
+    if regenerated:
+        how += "; regenerated from the seed: " + (
+            f"identical pixels ({reencoded} files deflated differently by this zlib-ng build)" if reencoded else "identical")
+    click.echo(f"OK: {len(data.samples)} items, {how}; data set sha256 {data.hash}")
+
+
+@click.group("import")
+def import_() -> None:
+    """Import labelled images from elsewhere as a data set.
+
+    \b
+    Example: captcha-bench import folder captchas/data/turingpass/humans --labels captchas/data/turingpass/humans/manifest.csv --out results/datasets/mine
+    """
+
+
+@import_.command("folder")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create (must be empty).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="CSV with columns file,answer.")
+@click.option("--pattern", default=None, help="Regular expression on the file stem; its first group is the answer.")
+@click.option("--case-sensitive/--case-insensitive", default=False, show_default=True, help="How answers are scored.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffle that assigns opaque ids.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out once the new set is complete.")
+def import_folder(src: Path, out: Path, labels: Path | None, pattern: str | None, case_sensitive: bool,
+                  seed: int, force: bool) -> None:
+    """Import a folder of images labelled by file name (or a CSV), renamed to opaque ids.
+
+    \b
+    Example: captcha-bench import folder captchas/data/turingpass/humans --labels captchas/data/turingpass/humans/manifest.csv --out results/datasets/mine
+    """
+    with progress_bar("Importing") as progress:
+        result = folder.import_folder(src, out, labels=labels, pattern=pattern, case_sensitive=case_sensitive,
+                                       seed=seed, force=force, progress=progress)
+    for s in result.skipped[:20]:
+        click.echo(f"skipped {ds.shown(s.file)}: {s.reason}")
+    more = " (first 20 listed)" if len(result.skipped) > 20 else ""
+    click.echo(f"{len(result.dataset.samples)} images imported to {out}, {len(result.skipped)} skipped{more}; "
+               f"data set sha256 {result.dataset.hash}")
+
+
+@import_.command("turingpass")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the two data sets OUT/humans and OUT/train (each must be empty).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffle that assigns opaque ids.")
+@click.option("--force", is_flag=True, help="Replace non-empty splits once the new ones are complete.")
+def import_turingpass(src: Path, out: Path, seed: int, force: bool) -> None:
+    """Import the public TuringPass set: the images people answered (with their answers) and the rest.
+
+    \b
+    The source is a clone of https://github.com/amri-tah/TuringPass (MIT); its `humans` split already
+    ships inside captcha-bench, so this is needed only for the `train` split.
+
+    \b
+    Example: captcha-bench import turingpass TuringPass --out results/datasets/turingpass
+    """
+    with progress_bar("Importing") as progress:
+        result = turingpass.import_turingpass(src, out, seed=seed, force=force, progress=progress)
+    for s in result.skipped[:20]:
+        click.echo(f"skipped {ds.shown(s.file)}: {s.reason}")
+    more = " (first 20 listed)" if len(result.skipped) > 20 else ""
+    click.echo(f"humans: {len(result.humans.samples)} images with {result.answers} recorded answers in {out / 'humans'} "
+               f"(sha256 {result.humans.hash[:12]})\ntrain: {len(result.train.samples)} images in {out / 'train'} "
+               f"(sha256 {result.train.hash[:12]}); {len(result.skipped)} skipped{more}; both scored case-insensitive")

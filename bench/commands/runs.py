@@ -1,0 +1,192 @@
+"""Run commands: run, report, sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.commands.common import bars, dataset_or_default, default_workers, parse_options, progress_bar
+from captchas import schemes
+from solvers import registry
+
+
+def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, ...]:
+    """-o key=value applies to every solver, -o NAME.key=value to the solver NAME only."""
+    from bench.run import SolverSpec
+
+    options: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for key, value in parse_options(pairs, "-o").items():
+        target, dot, option = key.rpartition(".")
+        if dot and target not in options:
+            raise click.ClickException(f"-o {key}=...: {target!r} is not one of the solvers of this run ({', '.join(names)})")
+        for name in ([target] if dot else names):
+            options[name][option] = value
+    return tuple(SolverSpec(n, options[n]) for n in names)
+
+
+def run_config(names: tuple[str, ...], pairs: tuple[str, ...], timeout: float, batch_size: int,
+               throughput_items: int, limit: int | None, case: bool | None) -> Any:
+    """The RunConfig of the run options shared by `run` and `sweep`, checked."""
+    from bench.run import RunConfig
+
+    if timeout <= 0 or batch_size < 1 or throughput_items < 0 or (limit is not None and limit < 1):
+        raise click.ClickException("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
+    names = names or tuple(registry.default_solvers())
+    if not names:
+        raise click.ClickException("no solver can run here: see captcha-bench solvers")
+    return RunConfig(solver_specs(names, pairs), timeout, batch_size, throughput_items, limit, case)
+
+
+def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: int = 0) -> None:
+    """Build the report of these runs into `out` and print its verdict and where it is."""
+    from bench.report import build_report, write_report
+    from bench.tables import verdict_text
+
+    report = build_report(paths, allow_mixed, seed)
+    write_report(report, out)
+    click.echo("\n" + verdict_text(report))
+    click.echo(f"\nreport: {out / 'report.html'} (and report.md, figures/)")
+
+
+@click.command()
+@click.option("--dataset", type=click.Path(path_type=Path), default=None,
+              help="Data set folder [default: the embedded default benchmark, see below].")
+@click.option("--solver", "names", multiple=True, metavar="NAME",
+              help="Solver name or module:attr; repeatable [default: every solver that can run here].")
+@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: results/run-<time>].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out: finished attempts are kept, not redone.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per item before a solver is restarted.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Challenges per call in the throughput pass.")
+@click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in the throughput pass; 0 skips it.")
+@click.option("--limit", type=int, default=None, help="Attempt only the first N items (of each data set).")
+@click.option("--case-sensitive/--case-insensitive", "case", default=None,
+              help="Score with or without case [default: as the data set says].")
+def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
+        timeout: float, batch_size: int, throughput_items: int, limit: int | None, case: bool | None) -> None:
+    """Run solvers on a data set; write attempts.csv, summary.csv and summary.json.
+
+    Without --dataset, the default benchmark: every machine solver and the recorded people on the
+    TuringPass images people answered (shipped in the package), and every machine solver on the
+    generated default set; then the report (verdict, figures) of both, in one folder.
+
+    \b
+    Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7 --out results/runs/hard-7
+    """
+    from bench.summary import to_table
+    from bench.benchmark import case_sensitive, recorded_request, run_benchmark, with_dataset_options
+    from bench.suite import PEOPLE, run_default
+
+    before = recorded_request(out) if resume and out is not None else None
+    if before is not None:  # --resume takes what the command leaves out from the run it continues
+        timeout, batch_size, throughput_items, limit, case = _recorded_settings(
+            before["config"], timeout=timeout, batch_size=batch_size, throughput_items=throughput_items, limit=limit,
+            case_sensitive=case)
+        dataset = dataset or (Path(before["dataset"]) if before["dataset"] else None)
+        names = names or tuple(s.name for s in before["solvers"])
+    out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    if dataset is None:
+        names = tuple(names or registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ())  # people too
+    config = run_config(names, pairs, timeout, batch_size, throughput_items, limit, case)
+    if before is not None and not pairs and names == tuple(s.name for s in before["solvers"]):
+        config = dataclasses.replace(config, solvers=before["solvers"])  # with the options the run recorded
+    if dataset is None:
+        with bars() as asking:
+            done = run_default(config, dataset_or_default(None), out, resume=resume, progress=asking)
+        for part, result in done:
+            click.echo(f"\n{part.label}: {min(limit or len(part.dataset.samples), len(part.dataset.samples))} items "
+                       f"(sha256 {part.dataset.hash[:12]})\n{to_table(result.summaries)}")
+        echo_report([out], out)
+        return
+    data = dataset_or_default(dataset)
+    config = with_dataset_options(config, data)
+    with bars() as asking:
+        result = run_benchmark(data, config, out, resume=resume, progress=asking)
+    click.echo(f"\n{len(data.samples) if limit is None else min(limit, len(data.samples))} items of {data.path} "
+               f"(sha256 {data.hash[:12]}), scored case-{'sensitive' if case_sensitive(data, config) else 'insensitive'}")
+    click.echo(to_table(result.summaries))
+    click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json); "
+               f"the report: captcha-bench report {result.path}")
+
+
+def _recorded_settings(recorded: dict[str, Any], **given: Any) -> tuple[Any, ...]:
+    """The run settings (RunConfig field -> value) as given, except where the command line left an
+    option at its default and the run being resumed recorded a value: that one is kept."""
+    ctx = click.get_current_context()
+    options = {"case_sensitive": "case"}  # RunConfig field -> the option's parameter name
+
+    def defaulted(key: str) -> bool:
+        source = ctx.get_parameter_source(options.get(key, key))
+        return source is None or source == click.core.ParameterSource.DEFAULT
+
+    return tuple(recorded[k] if k in recorded and defaulted(k) else v for k, v in given.items())
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for report.html, report.md and figures/ [default: the first RUN]; a run folder, or an "
+                   "empty or new one.")
+@click.option("--allow-mixed", is_flag=True, help="Report runs on different data sets side by side (each compared "
+                                                  "within its own data set).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap intervals.")
+def report(runs: tuple[Path, ...], out: Path | None, allow_mixed: bool, seed: int) -> None:
+    """Compare machines with people on the same items: the verdict and its statistics, figures, provenance.
+
+    RUN is a run folder, or a folder of runs that `run` (no --dataset) or `sweep` wrote. Runs on the
+    same data set are compared together; people are the solvers that replay recorded answers.
+
+    \b
+    Example: captcha-bench report results/runs/hard-7
+    """
+    echo_report(list(runs), out or runs[0], allow_mixed, seed)
+
+
+@click.command()
+@click.option("--preset", default="medium", show_default=True, help="Preset every point starts from.")
+@click.option("--scheme", default=schemes.DEFAULT_SCHEME, show_default=True, help="Installed scheme name or module:attr.")
+@click.option("--vary", "varies", multiple=True, required=True, metavar="KNOB=V1,V2,...",
+              help="A knob and its values (Python literals; a tuple is one value); repeatable, one axis each.")
+@click.option("--set", "knobs", multiple=True, metavar="KNOB=VALUE", help="A knob for every point; repeatable.")
+@click.option("--solver", "names", multiple=True, metavar="NAME", help="Solver; repeatable [default: every one that can run].")
+@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
+@click.option("--count", type=int, default=300, show_default=True, help="Items per point.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every point's data set.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Sweep folder (data sets, runs, report).")
+@click.option("--resume", is_flag=True, help="Continue the sweep in --out.")
+@click.option("--studies", type=click.Path(path_type=Path), default=Path("results/studies"), show_default=True,
+              help="Where `record` keeps study databases: a point whose data set has one gets the people too.")
+@click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in each throughput pass.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per item before a solver is restarted.")
+@click.option("--workers", type=int, default=default_workers, help="Processes generating data [default: CPU count].")
+def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, ...], names: tuple[str, ...],
+          pairs: tuple[str, ...], count: int, seed: int, out: Path, resume: bool, studies: Path,
+          throughput_items: int, timeout: float, workers: int) -> None:
+    """Sweep difficulty knobs: where does each machine fall below the people?
+
+    One data set per knob value (other knobs at the preset), every solver on each, one report with
+    accuracy and time against each knob.
+
+    \b
+    Example: captcha-bench sweep --vary 'rotate=(-15,15),(-45,45),(-75,75)' --solver cnn --out results/sweep-rotate
+    """
+    from bench.sweep import Sweep, parse_values, run_sweep
+
+    axes = tuple((key, parse_values(text)) for key, text in (_pair(v, "--vary") for v in varies))
+    config = run_config(names, pairs, timeout, 32, throughput_items, None, None)
+    plan = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
+    with progress_bar("Generating") as generating, bars() as asking:
+        run_sweep(plan, config.solvers, config, out, resume=resume, workers=workers, studies=studies,
+                  progress=asking, generating=generating)
+    echo_report([out], out)
+
+
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.ClickException(f"{flag} expects KEY=VALUE, got {text!r}")
+    return key.strip(), value

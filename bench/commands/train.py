@@ -1,0 +1,85 @@
+"""The train command: the CNN."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.commands.common import bars, default_workers
+
+
+@click.command()
+@click.option("--preset", default="medium", show_default=True, help="Train on fresh items of this preset...")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None, help="...or on this data set folder.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (the best so far).")
+@click.option("--count", type=int, default=60_000, show_default=True, help="Training items to generate.")
+@click.option("--val-count", type=int, default=1_000, show_default=True, help="Validation items (another seed).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=float, default=8.0, show_default=True, help="Passes over the training items.")
+@click.option("--minutes", type=float, default=None, help="Wall-clock cap; the best checkpoint so far is kept.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", type=int, default=default_workers, help="Processes rendering data [default: CPU count].")
+@click.option("--height", type=int, default=None, help="Model input rows [default: 24].")
+@click.option("--width", type=int, default=None, help="Model input columns [default: 72]; the model reads width/4 steps.")
+@click.option("--channels", default=None, help="Conv stages' channels, e.g. 24,48,64,96 [default: 16,32,48,64].")
+@click.option("--hidden", type=int, default=None, help="GRU units per direction [default: 64].")
+@click.option("--colour", is_flag=True, default=None, help="Read RGB instead of grey (3 input channels).")
+@click.option("--strided", is_flag=True, default=None,
+              help="First stage: a stride-2 convolution instead of convolution + pooling (a quarter of its work).")
+@click.option("--augment/--no-augment", default=None,
+              help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Start from this checkpoint's weights (fine-tune; same --channels and --colour; input size, "
+                   "--strided and --hidden may differ: what does not fit starts fresh).")
+@click.option("--mix", type=click.Path(path_type=Path), default=None,
+              help="With --dataset: a second data set (generated images, say) whose items are added to every batch.")
+@click.option("--mix-share", type=float, default=0.25, show_default=True,
+              help="The share of each batch's items drawn from --mix (the --dataset items per batch stay --batch-size).")
+@click.option("--mix-count", type=int, default=None, help="Read only the first N items of --mix [default: all].")
+@click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
+def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
+          minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
+          width: int | None, channels: str | None, hidden: int | None, colour: bool | None, strided: bool | None,
+          augment: bool | None, init: Path | None, mix: Path | None, mix_share: float, mix_count: int | None,
+          resume: bool) -> None:
+    """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
+
+    \b
+    Example: captcha-bench train --preset medium --out results/models/medium.pt --minutes 20
+    """
+    from solvers.cnn.card import model_card
+    from solvers.cnn.train import TrainConfig, train as run_training
+
+    try:
+        stages = tuple(int(c) for c in channels.split(",")) if channels is not None else None
+    except ValueError:
+        raise click.ClickException(f"--channels {channels!r}: give three or more comma-separated counts, "
+                                   "e.g. 24,48,64,96") from None
+    model = {k: v for k, v in (("height", height), ("width", width), ("channels", stages), ("hidden", hidden),
+                               ("colour", colour), ("strided", strided)) if v is not None}
+    config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
+                         seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
+                         workers=workers, model=model, augment=augment, init=init, mix=mix, mix_share=mix_share,
+                         mix_count=mix_count)
+    def report(p: Any) -> None:
+        if p.phase == "data":
+            shown("Rendering data", p.done, p.total)
+        else:
+            shown.close()
+            click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
+                       f"{p.seconds:.0f} s", err=True)
+
+    try:
+        with bars() as shown:
+            meta = run_training(config, resume=resume, progress=report)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    out.with_suffix(".md").write_text(model_card(meta, "captcha-bench " + " ".join(sys.argv[1:])))
+    best = max(meta["history"], key=lambda h: h["val_accuracy"])
+    click.echo(f"best validation exact match {best['val_accuracy']:.1%} at step {best['step']} "
+               f"({best['seconds']:.0f} s); checkpoint {out}, model card {out.with_suffix('.md')}")
