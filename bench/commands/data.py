@@ -17,7 +17,6 @@ from captchas import folder, schemes, turingpass
 from captchas import generate as gen
 from captchas.render import measure_legibility
 from captchas.spec import KNOBS, PRESETS
-from solvers import registry
 
 
 @click.command()
@@ -51,19 +50,6 @@ def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, 
     else:
         click.echo(f"{what}; {len(data.samples) / seconds:,.0f} images/s with {workers} worker(s)")
     click.echo(f"data set sha256 {data.hash}")
-
-
-@click.command("solvers")
-def solvers_() -> None:
-    """List installed solvers: where each comes from and whether it can run here.
-
-    \b
-    Example: captcha-bench solvers
-    """
-    with progress_bar("Loading solvers") as progress:
-        found = registry.describe(progress)
-    rows = [[i.name, i.origin, i.target, "yes" if i.problem is None else f"no: {i.problem}"] for i in found]
-    click.echo(format_table(["solver", "from", "entry point", "can run here"], rows))
 
 
 @click.command()

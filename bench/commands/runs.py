@@ -1,4 +1,4 @@
-"""Run commands: run, report, sweep."""
+"""Run commands: run, report, sweep, solvers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from bench.commands.common import bars, dataset_or_default, default_workers, parse_options, progress_bar
+from bench.summary import format_table
 from captchas import schemes
 from solvers import registry
 
@@ -190,3 +191,16 @@ def _pair(text: str, flag: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise click.ClickException(f"{flag} expects KEY=VALUE, got {text!r}")
     return key.strip(), value
+
+
+@click.command("solvers")
+def solvers_() -> None:
+    """List installed solvers: where each comes from and whether it can run here.
+
+    \b
+    Example: captcha-bench solvers
+    """
+    with progress_bar("Loading solvers") as progress:
+        found = registry.describe(progress)
+    rows = [[i.name, i.origin, i.target, "yes" if i.problem is None else f"no: {i.problem}"] for i in found]
+    click.echo(format_table(["solver", "from", "entry point", "can run here"], rows))
