@@ -9,6 +9,7 @@ import click
 
 from bench.commands import data, runs, speed, study, train
 from bench.commands.common import parse_options
+from bench.run import ConfigError
 from bench.runs import RunError
 from captchas import dataset as ds
 from captchas import schemes
@@ -16,7 +17,8 @@ from captchas.knobs import SpecError
 from captchas.render import IllegibleError
 from solvers import registry
 
-USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError, registry.SolverError, RunError)
+USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError, registry.SolverError, RunError,
+               ConfigError)
 
 
 class _Group(click.Group):

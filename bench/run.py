@@ -37,6 +37,15 @@ class RunConfig:
     limit: int | None = None  # attempt only the first N items of the data set
     case_sensitive: bool | None = None  # score case-sensitively or not; None: as the data set says
 
+    def __post_init__(self) -> None:
+        if not self.timeout > 0 or self.batch_size < 1 or self.throughput_items < 0 or (
+                self.limit is not None and self.limit < 1):
+            raise ConfigError("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
+
+
+class ConfigError(ValueError):
+    """Run settings that cannot work; the message names the option and what it takes."""
+
 
 def load_challenges(dataset: ds.Dataset, limit: int | None = None) -> list[tuple[ds.Sample, Pixels]]:
     """Read, hash-check and decode every image once (`captchas.dataset.load_images`), as pixels for solvers."""

@@ -15,6 +15,22 @@ from captchas import schemes
 from solvers import registry
 
 
+def solver_options(command: Any) -> Any:
+    """The options `run` and `sweep` share: which solvers, their options, and how they are asked."""
+    for option in reversed([
+        click.option("--solver", "names", multiple=True, metavar="NAME",
+                     help="Solver name or module:attr; repeatable [default: every solver that can run here]."),
+        click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE",
+                     help="Solver option; repeatable."),
+        click.option("--timeout", type=float, default=30.0, show_default=True,
+                     help="Seconds per item before a solver is restarted."),
+        click.option("--throughput-items", type=int, default=256, show_default=True,
+                     help="Items in each throughput pass; 0 skips it."),
+    ]):
+        command = option(command)
+    return command
+
+
 def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, ...]:
     """-o key=value applies to every solver, -o NAME.key=value to the solver NAME only."""
     from bench.run import SolverSpec
@@ -34,8 +50,6 @@ def run_config(names: tuple[str, ...], pairs: tuple[str, ...], timeout: float, b
     """The RunConfig of the run options shared by `run` and `sweep`, checked."""
     from bench.run import RunConfig
 
-    if timeout <= 0 or batch_size < 1 or throughput_items < 0 or (limit is not None and limit < 1):
-        raise click.ClickException("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
     names = names or tuple(registry.default_solvers())
     if not names:
         raise click.ClickException("no solver can run here: see captcha-bench solvers")
@@ -56,14 +70,10 @@ def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: i
 @click.command()
 @click.option("--dataset", type=click.Path(path_type=Path), default=None,
               help="Data set folder [default: the embedded default benchmark, see below].")
-@click.option("--solver", "names", multiple=True, metavar="NAME",
-              help="Solver name or module:attr; repeatable [default: every solver that can run here].")
-@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
+@solver_options
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: results/run-<time>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out: finished attempts are kept, not redone.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per item before a solver is restarted.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Challenges per call in the throughput pass.")
-@click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in the throughput pass; 0 skips it.")
 @click.option("--limit", type=int, default=None, help="Attempt only the first N items (of each data set).")
 @click.option("--case-sensitive/--case-insensitive", "case", default=None,
               help="Score with or without case [default: as the data set says].")
@@ -153,16 +163,13 @@ def report(runs: tuple[Path, ...], out: Path | None, allow_mixed: bool, seed: in
 @click.option("--vary", "varies", multiple=True, required=True, metavar="KNOB=V1,V2,...",
               help="A knob and its values (Python literals; a tuple is one value); repeatable, one axis each.")
 @click.option("--set", "knobs", multiple=True, metavar="KNOB=VALUE", help="A knob for every point; repeatable.")
-@click.option("--solver", "names", multiple=True, metavar="NAME", help="Solver; repeatable [default: every one that can run].")
-@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
+@solver_options
 @click.option("--count", type=int, default=300, show_default=True, help="Items per point.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every point's data set.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Sweep folder (data sets, runs, report).")
 @click.option("--resume", is_flag=True, help="Continue the sweep in --out.")
 @click.option("--studies", type=click.Path(path_type=Path), default=Path("results/studies"), show_default=True,
               help="Where `record` keeps study databases: a point whose data set has one gets the people too.")
-@click.option("--throughput-items", type=int, default=256, show_default=True, help="Items in each throughput pass.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per item before a solver is restarted.")
 @click.option("--workers", type=int, default=default_workers, help="Processes generating data [default: CPU count].")
 def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, ...], names: tuple[str, ...],
           pairs: tuple[str, ...], count: int, seed: int, out: Path, resume: bool, studies: Path,
