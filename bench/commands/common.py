@@ -20,14 +20,20 @@ def parse_options(pairs: tuple[str, ...], flag: str = "--set") -> dict[str, Any]
     """KEY=VALUE strings to a dict; values go through ast.literal_eval, falling back to str."""
     options: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.ClickException(f"{flag} expects KEY=VALUE, got {pair!r}")
+        key, text = split_pair(pair, flag)
         try:
-            options[key.strip()] = ast.literal_eval(text)
+            options[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            options[key.strip()] = text
+            options[key] = text
     return options
+
+
+def split_pair(text: str, flag: str) -> tuple[str, str]:
+    """KEY=VALUE to (KEY, VALUE text); a one-line usage error naming `flag` otherwise."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.ClickException(f"{flag} expects KEY=VALUE, got {text!r}")
+    return key.strip(), value
 
 
 def dataset_or_default(dataset: Path | None) -> ds.Dataset:

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from bench.commands.common import bars, dataset_or_default, default_workers, parse_options, progress_bar
+from bench.commands.common import (bars, dataset_or_default, default_workers, parse_options, progress_bar,
+                                   split_pair)
 from bench.summary import format_table
 from captchas import schemes
 from solvers import registry
@@ -184,20 +185,13 @@ def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, .
     """
     from bench.sweep import Sweep, parse_values, run_sweep
 
-    axes = tuple((key, parse_values(text)) for key, text in (_pair(v, "--vary") for v in varies))
+    axes = tuple((key, parse_values(text)) for key, text in (split_pair(v, "--vary") for v in varies))
     config = run_config(names, pairs, timeout, 32, throughput_items, None, None)
     plan = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
     with progress_bar("Generating") as generating, bars() as asking:
         run_sweep(plan, config.solvers, config, out, resume=resume, workers=workers, studies=studies,
                   progress=asking, generating=generating)
     echo_report([out], out)
-
-
-def _pair(text: str, flag: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise click.ClickException(f"{flag} expects KEY=VALUE, got {text!r}")
-    return key.strip(), value
 
 
 @click.command("solvers")
