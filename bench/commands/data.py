@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
-from bench.commands.common import default_workers, parse_options, progress_bar, show
-from bench.summary import format_table
+from bench.commands.common import default_workers, parse_options, progress_bar
+from bench.listing import presets_text
 from captchas import dataset as ds
 from captchas import folder, schemes, turingpass
 from captchas import generate as gen
 from captchas.render import measure_legibility
-from captchas.spec import KNOBS, PRESETS
+from captchas.spec import PRESETS
 
 
 @click.command()
@@ -60,44 +57,14 @@ def presets(measure: int) -> None:
     \b
     Example: captcha-bench presets --measure 1000
     """
-    names = list(PRESETS)
-    long: dict[str, str] = {}  # long values (charsets, font lists) named in the table, spelled out below it
-
-    def cell(value: Any) -> str:
-        text = show(value)
-        if len(text) <= 14:
-            return text
-        key = next((k for k, v in long.items() if v == text), f"[{len(long) + 1}]")
-        long[key] = text
-        return key
-
-    rows = [[knob, *(cell(getattr(PRESETS[n], knob)) for n in names)] for knob in KNOBS]
-    if measure > 0:
-        with progress_bar("Measuring") as progress:
-            stats = []
-            for k, n in enumerate(names):
-                stats.append(measure_legibility(PRESETS[n], measure))
-                progress(k + 1, len(names))
-        rows += [
-            ["renders measured", *(str(s.renders) for s in stats)],
-            ["any glyph ink cut off", *(f"{s.cut / s.renders:.1%}" for s in stats)],
-            ["cut beyond max_clip", *(f"{s.clipped / s.renders:.1%}" for s in stats)],
-            ["squeezed below min_scale", *(f"{s.squeezed / s.renders:.1%}" for s in stats)],
-            ["redrawn (either)", *(f"{s.rejected_rate:.1%}" for s in stats)],
-        ]
-    elif measure < 0:
+    if measure < 0:
         raise click.ClickException(f"--measure must be 0 or more, got {measure}")
-    from captchas.lined import LinedSpec
-
-    lined = [[f.name, cell(f.default)] for f in dataclasses.fields(LinedSpec)]
-    click.echo(format_table(["knob", *names], rows))
-    click.echo("\nThe lined scheme (--scheme lined) has no presets; its knobs and defaults:\n"
-               + format_table(["knob", "default"], lined) + "\n")
-    for key, value in long.items():  # a table stays narrow; long values are spelled out once, here
-        click.echo(textwrap.fill(f"{key} {value.replace(',', ', ') if ',' in value else value}", 78,
-                                 subsequent_indent="    ", break_on_hyphens=False))
-    installed = sorted(set(schemes.available()) | {schemes.DEFAULT_SCHEME})
-    click.echo(f"\nschemes: {', '.join(installed)}")
+    measured = []
+    with progress_bar("Measuring") as progress:
+        for k, name in enumerate(PRESETS if measure else ()):
+            measured.append(measure_legibility(PRESETS[name], measure))
+            progress(k + 1, len(PRESETS))
+    click.echo(presets_text(measured, sorted(set(schemes.available()) | {schemes.DEFAULT_SCHEME})))
 
 
 @click.command()

@@ -11,7 +11,7 @@ import click
 
 from bench.commands.common import (bars, dataset_or_default, default_workers, parse_options, progress_bar,
                                    split_pair)
-from bench.summary import format_table
+from bench.listing import default_run_text, run_text, solvers_table
 from captchas import schemes
 from solvers import registry
 
@@ -46,15 +46,14 @@ def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, .
     return tuple(SolverSpec(n, options[n]) for n in names)
 
 
-def run_config(names: tuple[str, ...], pairs: tuple[str, ...], timeout: float, batch_size: int,
-               throughput_items: int, limit: int | None, case: bool | None) -> Any:
-    """The RunConfig of the run options shared by `run` and `sweep`, checked."""
+def run_config(names: tuple[str, ...], pairs: tuple[str, ...], **settings: Any) -> Any:
+    """The RunConfig of the solvers, their options and the settings (RunConfig's fields), checked."""
     from bench.run import RunConfig
 
     names = names or tuple(registry.default_solvers())
     if not names:
         raise click.ClickException("no solver can run here: see captcha-bench solvers")
-    return RunConfig(solver_specs(names, pairs), timeout, batch_size, throughput_items, limit, case)
+    return RunConfig(solver_specs(names, pairs), **settings)
 
 
 def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: int = 0) -> None:
@@ -89,43 +88,45 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     \b
     Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7 --out results/runs/hard-7
     """
-    from bench.summary import to_table
-    from bench.benchmark import case_sensitive, recorded_request, run_benchmark, with_dataset_options
-    from bench.suite import PEOPLE, run_default
+    from bench.benchmark import run_benchmark, with_dataset_options
+    from bench.suite import run_default
 
-    before = recorded_request(out) if resume and out is not None else None
-    if before is not None:  # --resume takes what the command leaves out from the run it continues
-        timeout, batch_size, throughput_items, limit, case = _recorded_settings(
-            before["config"], timeout=timeout, batch_size=batch_size, throughput_items=throughput_items, limit=limit,
-            case_sensitive=case)
-        dataset = dataset or (Path(before["dataset"]) if before["dataset"] else None)
-        names = names or tuple(s.name for s in before["solvers"])
-    out = out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    dataset, config, out = _request(dataset, names, pairs, out, resume, timeout=timeout, batch_size=batch_size,
+                                    throughput_items=throughput_items, limit=limit, case_sensitive=case)
     if dataset is None:
-        names = tuple(names or registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ())  # people too
-    config = run_config(names, pairs, timeout, batch_size, throughput_items, limit, case)
-    if before is not None and not pairs and names == tuple(s.name for s in before["solvers"]):
-        config = dataclasses.replace(config, solvers=before["solvers"])  # with the options the run recorded
-    if dataset is None:
+        generated = dataset_or_default(None)
         with bars() as asking:
-            done = run_default(config, dataset_or_default(None), out, resume=resume, progress=asking)
-        for part, result in done:
-            click.echo(f"\n{part.label}: {min(limit or len(part.dataset.samples), len(part.dataset.samples))} items "
-                       f"(sha256 {part.dataset.hash[:12]})\n{to_table(result.summaries)}")
-        echo_report([out], out)
-        return
+            done = run_default(config, generated, out, resume=resume, progress=asking)
+        click.echo(default_run_text(done, config.limit))
+        return echo_report([out], out)
     data = dataset_or_default(dataset)
     config = with_dataset_options(config, data)
     with bars() as asking:
         result = run_benchmark(data, config, out, resume=resume, progress=asking)
-    click.echo(f"\n{len(data.samples) if limit is None else min(limit, len(data.samples))} items of {data.path} "
-               f"(sha256 {data.hash[:12]}), scored case-{'sensitive' if case_sensitive(data, config) else 'insensitive'}")
-    click.echo(to_table(result.summaries))
-    click.echo(f"\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json); "
-               f"the report: captcha-bench report {result.path}")
+    click.echo(run_text(data, config, result))
 
 
-def _recorded_settings(recorded: dict[str, Any], **given: Any) -> tuple[Any, ...]:
+def _request(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
+             **settings: Any) -> tuple[Path | None, Any, Path]:
+    """What `run` is asked: its data set (None: the default benchmark, people included), config and
+    folder. --resume takes what the command leaves out from the run it continues."""
+    from bench.benchmark import recorded_request
+    from bench.suite import PEOPLE
+
+    before = recorded_request(out) if resume and out is not None else None
+    if before is not None:
+        settings = _recorded_settings(before["config"], settings)
+        dataset = dataset or (Path(before["dataset"]) if before["dataset"] else None)
+        names = names or tuple(s.name for s in before["solvers"])
+    if dataset is None:
+        names = tuple(names or registry.default_solvers()) + ((PEOPLE,) if PEOPLE not in names else ())
+    config = run_config(names, pairs, **settings)
+    if before is not None and not pairs and names == tuple(s.name for s in before["solvers"]):
+        config = dataclasses.replace(config, solvers=before["solvers"])  # with the options the run recorded
+    return dataset, config, out or Path("results") / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _recorded_settings(recorded: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """The run settings (RunConfig field -> value) as given, except where the command line left an
     option at its default and the run being resumed recorded a value: that one is kept."""
     ctx = click.get_current_context()
@@ -135,7 +136,7 @@ def _recorded_settings(recorded: dict[str, Any], **given: Any) -> tuple[Any, ...
         source = ctx.get_parameter_source(options.get(key, key))
         return source is None or source == click.core.ParameterSource.DEFAULT
 
-    return tuple(recorded[k] if k in recorded and defaulted(k) else v for k, v in given.items())
+    return {k: recorded[k] if k in recorded and defaulted(k) else v for k, v in given.items()}
 
 
 @click.command()
@@ -186,7 +187,7 @@ def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, .
     from bench.sweep import Sweep, parse_values, run_sweep
 
     axes = tuple((key, parse_values(text)) for key, text in (split_pair(v, "--vary") for v in varies))
-    config = run_config(names, pairs, timeout, 32, throughput_items, None, None)
+    config = run_config(names, pairs, timeout=timeout, throughput_items=throughput_items)
     plan = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
     with progress_bar("Generating") as generating, bars() as asking:
         run_sweep(plan, config.solvers, config, out, resume=resume, workers=workers, studies=studies,
@@ -203,5 +204,4 @@ def solvers_() -> None:
     """
     with progress_bar("Loading solvers") as progress:
         found = registry.describe(progress)
-    rows = [[i.name, i.origin, i.target, "yes" if i.problem is None else f"no: {i.problem}"] for i in found]
-    click.echo(format_table(["solver", "from", "entry point", "can run here"], rows))
+    click.echo(solvers_table(found))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import tempfile
 from pathlib import Path
 
 import click
 
 from bench.commands.common import dataset_or_default, progress_bar
-from bench.summary import format_table
-from captchas.spec import PRESETS
+from bench.listing import generator_speed_text, runner_speed_text, study_speed_text
 
 
 @click.group()
@@ -38,12 +37,7 @@ def runner_speed(dataset: Path | None, rounds: int) -> None:
         raise click.ClickException(f"--rounds must be at least 1, got {rounds}")
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
         r = measure_runner(data, Path(scratch), rounds)
-    click.echo(format_table(["stage", "items/s"], [
-        ["load: read, sha256 check, decode", f"{r.load:,.0f}"],
-        ["loop: ask (solver process), score, append attempts.csv", f"{r.loop:,.0f}"],
-        ["whole run, start-up and summaries included", f"{r.total:,.0f}"],
-    ]))
-    click.echo(f"{r.items} attempts of the constant solver on {data.path}; target: loop >= 5,000 items/s")
+    click.echo(runner_speed_text(r, str(data.path)))
 
 
 @speed.command("report")
@@ -80,31 +74,13 @@ def study_speed(dataset: Path | None, participants: int, items: int) -> None:
     \b
     Example: captcha-bench speed study --participants 20 --items 20
     """
-    import dataclasses
-    import logging
-    import tempfile
-
-    from bench.study.app import create_app, serve
-    from bench.study.load import simulate
+    from bench.study.load import measure
 
     data = dataset_or_default(dataset)
     data = dataclasses.replace(data, samples=data.samples[:items])
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "study.sqlite"
-        server = serve(create_app(data, str(db), joins_per_hour=None), "127.0.0.1", 0, background=True)
-        try:
-            r = simulate(server.url, db, participants)
-        finally:
-            server.close()
-    for e in r.errors[:10]:
-        click.echo(f"error: {e}")
-    once = "stored once each" if r.stored == r.distinct == r.answers_sent else "NOT stored once each"
-    click.echo(f"{r.participants} participants x {len(data.samples)} items at once: {r.answers_sent} answers accepted, "
-               f"{r.stored} rows, {r.distinct} distinct: {r.stored} answers {once}; {r.double_submits} double submits "
-               f"refused\n{r.answers_sent / r.seconds:,.0f} answers/s (each with its image load and a double submit); "
-               f"answer round trip median {r.answer_ms_median:.1f} ms, p95 {r.answer_ms_p95:.1f} ms; {r.seconds:.1f} s in all")
-    if r.errors or once.startswith("NOT"):
+    r = measure(data, participants)
+    click.echo(study_speed_text(r, len(data.samples)))
+    if r.errors or not r.stored_once:
         raise click.ClickException("the study app lost, doubled or refused answers under load (see above)")
 
 
@@ -121,22 +97,9 @@ def generator_speed(preset: str, count: int, rounds: int, workers: int) -> None:
     """
     from captchas.speed import measure_generation
 
-    if preset not in PRESETS:
-        raise click.ClickException(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch, progress_bar("Timing") as progress:
         try:
             r = measure_generation(Path(scratch), preset, count, rounds, workers, progress=progress)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
-    click.echo(format_table(["contender", "images/s"], [
-        ["captcha ImageCaptcha.generate_image (in memory)", f"{r.library:.0f}"],
-        ["captcha ImageCaptcha.write (PNG files)", f"{r.library_files:.0f}"],
-        ["file creation alone (same PNG bytes, same count)", f"{r.file_writes:.0f}"],
-        ["captcha-bench, 1 worker, in memory (render, legibility, PNG)", f"{r.ours_memory:.0f}"],
-        ["captcha-bench generate, 1 worker (files + manifest)", f"{r.ours:.0f}"],
-        [f"captcha-bench generate, {workers} workers", f"{r.ours_parallel:.0f}"],
-    ]))
-    click.echo(f"per core, median of rounds: {r.ratio_memory:.2f} x the library in memory, {r.ratio:.2f} x with files "
-               "(target >= 0.90); "
-               f"{workers} workers: {r.speedup:.2f} x one worker (target >= 1.70 on 2 cores); "
-               f"{r.count} {preset} images x {r.rounds} rounds, {os.cpu_count()} CPUs")
+    click.echo(generator_speed_text(r))

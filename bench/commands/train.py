@@ -52,34 +52,24 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     \b
     Example: captcha-bench train --preset medium --out results/models/medium.pt --minutes 20
     """
-    from solvers.cnn.card import model_card
+    from solvers.cnn.card import write_card
     from solvers.cnn.train import TrainConfig, train as run_training
 
-    try:
-        stages = tuple(int(c) for c in channels.split(",")) if channels is not None else None
-    except ValueError:
-        raise click.ClickException(f"--channels {channels!r}: give three or more comma-separated counts, "
-                                   "e.g. 24,48,64,96") from None
-    model = {k: v for k, v in (("height", height), ("width", width), ("channels", stages), ("hidden", hidden),
-                               ("colour", colour), ("strided", strided)) if v is not None}
-    config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count, val_count=val_count,
-                         seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr, device=device,
-                         workers=workers, model=model, augment=augment, init=init, mix=mix, mix_share=mix_share,
-                         mix_count=mix_count)
     def report(p: Any) -> None:
         if p.phase == "data":
-            shown("Rendering data", p.done, p.total)
-        else:
-            shown.close()
-            click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
-                       f"{p.seconds:.0f} s", err=True)
+            return shown("Rendering data", p.done, p.total)
+        shown.close()
+        click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
+                   f"{p.seconds:.0f} s", err=True)
 
+    model = dict(height=height, width=width, channels=channels, hidden=hidden, colour=colour, strided=strided)
     try:
+        config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count,
+                             val_count=val_count, seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size,
+                             lr=lr, device=device, workers=workers, model=model, augment=augment, init=init, mix=mix,
+                             mix_share=mix_share, mix_count=mix_count)
         with bars() as shown:
             meta = run_training(config, resume=resume, progress=report)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    out.with_suffix(".md").write_text(model_card(meta, "captcha-bench " + " ".join(sys.argv[1:])))
-    best = max(meta["history"], key=lambda h: h["val_accuracy"])
-    click.echo(f"best validation exact match {best['val_accuracy']:.1%} at step {best['step']} "
-               f"({best['seconds']:.0f} s); checkpoint {out}, model card {out.with_suffix('.md')}")
+    click.echo(write_card(out, meta, "captcha-bench " + " ".join(sys.argv[1:])))

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from captchas import dataset as ds
+
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -30,6 +32,11 @@ class LoadResult:
     answer_ms_median: float  # round trip of an answer POST
     answer_ms_p95: float
     errors: tuple[str, ...]
+
+    @property
+    def stored_once(self) -> bool:
+        """Every accepted answer is in the database, exactly once."""
+        return self.stored == self.distinct == self.answers_sent
 
 
 def call(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -96,3 +103,21 @@ def simulate(base_url: str, db: Path, participants: int = 20, double_submit: boo
     ms = sorted(1000 * t for t in round_trips) or [0.0]
     return LoadResult(participants, counts["sent"], counts["double"], stored, distinct, seconds,
                       statistics.median(ms), ms[min(len(ms) - 1, int(0.95 * len(ms)))], tuple(errors))
+
+
+def measure(data: ds.Dataset, participants: int = 20) -> LoadResult:
+    """Serve `data` from a study app with a temporary database on a free loopback port, run
+    `simulate` against it, and stop the server."""
+    import logging
+    import tempfile
+
+    from bench.study.app import create_app, serve
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "study.sqlite"
+        server = serve(create_app(data, str(db), joins_per_hour=None), "127.0.0.1", 0, background=True)
+        try:
+            return simulate(server.url, db, participants)
+        finally:
+            server.close()

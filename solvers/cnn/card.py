@@ -4,6 +4,7 @@ time-to-accuracy history. Evaluation figures are added by whoever measures them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from solvers.cnn.data import VAL_SEED_OFFSET
@@ -59,3 +60,11 @@ def model_card(meta: dict[str, Any], command: str) -> str:
 |---|---|---|---|
 {rows}
 """
+
+
+def write_card(out: Path, meta: dict[str, Any], command: str) -> str:
+    """Write the model card beside the checkpoint `out`; return one line: the best validation and where both are."""
+    out.with_suffix(".md").write_text(model_card(meta, command))
+    best = max(meta["history"], key=lambda h: h["val_accuracy"])
+    return (f"best validation exact match {best['val_accuracy']:.1%} at step {best['step']} "
+            f"({best['seconds']:.0f} s); checkpoint {out}, model card {out.with_suffix('.md')}")

@@ -54,6 +54,18 @@ class TrainConfig:
     mix_share: float = 0.25  # the share of each batch's items that come from `mix`; the real items per batch stay batch_size
     mix_count: int | None = None  # read only the first this many of `mix`'s items (all: None)
 
+    def __post_init__(self) -> None:
+        """Options left out (None) take the model's defaults; channels may come as text, "24,48,64,96"."""
+        model = {k: v for k, v in self.model.items() if v is not None}
+        if isinstance(model.get("channels"), str):
+            text = model["channels"]
+            try:
+                model["channels"] = tuple(int(c) for c in text.split(","))
+            except ValueError:
+                raise ValueError(f"--channels {text!r}: give three or more comma-separated counts, "
+                                 "e.g. 24,48,64,96") from None
+        object.__setattr__(self, "model", model)
+
     def check(self, resume: bool = False) -> None:
         """Raise ValueError, naming the option and the fix, for settings that cannot train."""
         from captchas.spec import PRESETS
