@@ -226,7 +226,7 @@ def _request(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
 def recorded_request(out: Path) -> dict[str, Any] | None:
     """What the run (or collection of runs) in `out` was asked: its data set folder (None for a
     collection), solvers as SolverSpecs, and config; None when `out` holds no run."""
-    from bench.runs import COLLECTION
+    from bench.results import COLLECTION
 
     if (out / RUN).is_file():
         request = _read_json(out / RUN)

@@ -10,7 +10,7 @@ import click
 from bench.commands import data, runs, speed, study, train
 from bench.commands.common import parse_options
 from bench.run import ConfigError
-from bench.runs import RunError
+from bench.results import RunError
 from captchas import dataset as ds
 from captchas import schemes
 from captchas.knobs import SpecError

@@ -15,7 +15,7 @@ from bench import stats
 from bench.report import REFERENCES, Group, Reference, Report
 from bench.tables import (CROSSING_HEADER, VERDICT_HEADER, all_answers, confusion_rows, crossings, glyph_rows,
                           other_rule, pct, seconds, shared_confusions, verdict_rows)
-from bench.runs import Run
+from bench.results import Run
 
 TITLE = "Do machines beat people at these CAPTCHAs?"
 CAPTIONS = {

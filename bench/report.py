@@ -1,6 +1,6 @@
 """The report: machines and people on the same items, the verdict with its statistics, the figures.
 
-`build_report` reads finished runs (`bench.runs`), groups them by data set, compares every machine
+`build_report` reads finished runs (`bench.results.read_runs`), groups them by data set, compares every machine
 with the people of its data set (`bench.compare`) and applies Holm's correction over the whole
 report; `write_report` writes report.html (figures embedded), report.md and the figures as PNG.
 """
@@ -26,8 +26,7 @@ from typing import Any
 
 from bench import stats
 from bench.compare import Comparison, adjust, first_answers, plans, rescore
-from bench.results import Attempt, Timing
-from bench.runs import COLLECTION, Run, RunError, read_runs
+from bench.results import COLLECTION, Attempt, Run, RunError, Timing, read_runs
 from bench.benchmark import git_state
 from bench.results import RUN
 from bench.summary import Glyph, Summary, glyph_readings, summarize
@@ -253,7 +252,7 @@ def _turingpass_reference() -> PeopleReference | None:
     from captchas import recorded
     from captchas import dataset as ds
     from captchas.turingpass import EMBEDDED_HUMANS
-    from captchas.scoring import is_correct
+    from captchas.dataset import is_correct
 
     try:
         data = ds.read_dataset(EMBEDDED_HUMANS)

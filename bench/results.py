@@ -1,24 +1,34 @@
-"""The results record: what a run writes, and the one place that knows the files' formats.
+"""The results record: what a run writes, the one place that knows the files' formats, and finished
+runs read back for a report.
 
 `Attempt` (one row of attempts.csv) and `Timing` (one line of timing.jsonl) cross from the runner to
 the summaries, statistics and report; they are written and read here, by field name through
 `dataclasses.asdict` and `fields`, never by position.
+
+`read_runs` reads run folders (`run.json`, `attempts.csv`) or collections of runs
+(`collection.json`, written by the no-argument run and by `sweep`), which stand for their parts,
+checked strictly and grouped by data set. Anything else, an empty or cut-short attempts.csv, or runs
+on several data sets without `allow_mixed`, is refused with one line naming the fix, before
+anything is written.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.replay import replays
 from captchas import dataset as ds
 
 RUN, ATTEMPTS, TIMING = "run.json", "attempts.csv", "timing.jsonl"
 SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"
+COLLECTION = "collection.json"  # a collection of runs: the default benchmark, a sweep
 SKIPPED = "skipped"  # the error of a replayed human answer where the person pressed Skip
 
 
@@ -113,3 +123,141 @@ def read_timings(path: Path) -> dict[str, Timing]:
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
     return timings
+
+
+class RunError(ValueError):
+    """A folder that cannot be reported; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder, read back."""
+
+    path: Path
+    request: dict[str, Any]  # run.json without its provenance
+    provenance: dict[str, Any]
+    attempts: tuple[Attempt, ...]
+    timings: dict[str, Timing]  # solver -> its session's cold start and throughput
+    finished: bool  # summary.json was written: every solver went through every item
+    label: str  # what the report calls its data set
+    point: dict[str, Any] = field(default_factory=dict)  # a sweep's point: {"knob": ..., "value": ...}
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def dataset_sha256(self) -> str:
+        return str(self.request["dataset_sha256"])
+
+    @property
+    def case_sensitive(self) -> bool:
+        """The data set's own case rule (the run's, for runs older than that record)."""
+        rule = (self.provenance.get("dataset") or {}).get("case_sensitive")
+        return bool(self.request.get("case_sensitive") if rule is None else rule)
+
+    @property
+    def solvers(self) -> list[str]:
+        return [s["name"] for s in self.request["solvers"]]
+
+    @property
+    def recorded(self) -> set[str]:
+        """Solvers that replay recorded human answers: the people."""
+        names = self.provenance.get("recorded_solvers")
+        return set(names) if isinstance(names, list) else {n for n in self.solvers if replays(n)}
+
+
+def read_runs(paths: list[Path], allow_mixed: bool = False) -> list[Run]:
+    """Read every run the paths name (a collection stands for its parts); refuse what cannot be reported."""
+    if not paths:
+        raise RunError("no run given: name one or more run folders (results/run-...)")
+    runs: list[Run] = []
+    collections = 0
+    for path in paths:
+        if (path / COLLECTION).is_file():
+            collections += 1
+            runs += [read_run(path / part["path"], part.get("label"), part.get("point") or {})
+                     for part in _collection(path)]
+        else:
+            runs.append(read_run(path))
+    seen: dict[Path, Run] = {}
+    for r in runs:
+        if r.path.resolve() in seen:
+            raise RunError(f"{r.path} is given twice: name each run once")
+        seen[r.path.resolve()] = r
+    data_sets = {r.dataset_sha256: r for r in runs}
+    if len(data_sets) > 1 and not allow_mixed and not (collections == 1 and len(paths) == 1):
+        named = ", ".join(f"{r.run_id} ({h[:12]})" for h, r in data_sets.items())
+        raise RunError(f"these runs are on {len(data_sets)} different data sets ({named}): pass --allow-mixed to "
+                       "report them side by side, each compared within its own data set")
+    return runs
+
+
+def read_run(path: Path, label: str | None = None, point: dict[str, Any] | None = None) -> Run:
+    """One run folder, checked: run.json, a complete attempts.csv, timing.jsonl."""
+    if not path.is_dir():
+        raise RunError(f"{path} is not a folder: give a run folder that captcha-bench run wrote")
+    if not (path / RUN).is_file():
+        raise RunError(f"{path} is not a run: it has no {RUN} (give a folder that captcha-bench run wrote)")
+    try:
+        document = json.loads((path / RUN).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path / RUN} is not valid JSON ({e}): the run folder is damaged; run it again") from None
+    if not isinstance(document, dict) or not {"dataset_sha256", "solvers"} <= set(document):
+        raise RunError(f"{path / RUN} lacks the data set or its solvers: the run folder is damaged; run it again")
+    provenance = document.pop("provenance", {}) or {}
+    attempts = read_attempts_strictly(path / ATTEMPTS)
+    return Run(path, document, provenance, tuple(attempts), read_timings(path / TIMING), (path / SUMMARY_JSON).is_file(),
+               label or _label(document, provenance), point or {})
+
+
+def read_attempts_strictly(path: Path) -> list[Attempt]:
+    """attempts.csv as records; an absent, empty or cut-short file is an error, not a smaller result."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise RunError(f"{path} is missing or empty: the run recorded nothing; run it again")
+    data = path.read_bytes()
+    fix = f"resume the run (captcha-bench run --out {path.parent} --resume) or run it again"
+    if not data.endswith(b"\n"):
+        raise RunError(f"{path} is cut short (its last line is incomplete): {fix}")
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RunError(f"{path} is not a readable UTF-8 CSV ({e}): {fix}") from None
+    if not rows or rows[0] != COLUMNS:
+        raise RunError(f"{path} does not start with the attempts header ({','.join(COLUMNS)}): "
+                       "give a run that captcha-bench run wrote")
+    if len(rows) == 1:
+        raise RunError(f"{path} holds no attempts: the run recorded nothing; run it again")
+    attempts = []
+    for line, row in enumerate(rows[1:], 2):
+        try:
+            if len(row) != len(COLUMNS):
+                raise ValueError(f"{len(row)} fields, not {len(COLUMNS)}")
+            attempts.append(attempt_from_row(dict(zip(COLUMNS, row))))
+        except ValueError as e:
+            raise RunError(f"{path} line {line} is damaged ({e}): {fix}") from None
+    return attempts
+
+
+def _collection(path: Path) -> list[dict[str, Any]]:
+    try:
+        document = json.loads((path / COLLECTION).read_text(encoding="utf-8"))
+        parts = document["parts"]
+        if not isinstance(parts, list) or not parts or not all(isinstance(p.get("path"), str) for p in parts):
+            raise ValueError("no parts")
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
+        raise RunError(f"{path / COLLECTION} is damaged ({e}): run the collection again") from None
+    for part in parts:
+        if Path(part["path"]).is_absolute() or ".." in Path(part["path"]).parts:
+            raise RunError(f"{path / COLLECTION} names {part['path']!r}, outside its folder: run the collection again")
+    return parts
+
+
+def _label(request: dict[str, Any], provenance: dict[str, Any]) -> str:
+    """A readable name for the run's data set: its source and split, or its preset, seed and count."""
+    info = provenance.get("dataset") or {}
+    if info.get("source_name"):
+        return f"{info['source_name']} {info.get('split') or ''}".strip()
+    if info.get("kind") == "generated":
+        return f"{info.get('preset') or info.get('scheme')}, seed {info.get('seed')}, {info.get('count')} items"
+    return Path(str(request.get("dataset", "data set"))).name

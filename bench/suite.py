@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.replay import replays
 from bench.run import RunConfig, SolverSpec
-from bench.runs import COLLECTION
+from bench.results import COLLECTION
 from bench.results import RUN
 from bench.benchmark import RunProgress, RunResult, check_new_run, run_benchmark, with_dataset_options
 from captchas import dataset as ds

@@ -15,7 +15,7 @@ import torch
 from captchas import dataset as ds
 from captchas.generate import item_rng
 from captchas.schemes import ImageScheme
-from captchas.scoring import normalise
+from captchas.dataset import normalise
 from solvers.cnn.model import CNNConfig, input_bytes, stack
 
 if TYPE_CHECKING:

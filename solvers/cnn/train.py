@@ -21,7 +21,7 @@ from torch import nn
 
 from captchas import dataset as ds
 from captchas.schemes import image_scheme
-from captchas.scoring import is_correct  # the one scoring rule
+from captchas.dataset import is_correct  # the one scoring rule
 from solvers.cnn.checkpoint import initialise, save
 from solvers.cnn.data import (VAL_SEED_OFFSET, answer_lengths, augment, encode, folds, load_folder, load_mix,
                              render_items)
