@@ -1,4 +1,5 @@
-"""A machine against people on the same items: paired accuracy and time, the verdict, Holm's correction.
+"""A machine against people on the same items: paired accuracy and time, the verdict, Holm's correction;
+and one machine against another (`versus`), to choose between solvers or options.
 
 Pure functions over attempts. The primary analysis pairs each item's machine attempt with the
 item's first human answer (the first recorded answer that was that person's first try); the
@@ -114,6 +115,42 @@ def rescore(attempts: Iterable[Attempt], case_sensitive: bool, with_cer: bool = 
                     cer(a.expected, a.predicted, case_sensitive) if with_cer else math.nan, a.seconds, a.error,
                     a.participant, a.attempt)  # the constructor: dataclasses.replace costs ten times as much
             for a in attempts]
+
+
+@dataclass(frozen=True)
+class Versus:
+    """Two machines on the same items: paired accuracy, and each one's median time."""
+
+    items: int  # items both attempted
+    first_right: int
+    second_right: int
+    first_only: int  # items only the first got right
+    second_only: int
+    difference: float  # first's accuracy - second's, with Newcombe's 95 % interval
+    low: float
+    high: float
+    p: float  # exact McNemar, two-sided
+    first_median: float  # seconds per item, over the items both attempted without an error
+    second_median: float
+
+
+def versus(first: Sequence[Attempt], second: Sequence[Attempt], case_sensitive: bool) -> Versus:
+    """Compare two machines' attempts (one per item each) on the items both attempted."""
+    a, b = ({x.item_id: x for x in side} for side in (first, second))
+    shared = [i for i in a if i in b]
+    if len(a) != len(first) or len(b) != len(second):
+        raise ValueError("versus compares machines: one attempt per item on each side")
+    ok = [(right(a[i], case_sensitive), right(b[i], case_sensitive)) for i in shared]
+    first_only, second_only = sum(x and not y for x, y in ok), sum(y and not x for x, y in ok)
+    both = sum(x and y for x, y in ok)
+    diff, low, high = stats.newcombe_paired(both, first_only, second_only, len(ok) - both - first_only - second_only)
+
+    def median(side: dict[str, Attempt]) -> float:
+        times = [side[i].seconds for i in shared if _timed(side[i])]
+        return float(np.median(times)) if times else math.nan
+
+    return Versus(len(ok), both + first_only, both + second_only, first_only, second_only, diff, low, high,
+                  stats.mcnemar_exact(first_only, second_only) if ok else math.nan, median(a), median(b))
 
 
 def first_answers(human: Iterable[Attempt]) -> dict[str, Attempt]:

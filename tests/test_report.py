@@ -222,3 +222,21 @@ def test_a_machine_and_people_with_no_item_in_common_compare_nothing(tmp_path: P
     (c,) = build_report([tmp_path / "run"]).comparisons
     assert (c.accuracy.items, c.time.items) == (0, 0) and math.isnan(c.accuracy.p)
     assert c.verdict == "accuracy: no evidence either way; time: no evidence either way"
+
+
+def test_versus_pairs_two_machines_on_the_items_both_attempted() -> None:
+    from bench.compare import versus
+    from bench.stats import mcnemar_exact
+
+    # first: right on items 0-9; second: right on 0-4 and 10-11; item 11 only the second attempted
+    first = [attempt("a", i, "ab", "ab" if i < 10 else "zz", 0.01) for i in range(11)]
+    second = [attempt("b", i, "ab", "AB" if i < 5 or i == 10 else "zz", 0.05) for i in range(12)]
+    v = versus(first, second, case_sensitive=False)
+    assert (v.items, v.first_right, v.second_right, v.first_only, v.second_only) == (11, 10, 6, 5, 1)
+    assert v.difference == pytest.approx(4 / 11) and v.low < v.difference < v.high
+    assert v.p == pytest.approx(mcnemar_exact(5, 1))
+    assert (v.first_median, v.second_median) == (pytest.approx(0.01), pytest.approx(0.05))
+    strict = versus(first, second, case_sensitive=True)  # "AB" is wrong when case counts
+    assert (strict.second_right, strict.first_only) == (0, 10)
+    with pytest.raises(ValueError, match="one attempt per item"):
+        versus(first + first[:1], second, case_sensitive=False)
