@@ -18,8 +18,11 @@ from bench.commands.common import bars, default_workers
 @click.option("--count", type=int, default=60_000, show_default=True, help="Training items to generate.")
 @click.option("--val-count", type=int, default=1_000, show_default=True, help="Validation items (another seed).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=float, default=8.0, show_default=True, help="Passes over the training items.")
-@click.option("--minutes", type=float, default=None, help="Wall-clock cap; the best checkpoint so far is kept.")
+@click.option("--epochs", type=float, default=None,
+              help="Passes over the training items [default: 8 with --preset; with --dataset, from its size "
+                   "(about 200,000 items seen), or as many as --minutes allows].")
+@click.option("--minutes", type=float, default=None,
+              help="Time for the run: the schedule is fitted to it (from timed steps), and stops there at the latest.")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -31,6 +34,11 @@ from bench.commands.common import bars, default_workers
 @click.option("--colour", is_flag=True, default=None, help="Read RGB instead of grey (3 input channels).")
 @click.option("--strided", is_flag=True, default=None,
               help="First stage: a stride-2 convolution instead of convolution + pooling (a quarter of its work).")
+@click.option("--fit", type=click.Choice(["stretch", "pad"]), default=None,
+              help="Image to input: stretch to --width x --height, or keep the aspect and pad "
+                   "[default: pad with --dataset unless --height or --width is given, else stretch].")
+@click.option("--crop/--no-crop", default=None,
+              help="Crop each image to its ink's bounding box first [default: as --fit's default].")
 @click.option("--augment/--no-augment", default=None,
               help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
@@ -42,10 +50,10 @@ from bench.commands.common import bars, default_workers
               help="The share of each batch's items drawn from --mix (the --dataset items per batch stay --batch-size).")
 @click.option("--mix-count", type=int, default=None, help="Read only the first N items of --mix [default: all].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
-def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float,
+def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float | None,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
           width: int | None, channels: str | None, hidden: int | None, colour: bool | None, strided: bool | None,
-          augment: bool | None, init: Path | None, mix: Path | None, mix_share: float, mix_count: int | None,
+          fit: str | None, crop: bool | None, augment: bool | None, init: Path | None, mix: Path | None, mix_share: float, mix_count: int | None,
           resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
@@ -62,7 +70,8 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
         click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
                    f"{p.seconds:.0f} s", err=True)
 
-    model = dict(height=height, width=width, channels=channels, hidden=hidden, colour=colour, strided=strided)
+    model = dict(height=height, width=width, channels=channels, hidden=hidden, colour=colour, strided=strided, fit=fit,
+                 crop=crop)
     try:
         config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count,
                              val_count=val_count, seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size,
@@ -73,3 +82,5 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(write_card(out, meta, "captcha-bench " + " ".join(sys.argv[1:])))
+    for line in meta.get("warnings") or ():
+        click.secho(f"warning: {line}", err=True, fg="yellow")

@@ -27,6 +27,13 @@ def model_card(meta: dict[str, Any], command: str) -> str:
         span = f"{shortest}" if shortest == longest else f"{shortest}-{longest}"
         folded += (f"\n- Answers trained on: {span} characters; the solver keeps its answers to these lengths "
                    "(`-o fit_length=False` does not)")
+    shape, chosen = data.get("image"), data.get("chosen")
+    if shape:
+        folded += f"\n- Images: median {shape[0]}x{shape[1]} pixels" + (f", scheme `{data['scheme']}`" if data.get("scheme") else "")
+    if chosen:
+        folded += f"\n- Chosen from the data, not given: {', '.join(f'`{k}`' for k in chosen)}"
+    for line in meta.get("warnings") or ():
+        folded += f"\n- **Warning:** {line}"
     mix = meta.get("mix")
     if mix:
         folded += (f"\n- Every batch also held {mix['per_batch']} items drawn from `{mix['dataset']}` (its first "

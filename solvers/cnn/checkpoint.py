@@ -46,7 +46,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
           folded: bool, data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device,
           started_from: dict[str, Any] | None = None, lengths: tuple[int, int] | None = None,
-          mixed: dict[str, Any] | None = None) -> dict[str, Any]:
+          mixed: dict[str, Any] | None = None, described: dict[str, Any] | None = None) -> dict[str, Any]:
     import PIL
 
     meta = {
@@ -58,7 +58,7 @@ def save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str 
         "folded": folded,  # trained on case-folded answers: writes one case, for case-insensitive scoring
         "lengths": list(lengths) if lengths else None,  # shortest and longest answer trained on: the solver writes these
         "data": {"sha256": data_hash, "dataset": str(cfg.dataset) if cfg.dataset else None, "seed": cfg.seed,
-                 "train_items": n_train, "val_items": n_val},
+                 "train_items": n_train, "val_items": n_val, **(described or {})},
         "train": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "history": history,
         "init": started_from,  # the checkpoint this run started from, if any
@@ -72,6 +72,14 @@ def save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str 
     torch.save({**meta, "state_dict": state}, tmp)
     tmp.replace(cfg.out)
     return meta
+
+
+def annotate(path: Path, **fields: Any) -> None:
+    """Add `fields` to the checkpoint at `path`, atomically."""
+    state = {**torch.load(path, map_location="cpu", weights_only=True), **fields}
+    tmp = Path(str(path) + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
 
 
 def initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str, Any]:

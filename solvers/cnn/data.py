@@ -1,5 +1,6 @@
-"""The CNN's data: fresh seeded items of a preset (rendered by worker processes) or a data set
-folder as model input, a second data set mixed into every batch, the augmentation, the targets.
+"""The CNN's data: fresh seeded items of a preset (rendered by worker processes) as model input, a
+second data set mixed into every batch, the augmentation, the targets. (A data set folder is read in
+train.py, through the checked loader, since auto.geometry looks at its images first.)
 """
 
 from __future__ import annotations
@@ -49,12 +50,6 @@ def _render_chunk(job: tuple[ImageScheme, int, list[int], CNNConfig]) -> tuple[l
         data.append(input_bytes(scheme.render(answer, rng), config))
         texts.append(answer)
     return data, texts
-
-
-def load_folder(data: ds.Dataset, config: CNNConfig) -> tuple[torch.Tensor, list[str]]:
-    """A data set as model input, checked against its manifest by the runner's loader."""
-    items = ds.load_images(data)  # the checked image loader
-    return stack([input_bytes(image, config) for _, image in items], config), [s.answer for s, _ in items]
 
 
 def folds(charset: str, case_sensitive: bool) -> bool:

@@ -25,6 +25,8 @@ class CNNConfig:
     hidden: int = 64  # GRU units per direction
     colour: bool = False  # read RGB (3 input channels) instead of grey: for text whose colour, not brightness, stands out
     strided: bool = False  # first stage: one stride-2 convolution instead of a convolution then 2x2 max pooling
+    fit: str = "stretch"  # image to input: "stretch" resizes to width x height; "pad" keeps the aspect, pads with the background
+    crop: bool = False  # first crop the image to its ink's bounding box (ink_box): for text in a band of a larger image
 
     @property
     def planes(self) -> int:
@@ -126,10 +128,59 @@ class PairwiseMax(nn.Module):
         return torch.maximum(x[:, :, :, 0::2], x[:, :, :, 1::2]) if self.columns == 2 else x
 
 
+FITS = ("stretch", "pad")
+
+
 def input_bytes(image: Image.Image, config: CNNConfig) -> bytes:
-    """The one image-to-input step, for training and solving alike: grey (or RGB), resized, H x W (x 3) bytes."""
-    mode = "RGB" if config.colour else "L"
-    return image.convert(mode).resize((config.width, config.height), Image.Resampling.BILINEAR).tobytes()
+    """The one image-to-input step, for training and solving alike: grey (or RGB), cropped to the ink
+    (with `crop`), resized (`fit`), H x W (x 3) bytes."""
+    image = image.convert("RGB" if config.colour else "L")
+    if config.crop:
+        image = image.crop(ink_box(image))
+    size = (config.width, config.height)
+    if config.fit != "pad":
+        return image.resize(size, Image.Resampling.BILINEAR).tobytes()
+    scale = min(config.width / image.width, config.height / image.height)
+    inner = (max(1, min(config.width, round(image.width * scale))), max(1, min(config.height, round(image.height * scale))))
+    canvas = Image.new(image.mode, size, _background(image))
+    canvas.paste(image.resize(inner, Image.Resampling.BILINEAR),
+                 ((config.width - inner[0]) // 2, (config.height - inner[1]) // 2))
+    return canvas.tobytes()
+
+
+def _background(image: Image.Image) -> Any:
+    """The median colour of the image's outermost pixels: what padding is filled with."""
+    a = np.asarray(image)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).reshape(-1, len(image.getbands()))
+    median = np.median(border, axis=0).astype(int)
+    return int(median[0]) if len(median) == 1 else tuple(int(v) for v in median)
+
+
+def ink_box(image: Image.Image, rounds: int = 2) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) around the image's text: the rows, then the columns, whose share of
+    pixels far (over 48 of 255) from the border's median grey is at least a sixth (rows) or, averaged
+    over half the text's height, a fifth (columns) of the largest share. Done again inside that box, so that text on a band of another
+    colour is found in two rounds; then widened by an eighth of its height on every side. The whole
+    image where nothing stands out."""
+    grey = np.asarray(image.convert("L"), dtype=np.int16)
+    left, top, right, bottom = 0, 0, grey.shape[1], grey.shape[0]
+    for _ in range(rounds):
+        a = grey[top:bottom, left:right]
+        border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+        ink = np.abs(a - int(np.median(border))) > 48
+        rows, columns = ink.mean(1), ink.mean(0)
+        if rows.max() == 0:
+            break
+        r = np.flatnonzero(rows >= rows.max() / 6)
+        window = max(1, (int(r[-1]) + 1 - int(r[0])) // 2)  # columns averaged over half the text's height:
+        columns = np.convolve(columns, np.ones(window) / window, mode="same")  # glyphs last, specks do not
+        c = np.flatnonzero(columns >= columns.max() / 5)
+        left, top, right, bottom = left + int(c[0]), top + int(r[0]), left + int(c[-1]) + 1, top + int(r[-1]) + 1
+        if right - left < 2 or bottom - top < 2:
+            break
+    margin = max(1, round((bottom - top) / 8))
+    return (max(0, left - margin), max(0, top - margin), min(grey.shape[1], right + margin),
+            min(grey.shape[0], bottom + margin))
 
 
 def stack(data: list[bytes], config: CNNConfig) -> torch.Tensor:

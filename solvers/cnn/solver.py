@@ -152,11 +152,11 @@ class _Net:
                    _trained_lengths(state) if fit_length else None)
 
     @property
-    def input(self) -> tuple[bool, int, int]:
+    def input(self) -> tuple[Any, ...]:
         """What `preprocess` makes of an image for this model: checkpoints alike here share one input."""
-        return self.config.colour, self.config.width, self.config.height
+        return self.config.colour, self.config.width, self.config.height, self.config.fit, self.config.crop
 
-    def logits(self, images: list[Image.Image], inputs: dict[tuple[bool, int, int], Any] | None = None) -> Any:
+    def logits(self, images: list[Image.Image], inputs: dict[tuple[Any, ...], Any] | None = None) -> Any:
         """(B, T, classes) for the images, on the CPU. `inputs` keeps each preprocessed batch for the
         next checkpoint of the same input, so an ensemble converts and resizes each image once."""
         import torch
@@ -206,7 +206,7 @@ class _Reader:
         seen = [view(image, k) for image in images for k in range(self.views)]  # an image's views side by side
         if len(self.nets) == 1 and self.views == 1:
             return read_out(self.nets[0].logits(seen), self.config.charset, self.lengths)
-        inputs: dict[tuple[bool, int, int], Any] = {}
+        inputs: dict[tuple[Any, ...], Any] = {}
         if self.merge == "mean":
             probabilities = sum(net.logits(seen, inputs).float().softmax(-1) for net in self.nets) / len(self.nets)
             mean = probabilities.view(len(images), self.views, *probabilities.shape[1:]).mean(1)

@@ -22,10 +22,10 @@ from torch import nn
 from captchas import dataset as ds
 from captchas.schemes import image_scheme
 from captchas.dataset import is_correct  # the one scoring rule
-from solvers.cnn.checkpoint import initialise, save
-from solvers.cnn.data import (VAL_SEED_OFFSET, answer_lengths, augment, encode, folds, load_folder, load_mix,
-                             render_items)
-from solvers.cnn.model import CaptchaNet, CNNConfig, decode
+from solvers.cnn.checkpoint import annotate, initialise, save
+from solvers.cnn import auto
+from solvers.cnn.data import VAL_SEED_OFFSET, answer_lengths, augment, encode, folds, load_mix, render_items
+from solvers.cnn.model import FITS, CaptchaNet, CNNConfig, decode, input_bytes, stack
 
 CHANNELS_LAST = torch.channels_last  # NHWC: convolutions and pooling run 1.1-1.3x faster per training step on CPU
 
@@ -40,14 +40,15 @@ class TrainConfig:
     count: int = 60_000  # training items to generate (preset mode)
     val_count: int = 1_000  # validation items (preset mode)
     seed: int = 0
-    epochs: float = 8.0  # passes over the training items
+    epochs: float | None = None  # passes over the training items; None: 8 for a preset, from the size of a data set
     minutes: float | None = None  # wall-clock cap; training stops there and keeps the best
     batch_size: int = 128
     lr: float = 3e-3  # peak of a one-cycle schedule
-    eval_every: int = 250  # steps
+    eval_every: int | None = None  # steps between validation passes; None: every 250, or a tenth of a shorter run
     device: str = "cpu"  # cpu | cuda | auto
     workers: int = 2  # processes that render the training data
-    model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour, strided)
+    model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour,
+    # strided, fit, crop); for a data set, what is left out is chosen from the data (auto.geometry)
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
     init: Path | None = None  # start from this checkpoint's weights (fine-tuning); see _initialise for what may differ
     mix: Path | None = None  # with `dataset`: a second data set (generated, say) whose items are added to every batch
@@ -72,7 +73,7 @@ class TrainConfig:
 
         if self.dataset is None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
-        if min(self.count, self.val_count, self.batch_size, self.workers) < 1 or self.epochs <= 0 or self.lr <= 0:
+        if min(self.count, self.val_count, self.batch_size, self.workers) < 1 or (self.epochs or 1) <= 0 or self.lr <= 0:
             raise ValueError("--count, --val-count, --batch-size and --workers must be >= 1; --epochs and --lr > 0")
         m = self.model
         if not 16 <= m.get("height", 24) <= 256 or not 16 <= m.get("width", 72) <= 1024:
@@ -83,6 +84,10 @@ class TrainConfig:
                              "e.g. 24,48,64,96")
         if not 1 <= m.get("hidden", 64) <= 2048:
             raise ValueError("--hidden must be 1-2048")
+        if m.get("fit", "stretch") not in FITS:
+            raise ValueError(f"--fit must be one of {', '.join(FITS)}, got {m['fit']!r}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"--minutes must be more than 0, got {self.minutes}")
         if self.out.exists() and not resume:
             raise ValueError(f"{self.out} exists: choose another --out, or pass --resume to continue its training")
 
@@ -133,6 +138,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     folding = False
+    described: dict[str, Any] = {}  # what the checkpoint says of its data beyond the hash
     if cfg.dataset is not None:
         data = ds.read_dataset(cfg.dataset)
         info = data.info
@@ -140,10 +146,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         folding = folds(charset, data.case_sensitive)
         if folding:
             charset = "".join(sorted(set(charset.casefold())))
-        model_cfg = CNNConfig(charset=charset, **cfg.model)
-        x_all, y_all = load_folder(data, model_cfg)
-        if folding:
-            y_all = [a.casefold() for a in y_all]
+        items = ds.load_images(data)  # the checked image loader
+        images, y_all = [image for _, image in items], [s.answer.casefold() if folding else s.answer for s, _ in items]
+        chosen = auto.geometry(images, answer_lengths(y_all)[1] if y_all else 1, cfg.model)
+        model_cfg = CNNConfig(charset=charset, **{**chosen, **cfg.model})
+        x_all = stack([input_bytes(image, model_cfg) for image in images], model_cfg)
+        described = {"kind": info.get("kind"), "scheme": info.get("scheme") or info.get("source_name"),
+                     "image": auto.image_shape(images), "chosen": sorted(chosen)}
+        del items, images
         n_val = max(1, len(y_all) // 10)
         x_val, y_val, x, y = x_all[:n_val], y_all[:n_val], x_all[n_val:], y_all[n_val:]
         case_sensitive, preset, data_hash = data.case_sensitive, info.get("preset"), data.hash
@@ -154,6 +164,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         x, y = render_items(scheme, cfg.seed, range(cfg.count), model_cfg, cfg.workers, rendering)
         x_val, y_val = render_items(scheme, cfg.seed + VAL_SEED_OFFSET, range(cfg.val_count), model_cfg, cfg.workers)
         case_sensitive, preset = scheme.spec.case_sensitive, cfg.preset
+        described = {"kind": "generated", "scheme": scheme.name, "image": [scheme.spec.width, scheme.spec.height]}
         data_hash = hashlib.sha256(repr((scheme.knobs(), cfg.seed, cfg.count)).encode()).hexdigest()
     if not y:
         raise ValueError("no training items: give a larger --count or data set")
@@ -164,20 +175,42 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     model = CaptchaNet(model_cfg).to(memory_format=CHANNELS_LAST).to(device)  # oneDNN's fast layout on CPU
     started_from = initialise(model, model_cfg, cfg.init) if cfg.init is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    total = max(1, math.ceil(cfg.epochs * len(y) / cfg.batch_size))
+    augmenting = cfg.dataset is not None if cfg.augment is None else cfg.augment
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    targets, lengths = encode(y, model_cfg.charset)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+
+    def batch(chosen: torch.Tensor, jitter: torch.Generator, mixing: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The model input, the concatenated targets and their lengths for these training items."""
+        pixels, target, target_lengths = x[chosen], [targets[offsets[i] : offsets[i + 1]] for i in chosen.tolist()], lengths[chosen]
+        if mixed is not None:
+            pixels, target, target_lengths = mixed.join(pixels, target, target_lengths, mixing)
+        inputs = pixels.to(device).float().div_(255.0).contiguous(memory_format=CHANNELS_LAST)  # (B, C, H, W)
+        return (augment(inputs, jitter) if augmenting else inputs), torch.cat(target).to(device), target_lengths.to(device)
+
+    last = Path(str(cfg.out) + ".last")
+    state = torch.load(last, map_location=device, weights_only=True) if resume and last.is_file() else None
+    if resume and state is None:
+        raise ValueError(f"nothing to resume: {last} does not exist")
+    epochs = cfg.epochs if cfg.epochs is not None else 8.0 if cfg.dataset is None else auto.epochs_for(len(y))
+    most = max(1, math.ceil(epochs * len(y) / cfg.batch_size))
+    if state is not None and "total" in state:
+        total = state["total"]  # the run's own length, however long its steps take now
+    elif cfg.minutes is not None:  # the schedule fits the minutes given, rather than being cut off by them
+        step_seconds, eval_seconds = _probe(model, batch, ctc, x_val, y_val, device, case_sensitive, len(y), cfg)
+        total = auto.steps_in(cfg.minutes, time.perf_counter() - start, step_seconds, eval_seconds,
+                              most if cfg.epochs is not None or cfg.dataset is None else None)
+    else:
+        total = most
+    every = cfg.eval_every or auto.eval_every(total)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
     order = torch.Generator().manual_seed(cfg.seed)
     jitter = torch.Generator().manual_seed(cfg.seed + 1)
     mixing = torch.Generator().manual_seed(cfg.seed + 2)  # which `mix` items join each batch
-    augmenting = cfg.dataset is not None if cfg.augment is None else cfg.augment
-    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     step, best, history = 0, -1.0, []
     permutation = torch.randperm(len(y), generator=order)
-    last = Path(str(cfg.out) + ".last")
-    if resume:
-        if not last.is_file():
-            raise ValueError(f"nothing to resume: {last} does not exist")
-        state = torch.load(last, map_location=device, weights_only=True)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -189,8 +222,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         step, best, history = state["step"], state["best"], state["history"]
         permutation = state["permutation"]
         start -= state["seconds"]
-    targets, lengths = encode(y, model_cfg.charset)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
     per_epoch = max(1, len(y) // cfg.batch_size)
     model.train()
     meta: dict[str, Any] = {}
@@ -198,36 +229,60 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         if step and step % per_epoch == 0:  # a new epoch, a new order
             permutation = torch.randperm(len(y), generator=order)
         k = (step % per_epoch) * cfg.batch_size
-        batch = permutation[k : k + cfg.batch_size]
-        pixels, target, target_lengths = x[batch], [targets[offsets[i] : offsets[i + 1]] for i in batch.tolist()], lengths[batch]
-        if mixed is not None:
-            pixels, target, target_lengths = mixed.join(pixels, target, target_lengths, mixing)
-        inputs = pixels.to(device).float().div_(255.0).contiguous(memory_format=CHANNELS_LAST)  # (B, C, H, W)
-        if augmenting:
-            inputs = augment(inputs, jitter)
-        logits = model(inputs)  # (B, T, classes)
-        log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, classes), as CTCLoss wants
-        loss = ctc(log_probs, torch.cat(target).to(device), torch.full((len(inputs),), log_probs.shape[0], dtype=torch.long),
-                   target_lengths.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+        loss = _step(model, optimizer, ctc, *batch(permutation[k : k + cfg.batch_size], jitter, mixing))
         schedule.step()
         step += 1
         out_of_time = cfg.minutes is not None and time.perf_counter() - start > cfg.minutes * 60
-        if step % cfg.eval_every == 0 or step == total or out_of_time:
+        if step % every == 0 or step == total or out_of_time:
             acc = accuracy(model, x_val, y_val, device, case_sensitive)
             seconds = time.perf_counter() - start
             history.append({"step": step, "seconds": round(seconds, 1), "loss": round(loss.item(), 4), "val_accuracy": acc})
             if acc > best:
                 best = acc
                 meta = save(cfg, model, model_cfg, preset, case_sensitive, folding, data_hash, len(y), len(y_val), history,
-                             device, started_from, written, mixed.about if mixed is not None else None)
+                             device, started_from, written, mixed.about if mixed is not None else None, described)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                        "order": order.get_state(), "jitter": jitter.get_state(), "mixing": mixing.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds}, last)
+                        "order": order.get_state(), "jitter": jitter.get_state(), "mixing": mixing.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds,
+                        "total": total}, last)
             if progress:
                 progress(TrainingProgress("train", step, total, loss.item(), acc, seconds))
         if out_of_time:
             break
-    return meta
+    said = auto.warnings(history, total, cut_short=step < total)
+    if said and meta:  # the checkpoint says so too, with the whole curve
+        annotate(cfg.out, warnings=said, history=history)
+    return {**meta, "warnings": said} if meta else meta
+
+
+def _step(model: CaptchaNet, optimizer: torch.optim.Optimizer, ctc: nn.CTCLoss, inputs: torch.Tensor,
+          target: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """One optimisation step on a batch; the loss."""
+    logits = model(inputs)  # (B, T, classes)
+    log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, classes), as CTCLoss wants
+    loss = ctc(log_probs, target, torch.full((len(inputs),), log_probs.shape[0], dtype=torch.long), target_lengths)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+    return loss
+
+
+def _probe(model: CaptchaNet, batch: Callable[..., tuple[torch.Tensor, ...]], ctc: nn.CTCLoss, x_val: torch.Tensor,
+           y_val: Sequence[str], device: torch.device, case_sensitive: bool, items: int, cfg: TrainConfig
+           ) -> tuple[float, float]:
+    """Seconds per training step and per validation pass, timed on a copy of the model (two steps of
+    warm-up, then six), so that the run itself, and its random streams, are untouched."""
+    import copy
+
+    trial = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(trial.parameters(), lr=cfg.lr / 25)
+    streams = [torch.Generator().manual_seed(cfg.seed + 3) for _ in range(2)]
+    chosen = torch.arange(min(items, cfg.batch_size))
+    for k in range(8):
+        if k == 2:
+            begin = time.perf_counter()
+        _step(trial, optimizer, ctc, *batch(chosen, *streams))
+    step_seconds = (time.perf_counter() - begin) / 6
+    begin = time.perf_counter()
+    accuracy(trial, x_val, y_val, device, case_sensitive)
+    return step_seconds, time.perf_counter() - begin
