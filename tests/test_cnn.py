@@ -669,3 +669,15 @@ def test_train_refuses_bad_settings_in_one_line(tmp_path: Path, args: list[str],
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert message in result.output, result.output
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_model_that_writes_more_characters_decodes_with_the_data_sets_only(tmp_path: Path) -> None:
+    assert cnn_solver.barred("AB12", "A1", folded=False) == (2, 4)
+    assert cnn_solver.barred("ab12", "AB1", folded=True) == (4,)  # compared folded
+    assert cnn_solver.barred("AB12", "", folded=False) == ()  # no charset declared: nothing barred
+    _train(tmp_path / "m.pt")  # easy's charset: 2-9 and A-Z without I, O
+    scheme = image_scheme("easy")
+    images = [Challenge(str(i), scheme.render("AB3D", random.Random(i))) for i in range(8)]
+    free = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), engine="torch").solve(images)
+    kept = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), charset="AB", engine="torch").solve(images)
+    assert set("".join(kept)) <= set("AB") and set("".join(free)) - set("AB")  # two steps write noise: the mask shows

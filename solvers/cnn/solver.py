@@ -126,6 +126,7 @@ class _Net:
     model: Any  # CaptchaNet as for_inference made it, or its ONNX Runtime session: preprocess() output in, logits out
     device: Any  # torch.device
     lengths: tuple[int, int] | None  # the answer lengths it was trained on, which it writes; None: any
+    barred: tuple[int, ...] = ()  # classes the data set's charset lacks: never written
 
     @classmethod
     def load(cls, path: Path, preset: str, charset: str, any_preset: bool, device: Any, engine: str,
@@ -149,7 +150,7 @@ class _Net:
         model.load_state_dict(state["state_dict"])
         fast = for_inference(model)  # BatchNorm folded, NHWC: about 2.5x faster on CPU
         return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device,
-                   _trained_lengths(state) if fit_length else None)
+                   _trained_lengths(state) if fit_length else None, barred(state["charset"], charset, state.get("folded", False)))
 
     @property
     def input(self) -> tuple[Any, ...]:
@@ -167,7 +168,18 @@ class _Net:
         if self.input not in inputs:
             inputs[self.input] = preprocess(images, self.config)
         with torch.inference_mode():
-            return self.model(inputs[self.input].to(self.device)).cpu()
+            logits = self.model(inputs[self.input].to(self.device)).cpu()
+            if self.barred:
+                logits[..., list(self.barred)] = -torch.inf
+            return logits
+
+
+def barred(writes: str, charset: str, folded: bool) -> tuple[int, ...]:
+    """The classes (1 + index in `writes`) of characters that the data set's `charset` lacks, compared
+    folded where the model writes folded answers: a model that writes more than the set uses then
+    decodes with the set's characters only. None barred when the set declares no charset."""
+    allowed = set(charset.casefold() if folded else charset)
+    return tuple(k + 1 for k, c in enumerate(writes) if c not in allowed) if charset else ()
 
 
 @dataclass(frozen=True)
