@@ -47,7 +47,7 @@ def cli() -> None:
     """
 
 
-for command in (data.generate, runs.run, runs.report, runs.sweep, train.train, speed.speed, runs.solvers_,
+for command in (data.generate, runs.run, runs.report, runs.sweep, train.train, train.attack, speed.speed, runs.solvers_,
                 data.presets, data.verify, data.import_, study.record, study.humans):
     cli.add_command(command)
 

@@ -91,15 +91,16 @@ def test_the_help_examples_work_from_a_fresh_clone() -> None:
 
     study = f"results/studies/{read_dataset(EMBEDDED_HUMANS).hash[:12]}.sqlite"  # record's default --db
     order = ["generate", "verify", "run", "report", "sweep", "record", "humans", "humans export", "import",
-             "import folder", "train"]
+             "import folder", "import turingpass", "train", "attack"]
     parsed = [_parse(args) for args in _examples()]
     made: set[str] = set()
     for command, params in sorted(parsed, key=lambda cp: order.index(cp[0]) if cp[0] in order else len(order)):
-        if command == "import turingpass":
-            continue  # reads a clone of the TuringPass repository (its help says where from)
+        if command == "import turingpass":  # reads a clone of the TuringPass repository (its help says where
+            made.update(f"{params['out']}/{split}" for split in ("humans", "train"))  # from); makes two splits
+            continue
         if command == "train":
             assert not str(params["out"]).startswith("solvers/"), "train's example would overwrite shipped weights"
-        for key in INPUTS:
+        for key in INPUTS if command != "attack" else ("dataset", "test"):  # attack's --labels are counts
             for value in (params.get(key) or ()) if key == "runs" else [params.get(key)]:
                 if value is not None:
                     assert str(value) in made or (ROOT / value).exists(), f"{command}: {value} does not exist yet"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,40 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     click.echo(write_card(out, meta, "captcha-bench " + " ".join(sys.argv[1:])))
     for line in meta.get("warnings") or ():
         click.secho(f"warning: {line}", err=True, fg="yellow")
+
+
+@click.command()
+@click.option("--dataset", type=click.Path(path_type=Path), required=True, help="Labelled images to train on.")
+@click.option("--test", type=click.Path(path_type=Path), required=True,
+              help="Other labelled images to test on (answers the training never saw).")
+@click.option("--labels", default="250,1000,4000", show_default=True, metavar="N,N,...",
+              help="Train on the first N images of --dataset, for each N.")
+@click.option("--minutes", type=float, default=None, help="Time for each training run (the schedule fits it).")
+@click.option("--epochs", type=float, default=None, help="Passes over each subset [default: as train chooses].")
+@click.option("--init", type=click.Path(path_type=Path), default=None, help="Start every run from this checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the models, test runs, attack.csv and attack.png [default: results/attack-<time>]; "
+                   "the same --out and settings continue an interrupted attack.")
+def attack(dataset: Path, test: Path, labels: str, minutes: float | None, epochs: float | None, init: Path | None,
+           seed: int, out: Path | None) -> None:
+    """The attack-cost curve: how many labelled images, and CPU minutes, does the CNN need to read a scheme?
+
+    \b
+    Example: captcha-bench attack --dataset results/datasets/turingpass/train --test captchas/data/turingpass/humans --labels 250,1000 --minutes 3
+    """
+    from bench.attack import CSV, FIGURE, run_attack, table
+    from bench.summary import format_table
+
+    try:
+        counts = [int(n) for n in labels.split(",")]
+    except ValueError:
+        raise click.ClickException(f"--labels {labels!r}: give comma-separated counts, e.g. 250,1000,4000") from None
+    out = out or Path("results") / f"attack-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        with bars() as shown:
+            result = run_attack(dataset, test, out, counts, minutes, init, seed, epochs, progress=shown)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(format_table(["labels", "test accuracy [95% CI]", "CPU min", "wall min", "validation"], table(result)))
+    click.echo(f"\n{out / CSV}, {out / FIGURE}")

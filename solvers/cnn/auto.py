@@ -30,10 +30,12 @@ RISING = 0.02  # validation gained at least this over the last quarter of the ru
 def geometry(images: Sequence[Image.Image], longest: int, given: dict[str, Any]) -> dict[str, Any]:
     """The model options for a data set, where `given` (the options set on the command line) leaves
     them out. With neither height nor width given: crop to the ink, keep its aspect (padding), 32
-    rows, and as many columns as the ink's median aspect asks, but at least 16 per character."""
-    chosen = {k: v for k, v in MODEL.items() if k not in given}
+    rows, and as many columns as the ink's median aspect asks, but at least 16 per character; and
+    the TuringPass weights' size of model. With either given, nothing: the model's own defaults, as
+    before this module."""
     if "height" in given or "width" in given:
-        return chosen
+        return {}
+    chosen = {k: v for k, v in MODEL.items() if k not in given}
     step = max(1, len(images) // SAMPLE)
     boxes = [ink_box(im) for im in images[::step]]
     aspect = statistics.median((r - l) / max(1, b - t) for l, t, r, b in boxes) if boxes else 3.0

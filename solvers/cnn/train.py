@@ -54,6 +54,7 @@ class TrainConfig:
     mix: Path | None = None  # with `dataset`: a second data set (generated, say) whose items are added to every batch
     mix_share: float = 0.25  # the share of each batch's items that come from `mix`; the real items per batch stay batch_size
     mix_count: int | None = None  # read only the first this many of `mix`'s items (all: None)
+    limit: int | None = None  # with `dataset`: train (and validate) on its first this many items only
 
     def __post_init__(self) -> None:
         """Options left out (None) take the model's defaults; channels may come as text, "24,48,64,96"."""
@@ -86,6 +87,8 @@ class TrainConfig:
             raise ValueError("--hidden must be 1-2048")
         if m.get("fit", "stretch") not in FITS:
             raise ValueError(f"--fit must be one of {', '.join(FITS)}, got {m['fit']!r}")
+        if self.limit is not None and (self.dataset is None or self.limit < 10):
+            raise ValueError(f"limit: train on the first N items of --dataset, N at least 10, got {self.limit}")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"--minutes must be more than 0, got {self.minutes}")
         if self.out.exists() and not resume:
@@ -146,13 +149,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         folding = folds(charset, data.case_sensitive)
         if folding:
             charset = "".join(sorted(set(charset.casefold())))
-        items = ds.load_images(data)  # the checked image loader
+        items = ds.load_images(data, cfg.limit)  # the checked image loader
         images, y_all = [image for _, image in items], [s.answer.casefold() if folding else s.answer for s, _ in items]
         chosen = auto.geometry(images, answer_lengths(y_all)[1] if y_all else 1, cfg.model)
         model_cfg = CNNConfig(charset=charset, **{**chosen, **cfg.model})
         x_all = stack([input_bytes(image, model_cfg) for image in images], model_cfg)
         described = {"kind": info.get("kind"), "scheme": info.get("scheme") or info.get("source_name"),
-                     "image": auto.image_shape(images), "chosen": sorted(chosen)}
+                     "image": auto.image_shape(images), "chosen": sorted(chosen), "limit": cfg.limit}
         del items, images
         n_val = max(1, len(y_all) // 10)
         x_val, y_val, x, y = x_all[:n_val], y_all[:n_val], x_all[n_val:], y_all[n_val:]

@@ -1,0 +1,181 @@
+"""The attack-cost curve: how many labelled images, and how many CPU minutes, break a scheme.
+
+`run_attack` trains the CNN on growing subsets of a labelled data set (its first N items), each run
+with the same settings, and tests every model on the same test set, beside the people where the
+test set has recorded answers. Each point is written as it finishes (`attack.csv`), so an
+interrupted attack resumes where it stopped; `attack.json` holds the request and provenance, and
+`attack.png` draws accuracy against labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench.benchmark import RunResult, git_state, run_benchmark, with_dataset_options
+from bench.replay import replays
+from bench.run import RunConfig, SolverSpec
+from captchas import dataset as ds
+
+CSV = "attack.csv"
+REQUEST = "attack.json"
+FIGURE = "attack.png"
+LABELS = (250, 1000, 4000)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One subset: the model trained on its first `labels` items, tested."""
+
+    labels: int  # labelled items given to training (its first tenth validates)
+    accuracy: float  # on the test set, exact match
+    low: float  # Wilson 95 % interval
+    high: float
+    test_items: int
+    cpu_minutes: float  # CPU time of the training process, all threads
+    wall_minutes: float
+    validation: float  # the best validation accuracy during training
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class Attack:
+    points: list[Point]
+    people: tuple[float, float, float] | None  # the people's accuracy on the test set, with its interval
+    path: Path
+
+
+Progress = Callable[[str, int, int], None]  # (label, done, total)
+
+
+def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABELS, minutes: float | None = None,
+               init: Path | None = None, seed: int = 0, epochs: float | None = None,
+               progress: Progress | None = None) -> Attack:
+    """Train on the first N items of `train` for each N of `labels`, test each model on `test`; write
+    everything under `out`. Points already in `out`'s attack.csv are kept, not redone."""
+    from solvers.cnn.checkpoint import load_checkpoint
+    from solvers.cnn.train import TrainConfig, train as run_training
+
+    data, held_out = ds.read_dataset(train), ds.read_dataset(test)
+    sizes = sorted(set(labels))
+    if not sizes or sizes[0] < 10:
+        raise ValueError("--labels: give one or more counts of 10 labelled images or more, e.g. 250,1000,4000")
+    if sizes[-1] > len(data.samples):
+        raise ValueError(f"--labels {sizes[-1]}: {train} holds only {len(data.samples)} labelled images")
+    if data.hash == held_out.hash:
+        raise ValueError("--test is the training set: test on other images, with answers the training never saw")
+    request = {"train": str(train), "train_sha256": data.hash, "test": str(test), "test_sha256": held_out.hash,
+               "labels": sizes, "minutes": minutes, "init": str(init) if init else None, "seed": seed, "epochs": epochs}
+    done = _check_out(out, request)
+    people = _people(held_out, out / "people", progress)
+    for n in sizes:
+        if n in done:
+            continue
+        where = out / f"labels-{n}"
+        where.mkdir(parents=True, exist_ok=True)
+        config = TrainConfig(out=where / "model.pt", preset=None, dataset=train, seed=seed, epochs=epochs,
+                             minutes=minutes, init=init, limit=n)
+        cpu, wall = time.process_time(), time.perf_counter()
+        report = (lambda p: progress(f"train {n}", p.done, p.total)) if progress else None
+        meta = run_training(config, resume=(where / "model.pt.last").is_file(), progress=report)  # an interrupted one goes on
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        solver = SolverSpec("cnn", {"checkpoint": str(where / "model.pt")})
+        result = _test(held_out, solver, where / "test", progress)
+        s = result.summaries[0]
+        best = max(h["val_accuracy"] for h in (meta.get("history") or load_checkpoint(where / "model.pt")["history"]))
+        point = Point(n, s.accuracy, s.accuracy_low, s.accuracy_high, s.items, cpu / 60, wall / 60, best,
+                      str(where / "model.pt"))
+        _append(out / CSV, point)
+        done[n] = point
+        (out / FIGURE).write_bytes(figure([done[k] for k in sorted(done)], people))
+    return Attack([done[k] for k in sorted(done)], people, out)
+
+
+def _check_out(out: Path, request: dict[str, Any]) -> dict[int, Point]:
+    """The points already measured in `out` for this same request; a new folder otherwise."""
+    if (out / REQUEST).is_file():
+        before = json.loads((out / REQUEST).read_text(encoding="utf-8"))
+        if {k: v for k, v in before.items() if k != "provenance"} != request:
+            raise ValueError(f"{out} holds another attack: give a new --out, or the same settings to continue it")
+        with (out / CSV).open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+        fields = dataclasses.fields(Point)
+        return {int(r["labels"]): Point(**{f.name: _cast(f.type, r[f.name]) for f in fields}) for r in rows}
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} is not an empty folder and holds no attack: give a new or empty --out")
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    (out / REQUEST).write_text(json.dumps({**request, "provenance": {"git": git_state(), "time": now}}, indent=2) + "\n")
+    (out / CSV).write_text(",".join(f.name for f in dataclasses.fields(Point)) + "\n")
+    return {}
+
+
+def _cast(kind: Any, text: str) -> Any:
+    return int(text) if kind in (int, "int") else text if kind in (str, "str") else float(text)
+
+
+def _append(path: Path, p: Point) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(",".join(str(v) for v in dataclasses.asdict(p).values()) + "\n")
+
+
+def _test(data: ds.Dataset, solver: SolverSpec, out: Path, progress: Progress | None) -> RunResult:
+    config = with_dataset_options(RunConfig((solver,), throughput_items=0), data)
+    return run_benchmark(data, config, out, resume=(out / "run.json").is_file(), progress=progress)
+
+
+def _people(data: ds.Dataset, out: Path, progress: Progress | None) -> tuple[float, float, float] | None:
+    """The recorded people's accuracy on the test set (all their answers), where it has any."""
+    if not (data.info.get("human_answers") or {}).get("file") or not replays("human"):
+        return None
+    result = _test(data, SolverSpec("human"), out, progress)
+    s = result.summaries[0]
+    return (s.accuracy, s.accuracy_low, s.accuracy_high)
+
+
+def figure(points: Sequence[Point], people: tuple[float, float, float] | None) -> bytes:
+    """Accuracy on the test set against labelled images (log), with intervals; the people as a band."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2, 3.6))
+    ax = fig.add_subplot()
+    x = [p.labels for p in points]
+    y = [p.accuracy for p in points]
+    errors = [[max(0.0, p.accuracy - p.low) for p in points], [max(0.0, p.high - p.accuracy) for p in points]]
+    ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label="cnn, trained on the first N labels")
+    for p in points:
+        ax.annotate(f"{p.cpu_minutes:.0f} CPU-min", (p.labels, p.high), xytext=(0, 6), ha="center",
+                    textcoords="offset points", fontsize=7)
+    if people is not None:
+        ax.axhspan(people[1], people[2], color="0.85", zorder=0)
+        ax.axhline(people[0], color="black", linestyle="--", label="people (all answers)")
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{n:,}" for n in x])  # the counts measured, not the log scale's powers of ten
+    ax.minorticks_off()
+    ax.set_xlim(min(x) / 1.6, max(x) * 1.6)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("labelled images trained on")
+    ax.set_ylabel("test accuracy (exact match)")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+def table(attack: Attack) -> list[list[str]]:
+    """The points as rows for the terminal: labels, accuracy [interval], CPU and wall minutes."""
+    rows = [[f"{p.labels:,}", f"{p.accuracy:.1%} [{p.low:.1%}, {p.high:.1%}]", f"{p.cpu_minutes:.1f}",
+             f"{p.wall_minutes:.1f}", f"{p.validation:.1%}"] for p in attack.points]
+    if attack.people is not None:
+        a, low, high = attack.people
+        rows.append(["people", f"{a:.1%} [{low:.1%}, {high:.1%}]", "-", "-", "-"])
+    return rows
