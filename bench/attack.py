@@ -105,6 +105,8 @@ def _check_out(out: Path, request: dict[str, Any]) -> dict[int, Point]:
         before = json.loads((out / REQUEST).read_text(encoding="utf-8"))
         if {k: v for k, v in before.items() if k != "provenance"} != request:
             raise ValueError(f"{out} holds another attack: give a new --out, or the same settings to continue it")
+        if not (out / CSV).is_file():  # stopped before its first point was written
+            _header(out / CSV)
         with (out / CSV).open(encoding="utf-8", newline="") as f:
             rows = list(csv.DictReader(f))
         fields = dataclasses.fields(Point)
@@ -114,8 +116,12 @@ def _check_out(out: Path, request: dict[str, Any]) -> dict[int, Point]:
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     (out / REQUEST).write_text(json.dumps({**request, "provenance": {"git": git_state(), "time": now}}, indent=2) + "\n")
-    (out / CSV).write_text(",".join(f.name for f in dataclasses.fields(Point)) + "\n")
+    _header(out / CSV)
     return {}
+
+
+def _header(path: Path) -> None:
+    path.write_text(",".join(f.name for f in dataclasses.fields(Point)) + "\n")
 
 
 def _cast(kind: Any, text: str) -> Any:

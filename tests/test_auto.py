@@ -90,6 +90,8 @@ def test_the_length_of_a_run_follows_the_data_or_the_minutes() -> None:
     assert auto.steps_in(12, 60, 0.25, 2, None) == int((0.97 * 720 - 60 - 22) / 0.25)
     assert auto.steps_in(12, 60, 0.25, 2, 500) == 500  # --epochs caps it
     assert auto.steps_in(0.01, 60, 0.25, 2, None) == 1
+    # 60 minutes: past 2,500 steps a pass comes every 250 steps, and each pass costs its 2 s too
+    assert auto.steps_in(60, 0, 0.25, 2, None) == int((0.97 * 3600 - 2) / (0.25 + 2 / 250))
     assert [auto.eval_every(n) for n in (5, 100, 2_400, 10_000)] == [1, 10, 240, 250]
 
 

@@ -58,11 +58,15 @@ def epochs_for(items: int) -> float:
 
 
 def steps_in(minutes: float, spent: float, step_seconds: float, eval_seconds: float, most: int | None) -> int:
-    """Training steps that fit in `minutes` (`spent` seconds of them gone already), with a validation
-    pass every tenth of the run and one more at the end, 3 % held back for the checkpoints; at most
+    """Training steps that fit in `minutes` (`spent` seconds of them gone already), with the validation
+    passes `eval_every` asks for and one more at the end, 3 % held back for the checkpoints; at most
     `most` (from --epochs) where that is given."""
-    budget = 0.97 * minutes * 60.0 - spent - (CURVE + 1) * eval_seconds
-    steps = max(1, int(budget / max(step_seconds, 1e-6)))
+    budget = 0.97 * minutes * 60.0 - spent
+    step_seconds = max(step_seconds, 1e-6)
+    steps = (budget - (CURVE + 1) * eval_seconds) / step_seconds  # ten passes, one every tenth of the run
+    if steps > CURVE * 250:  # a longer run validates every 250 steps
+        steps = (budget - eval_seconds) / (step_seconds + eval_seconds / 250)
+    steps = max(1, int(steps))
     return min(steps, most) if most else steps
 
 
