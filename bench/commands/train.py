@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import click
 
-from bench.commands.common import bars, default_workers
+from bench.commands.common import Bars, bars, default_workers
 
 
 @click.command()
@@ -64,13 +65,6 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     from solvers.cnn.card import write_card
     from solvers.cnn.train import TrainConfig, train as run_training
 
-    def report(p: Any) -> None:
-        if p.phase == "data":
-            return shown("Rendering data", p.done, p.total)
-        shown.close()
-        click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
-                   f"{p.seconds:.0f} s", err=True)
-
     model = dict(height=height, width=width, channels=channels, hidden=hidden, colour=colour, strided=strided, fit=fit,
                  crop=crop)
     try:
@@ -79,12 +73,21 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
                              lr=lr, device=device, workers=workers, model=model, augment=augment, init=init, mix=mix,
                              mix_share=mix_share, mix_count=mix_count)
         with bars() as shown:
-            meta = run_training(config, resume=resume, progress=report)
+            meta = run_training(config, resume=resume, progress=functools.partial(_report, shown))
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(write_card(out, meta, "captcha-bench " + " ".join(sys.argv[1:])))
     for line in meta.get("warnings") or ():
         click.secho(f"warning: {line}", err=True, fg="yellow")
+
+
+def _report(shown: Bars, p: Any) -> None:
+    """Training's progress: a bar while data renders, then a line per validation pass."""
+    if p.phase == "data":
+        return shown("Rendering data", p.done, p.total)
+    shown.close()
+    click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
+               f"{p.seconds:.0f} s", err=True)
 
 
 @click.command()
