@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.benchmark import RunResult, git_state, run_benchmark, with_dataset_options
-from bench.replay import replays
 from bench.run import RunConfig, SolverSpec
 from captchas import dataset as ds
 
@@ -140,7 +138,7 @@ def _test(data: ds.Dataset, solver: SolverSpec, out: Path, progress: Progress | 
 
 def _people(data: ds.Dataset, out: Path, progress: Progress | None) -> tuple[float, float, float] | None:
     """The recorded people's accuracy on the test set (all their answers), where it has any."""
-    if not (data.info.get("human_answers") or {}).get("file") or not replays("human"):
+    if not (data.info.get("human_answers") or {}).get("file"):
         return None
     result = _test(data, SolverSpec("human"), out, progress)
     s = result.summaries[0]
@@ -150,6 +148,8 @@ def _people(data: ds.Dataset, out: Path, progress: Progress | None) -> tuple[flo
 def figure(points: Sequence[Point], people: tuple[float, float, float] | None) -> bytes:
     """Accuracy on the test set against labelled images (log), with intervals; the people as a band."""
     from matplotlib.figure import Figure
+
+    from bench.figures import png
 
     fig = Figure(figsize=(5.2, 3.6))
     ax = fig.add_subplot()
@@ -172,9 +172,7 @@ def figure(points: Sequence[Point], people: tuple[float, float, float] | None) -
     ax.set_ylabel("test accuracy (exact match)")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    return buffer.getvalue()
+    return png(fig)
 
 
 def table(attack: Attack) -> list[list[str]]:

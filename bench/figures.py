@@ -75,7 +75,7 @@ def accuracy_time(report: Report) -> bytes:
         ax.grid(True, which="major", alpha=0.3)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=7,
                ncols=2 if len(groups) > 1 else 1)
-    return _png(fig)
+    return png(fig)
 
 
 def time_distributions(report: Report) -> bytes:
@@ -115,7 +115,7 @@ def time_distributions(report: Report) -> bytes:
         ax.grid(True, alpha=0.3)
         if series:
             ax.legend(fontsize=7, loc="lower right")
-    return _png(fig)
+    return png(fig)
 
 
 def accuracy_by_set(report: Report) -> bytes:
@@ -155,7 +155,7 @@ def accuracy_by_set(report: Report) -> bytes:
     ax.grid(True, axis="y", alpha=0.3)
     if names:
         ax.legend(fontsize=7, ncols=min(4, len(names)), loc="upper center", bbox_to_anchor=(0.5, -0.18))
-    return _png(fig)
+    return png(fig)
 
 
 def glyphs(group: Group, worst: int = 16) -> bytes:
@@ -186,7 +186,7 @@ def glyphs(group: Group, worst: int = 16) -> bytes:
     ax.grid(True, axis="y", alpha=0.3)
     if solvers:
         ax.legend(fontsize=7, ncols=min(4, len(solvers)), loc="upper center", bbox_to_anchor=(0.5, -0.12))
-    return _png(fig)
+    return png(fig)
 
 
 def sweep(knob: str, groups: Sequence[Group], report: Report) -> bytes:
@@ -231,7 +231,7 @@ def sweep(knob: str, groups: Sequence[Group], report: Report) -> bytes:
     speed.minorticks_off()
     acc.legend(fontsize=7, loc="best")
     speed.legend(fontsize=7, loc="best")
-    return _png(fig)
+    return png(fig)
 
 
 def _references(ax: Axes) -> dict[str, Any]:
@@ -277,7 +277,8 @@ def _panels(n: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
     return fig, [fig.add_subplot(rows, columns, k + 1) for k in range(n)]
 
 
-def _png(fig: Figure) -> bytes:
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes, without the Software stamp (so equal figures are equal bytes)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
     return buffer.getvalue()
