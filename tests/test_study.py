@@ -331,6 +331,9 @@ def assert_layout(page: Any, width: int) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     instruction = page.inner_text("#instruction")
     assert "Type the characters" in instruction and "Case does not matter" in instruction
+    from playwright.sync_api import expect
+    for selector in ("#answer", "#submit", "#skip"):  # the trial shows after the first item's request returns
+        expect(page.locator(selector)).to_be_visible(timeout=15_000)
     box, submit, skip = (page.locator(s).bounding_box() for s in ("#answer", "#submit", "#skip"))
     assert skip["y"] >= max(box["y"] + box["height"], submit["y"] + submit["height"]) + 24, (width, box, submit, skip)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
