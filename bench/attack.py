@@ -56,7 +56,7 @@ Progress = Callable[[str, int, int], None]  # (label, done, total)
 
 def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABELS, minutes: float | None = None,
                init: Path | None = None, seed: int = 0, epochs: float | None = None,
-               progress: Progress | None = None) -> Attack:
+               progress: Progress | None = None, from_scratch: bool = False) -> Attack:
     """Train on the first N items of `train` for each N of `labels`, test each model on `test`; write
     everything under `out`. Points already in `out`'s attack.csv are kept, not redone."""
     from solvers.cnn.checkpoint import load_checkpoint
@@ -71,7 +71,8 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
     if data.hash == held_out.hash:
         raise ValueError("--test is the training set: test on other images, with answers the training never saw")
     request = {"train": str(train), "train_sha256": data.hash, "test": str(test), "test_sha256": held_out.hash,
-               "labels": sizes, "minutes": minutes, "init": str(init) if init else None, "seed": seed, "epochs": epochs}
+               "labels": sizes, "minutes": minutes, "init": str(init) if init else None, "seed": seed, "epochs": epochs,
+               "from_scratch": from_scratch}
     done = _check_out(out, request)
     people = _people(held_out, out / "people", progress)
     for n in sizes:
@@ -80,7 +81,7 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
         where = out / f"labels-{n}"
         where.mkdir(parents=True, exist_ok=True)
         config = TrainConfig(out=where / "model.pt", preset=None, dataset=train, seed=seed, epochs=epochs,
-                             minutes=minutes, init=init, limit=n)
+                             minutes=minutes, init=init, limit=n, from_scratch=from_scratch)
         cpu, wall = time.process_time(), time.perf_counter()
         report = (lambda p: progress(f"train {n}", p.done, p.total)) if progress else None
         meta = run_training(config, resume=(where / "model.pt.last").is_file(), progress=report)  # an interrupted one goes on

@@ -98,6 +98,7 @@ def test_the_length_of_a_run_follows_the_data_or_the_minutes() -> None:
 def test_warnings_say_when_a_model_did_not_learn_or_was_still_learning() -> None:
     flat = [{"step": s, "val_accuracy": 0.01} for s in range(10, 110, 10)]
     assert auto.warnings(flat, 100, cut_short=False)[0].startswith("the model did not learn: validation reached 1.0%")
+    assert "It started from pre-trained weights: try more labelled" in auto.warnings(flat, 100, False, started=True)[0]
     rising = [{"step": s, "val_accuracy": s / 200} for s in range(10, 110, 10)]
     said = auto.warnings(rising, 100, cut_short=False)
     assert len(said) == 1 and "still rising when training stopped: 35.0% to 50.0%" in said[0]
@@ -110,7 +111,8 @@ def test_warnings_say_when_a_model_did_not_learn_or_was_still_learning() -> None
 
 def test_training_on_a_folder_chooses_its_input_and_says_what_it_trained_on(tmp_path: Path) -> None:
     data = folder(tmp_path, "wide", 40, (250, 75))
-    meta = train(TrainConfig(out=tmp_path / "m.pt", preset=None, dataset=data, epochs=1, batch_size=16, device="cpu"))
+    meta = train(TrainConfig(out=tmp_path / "m.pt", preset=None, dataset=data, epochs=1, batch_size=16, device="cpu",
+                             from_scratch=True))  # the general reader might read these after two steps
     config = meta["config"]
     assert (config["height"], config["fit"], config["crop"]) == (32, "pad", True) and config["width"] >= 96
     assert meta["data"]["image"] == [250, 75] and meta["data"]["kind"] == "imported"
@@ -132,7 +134,7 @@ def test_minutes_fit_the_schedule_and_the_cli_warns_loudly(tmp_path: Path) -> No
 
     data = folder(tmp_path, "small", 40, (200, 60))
     result = CliRunner().invoke(cli, ["train", "--dataset", str(data), "--out", str(tmp_path / "m.pt"),
-                                      "--minutes", "0.15", "--batch-size", "16", "--device", "cpu"])
+                                      "--minutes", "0.15", "--batch-size", "16", "--device", "cpu", "--from-scratch"])
     assert result.exit_code == 0, result.output
     assert "warning: the model did not learn" in result.output
     card = (tmp_path / "m.md").read_text()

@@ -15,6 +15,7 @@ from bench.commands.common import Bars, bars, default_workers
 
 @click.command()
 @click.option("--preset", default="medium", show_default=True, help="Train on fresh items of this preset...")
+@click.option("--scheme", default=None, help="...or of this scheme (`mixed`: the general reader's broad mix)...")
 @click.option("--dataset", type=click.Path(path_type=Path), default=None, help="...or on this data set folder.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (the best so far).")
 @click.option("--count", type=int, default=60_000, show_default=True, help="Training items to generate.")
@@ -44,19 +45,21 @@ from bench.commands.common import Bars, bars, default_workers
 @click.option("--augment/--no-augment", default=None,
               help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
-              help="Start from this checkpoint's weights (fine-tune; same --channels and --colour; input size, "
-                   "--strided and --hidden may differ: what does not fit starts fresh).")
+              help="Start from this checkpoint's weights (fine-tune; same --channels, --colour, --fit and --crop; input "
+                   "size, charset, --strided and --hidden may differ) [default with --dataset: the shipped general "
+                   "reader, where the model options allow].")
+@click.option("--from-scratch", is_flag=True, help="With --dataset: start from random weights, not the general reader.")
 @click.option("--mix", type=click.Path(path_type=Path), default=None,
               help="With --dataset: a second data set (generated images, say) whose items are added to every batch.")
 @click.option("--mix-share", type=float, default=0.25, show_default=True,
               help="The share of each batch's items drawn from --mix (the --dataset items per batch stay --batch-size).")
 @click.option("--mix-count", type=int, default=None, help="Read only the first N items of --mix [default: all].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
-def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float | None,
+def train(preset: str, scheme: str | None, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float | None,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
           width: int | None, channels: str | None, hidden: int | None, colour: bool | None, strided: bool | None,
-          fit: str | None, crop: bool | None, augment: bool | None, init: Path | None, mix: Path | None, mix_share: float, mix_count: int | None,
-          resume: bool) -> None:
+          fit: str | None, crop: bool | None, augment: bool | None, init: Path | None, from_scratch: bool, mix: Path | None,
+          mix_share: float, mix_count: int | None, resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
@@ -68,9 +71,10 @@ def train(preset: str, dataset: Path | None, out: Path, count: int, val_count: i
     model = dict(height=height, width=width, channels=channels, hidden=hidden, colour=colour, strided=strided, fit=fit,
                  crop=crop)
     try:
-        config = TrainConfig(out=out, preset=None if dataset else preset, dataset=dataset, count=count,
+        config = TrainConfig(out=out, preset=None if dataset else preset, scheme=scheme, dataset=dataset, count=count,
                              val_count=val_count, seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size,
-                             lr=lr, device=device, workers=workers, model=model, augment=augment, init=init, mix=mix,
+                             lr=lr, device=device, workers=workers, model=model, augment=augment, init=init,
+                             from_scratch=from_scratch, mix=mix,
                              mix_share=mix_share, mix_count=mix_count)
         with bars() as shown:
             meta = run_training(config, resume=resume, progress=functools.partial(_report, shown))
@@ -98,13 +102,15 @@ def _report(shown: Bars, p: Any) -> None:
               help="Train on the first N images of --dataset, for each N.")
 @click.option("--minutes", type=float, default=None, help="Time for each training run (the schedule fits it).")
 @click.option("--epochs", type=float, default=None, help="Passes over each subset [default: as train chooses].")
-@click.option("--init", type=click.Path(path_type=Path), default=None, help="Start every run from this checkpoint.")
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Start every run from this checkpoint [default: the shipped general reader, as train does].")
+@click.option("--from-scratch", is_flag=True, help="Start every run from random weights.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the models, test runs, attack.csv and attack.png [default: results/attack-<time>]; "
                    "the same --out and settings continue an interrupted attack.")
 def attack(dataset: Path, test: Path, labels: str, minutes: float | None, epochs: float | None, init: Path | None,
-           seed: int, out: Path | None) -> None:
+           from_scratch: bool, seed: int, out: Path | None) -> None:
     """The attack-cost curve: how many labelled images, and CPU minutes, does the CNN need to read a scheme?
 
     \b
@@ -120,7 +126,7 @@ def attack(dataset: Path, test: Path, labels: str, minutes: float | None, epochs
     out = out or Path("results") / f"attack-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         with bars() as shown:
-            result = run_attack(dataset, test, out, counts, minutes, init, seed, epochs, progress=shown)
+            result = run_attack(dataset, test, out, counts, minutes, init, seed, epochs, shown, from_scratch)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(format_table(["labels", "test accuracy [95% CI]", "CPU min", "wall min", "validation"], table(result)))

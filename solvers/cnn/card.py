@@ -15,7 +15,8 @@ def model_card(meta: dict[str, Any], command: str) -> str:
     best = max(meta["history"], key=lambda h: h["val_accuracy"])
     rows = "\n".join(f"| {h['step']} | {h['seconds']:.0f} | {h['loss']:.3f} | {h['val_accuracy']:.1%} |" for h in meta["history"])
     data = meta["data"]
-    source = f"data set `{data['dataset']}`" if data["dataset"] else f"preset `{meta['preset']}`, fresh items"
+    source = (f"data set `{data['dataset']}`" if data["dataset"] else f"preset `{meta['preset']}`, fresh items"
+              if meta["preset"] else f"scheme `{data.get('scheme')}`, fresh items")
     held_out = "the data set's first 10 %" if data["dataset"] else f"validation drawn from seed + {VAL_SEED_OFFSET:,}"
     augmented = meta["train"].get("augment")
     folded = ("\n- Answers case-folded for training (the set is scored case-insensitive): the model writes "
@@ -51,7 +52,7 @@ def model_card(meta: dict[str, Any], command: str) -> str:
             folded += (f"; its model was {init['config']}, so these started from random weights: "
                        f"{', '.join(f'`{k}`' for k in init['fresh'])}")
         folded += "\n"
-    return f"""# CNN weights: {meta['preset'] or data['dataset']}
+    return f"""# CNN weights: {meta['preset'] or data['dataset'] or data.get('scheme')}
 
 - Command: `{command}`
 - Data: {source}, seed {data['seed']}: {data['train_items']:,} training items, {data['val_items']:,} validation items

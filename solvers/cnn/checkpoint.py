@@ -82,30 +82,69 @@ def annotate(path: Path, **fields: Any) -> None:
     tmp.replace(path)
 
 
-def initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path) -> dict[str, Any]:
+def initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path, folded: bool = False) -> dict[str, Any]:
     """Load a checkpoint's weights into `model`; return what the card says of it.
 
     The input size may differ (convolutions slide and the last pooling spans whatever height is left),
     and so may the first stage's kind (`strided`: its convolution has the same shape) and the GRU's
     size: then the GRU and the head start from random weights (a layer loads whole or not at all),
-    named in the card as `fresh`."""
+    named in the card as `fresh`. So may the charset: each class of the head then starts from the
+    checkpoint's class for the same character (a letter of a `folded` run from the mean of both cases)."""
     state = load_checkpoint(path)  # weights_only=True, with its refusals
-    free = ("height", "width", "strided", "hidden")  # every other field changes what the convolutions read or write
-    theirs = {k: v for k, v in CNNConfig.from_dict(state["config"]).to_dict().items() if k not in free}
-    ours = {k: v for k, v in model_cfg.to_dict().items() if k not in free}
-    if theirs != ours:
+    if not fits(model_cfg, state["config"]):
         raise ValueError(f"--init {path}: its model config {state['config']} differs from this run's "
-                         f"{model_cfg.to_dict()} beyond input size, --strided and --hidden: give matching "
-                         "--channels/--colour and data")
+                         f"{model_cfg.to_dict()} beyond input size, charset, --strided and --hidden: give matching "
+                         "--channels/--colour/--fit/--crop, or --from-scratch")
     own, given = model.state_dict(), state["state_dict"]
     misfits = {_layer(k) for k, v in own.items() if k not in given or given[k].shape != v.shape}
     fitting = {k: v for k, v in given.items() if k in own and _layer(k) not in misfits}  # whole layers, never half
     fresh = sorted(k for k in own if k not in fitting)
     model.load_state_dict(fitting, strict=False)
+    rows = _head_rows(state["charset"], model_cfg.charset, folded) if state["charset"] != model_cfg.charset else {}
+    if rows and "head" in misfits and given["head.weight"].shape[1] == own["head.weight"].shape[1]:
+        with torch.no_grad():  # each class starts from the one that writes its character (both cases: their mean)
+            for new, old in rows.items():
+                model.head.weight[new] = given["head.weight"][old].mean(0)
+                model.head.bias[new] = given["head.bias"][old].mean(0)
+        unwritten = len(model_cfg.charset) + 1 - len(rows)
+        fresh = [k for k in fresh if _layer(k) != "head"] + (
+            [f"head: {unwritten} classes of characters the checkpoint does not write"] if unwritten else [])
     best = max(state.get("history") or [{"val_accuracy": None}], key=lambda h: h["val_accuracy"] or 0)
     return {"path": str(path), "sha256": ds.sha256_bytes(path.read_bytes()), "data": state.get("data"),
             "train": state.get("train"), "val_accuracy": best["val_accuracy"],
             "input": [state["config"]["width"], state["config"]["height"]], "config": state["config"], "fresh": fresh}
+
+
+FREE = ("height", "width", "strided", "hidden", "charset")  # what --init may change; the rest is what convolutions read
+
+
+def fits(model_cfg: CNNConfig, config: dict[str, Any]) -> bool:
+    """Whether a checkpoint of this `config` can start a run of `model_cfg` (see `initialise`)."""
+    theirs = {k: v for k, v in CNNConfig.from_dict(config).to_dict().items() if k not in FREE}
+    return theirs == {k: v for k, v in model_cfg.to_dict().items() if k not in FREE}
+
+
+def _head_rows(theirs: str, ours: str, folded: bool) -> dict[int, list[int]]:
+    """Our head's classes (blank 0, character i at i + 1) mapped to the checkpoint's classes that write
+    the same character, or (`folded`, or where it writes only the other case) the same letter in either
+    case; characters it does not write are left out."""
+    rows = {0: [0]}
+    for k, c in enumerate(ours):
+        either = [i + 1 for i, t in enumerate(theirs) if t.casefold() == c.casefold()]
+        same = either if folded else [i + 1 for i, t in enumerate(theirs) if t == c] or either
+        if same:
+            rows[k + 1] = same
+    return rows
+
+
+def general_start(model_cfg: CNNConfig) -> Path | None:
+    """The shipped general reader, where a run of `model_cfg` can start from it; else None."""
+    from solvers.cnn.plan import GENERAL, shipped
+
+    path = shipped(GENERAL)
+    if not path.is_file():
+        return None
+    return path if fits(model_cfg, load_checkpoint(path)["config"]) else None
 
 
 def _layer(key: str) -> str:
@@ -127,3 +166,34 @@ def record_lengths(checkpoint: Path, dataset: Path) -> tuple[int, int]:
     torch.save({**state, "lengths": list(lengths)}, tmp)
     tmp.replace(checkpoint)
     return lengths
+
+
+SHAPE_TOLERANCE = 1.25  # image width or height this many times larger or smaller than trained on: said
+
+
+def mismatch(name: str, state: dict[str, Any], about: dict[str, Any]) -> list[str]:
+    """Why a checkpoint may read this data set (`about`, as solvers/base.py describes it) badly, in
+    words: trained on these very items, on another scheme, or on images of another size. The general
+    reader (trained on the `mixed` scheme) is meant for any set, so only the first applies to it."""
+    from captchas.spec import PRESETS
+
+    data = state.get("data") or {}
+    said = []
+    if about.get("sha256") and data.get("sha256") == about["sha256"]:
+        said.append(f"checkpoint {name} was trained on these very items (data set {about['sha256'][:12]}): "
+                    "this measures training accuracy, not reading; test on other items")
+    scheme, image = data.get("scheme"), data.get("image")
+    if scheme is None and data.get("dataset") is None and state.get("preset") in PRESETS:  # before train recorded them
+        spec = PRESETS[state["preset"]]
+        scheme, image = "image", [spec.width, spec.height]
+    if scheme == "mixed":
+        return said
+    if scheme and about.get("scheme") and scheme != about["scheme"]:
+        said.append(f"checkpoint {name} was trained on scheme {scheme!r}, this data set is {about['scheme']!r}: "
+                    "expect worse reading; fine-tune with captcha-bench train --dataset")
+    theirs = about.get("image")
+    if image and theirs and all(image) and all(theirs) and any(
+            not 1 / SHAPE_TOLERANCE <= a / b <= SHAPE_TOLERANCE for a, b in zip(theirs, image)):
+        said.append(f"checkpoint {name} was trained on {image[0]}x{image[1]} images, these are {theirs[0]}x{theirs[1]}: "
+                    "expect worse reading; fine-tune with captcha-bench train --dataset")
+    return said

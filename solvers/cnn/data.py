@@ -1,10 +1,11 @@
-"""The CNN's data: fresh seeded items of a preset (rendered by worker processes) as model input, a
-second data set mixed into every batch, the augmentation, the targets. (A data set folder is read in
-train.py, through the checked loader, since auto.geometry looks at its images first.)
+"""The CNN's data: a data set folder (read through the checked loader; auto.geometry looks at its
+images first) or fresh seeded items of a scheme (rendered by worker processes), as model input; a
+second data set mixed into every batch, the augmentation, the targets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import sys
 from collections.abc import Callable, Sequence
@@ -15,8 +16,10 @@ import torch
 
 from captchas import dataset as ds
 from captchas.generate import item_rng
-from captchas.schemes import ImageScheme
+from captchas import schemes
 from captchas.dataset import normalise
+from captchas.schemes import Scheme
+from solvers.cnn import auto
 from solvers.cnn.model import CNNConfig, input_bytes, stack
 
 if TYPE_CHECKING:
@@ -25,7 +28,55 @@ if TYPE_CHECKING:
 VAL_SEED_OFFSET = 1_000_003  # validation items come from seed + this: never the training stream
 
 
-def render_items(scheme: ImageScheme, seed: int, indices: Sequence[int], config: CNNConfig, workers: int,
+@dataclass(frozen=True)
+class Loaded:
+    """A run's training and validation items as model input, and what the checkpoint says of them."""
+
+    x: torch.Tensor
+    y: list[str]
+    x_val: torch.Tensor
+    y_val: list[str]
+    config: CNNConfig
+    case_sensitive: bool
+    folding: bool  # answers case-folded (folds)
+    preset: str | None
+    data_hash: str
+    described: dict[str, Any]  # kind, scheme, image shape and what was chosen from the data
+
+
+def load_training_data(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) -> Loaded:
+    """`cfg.dataset` (its first tenth validates), else fresh items of `cfg.scheme` (or preset)."""
+    if cfg.dataset is None:
+        name = cfg.scheme or schemes.DEFAULT_SCHEME
+        scheme = schemes.load(name, cfg.preset if name == schemes.DEFAULT_SCHEME else None)
+        knobs = scheme.knobs()
+        model_cfg = CNNConfig(charset=knobs["charset"], **cfg.model)
+        x, y = render_items(scheme, cfg.seed, range(cfg.count), model_cfg, cfg.workers, progress)
+        x_val, y_val = render_items(scheme, cfg.seed + VAL_SEED_OFFSET, range(cfg.val_count), model_cfg, cfg.workers)
+        described: dict[str, Any] = {"kind": "generated", "scheme": scheme.name,
+                     "image": [knobs["width"], knobs["height"]] if "width" in knobs else None}
+        data_hash = hashlib.sha256(repr((knobs, cfg.seed, cfg.count)).encode()).hexdigest()
+        preset = cfg.preset if name == schemes.DEFAULT_SCHEME else None
+        return Loaded(x, y, x_val, y_val, model_cfg, scheme.case_sensitive, False, preset, data_hash, described)
+    data = ds.read_dataset(cfg.dataset)
+    info = data.info
+    charset = "".join(sorted(set(info.get("charset") or "")))
+    folding = folds(charset, data.case_sensitive)
+    if folding:
+        charset = "".join(sorted(set(charset.casefold())))
+    items = ds.load_images(data, cfg.limit)  # the checked image loader
+    images, y_all = [image for _, image in items], [s.answer.casefold() if folding else s.answer for s, _ in items]
+    chosen = auto.geometry(images, answer_lengths(y_all)[1] if y_all else 1, cfg.model)
+    model_cfg = CNNConfig(charset=charset, **{**chosen, **cfg.model})
+    x_all = stack([input_bytes(image, model_cfg) for image in images], model_cfg)
+    described = {"kind": info.get("kind"), "scheme": info.get("scheme") or info.get("source_name"),
+                 "image": auto.image_shape(images), "chosen": sorted(chosen), "limit": cfg.limit}
+    n_val = max(1, len(y_all) // 10)
+    return Loaded(x_all[n_val:], y_all[n_val:], x_all[:n_val], y_all[:n_val], model_cfg, data.case_sensitive, folding,
+                  info.get("preset"), data.hash, described)
+
+
+def render_items(scheme: Scheme, seed: int, indices: Sequence[int], config: CNNConfig, workers: int,
                  progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, list[str]]:
     """Render items straight to model input: (N, 1, H, W) uint8, and their answers."""
     chunks = [list(indices[k : k + 64]) for k in range(0, len(indices), 64)]
@@ -41,7 +92,7 @@ def render_items(scheme: ImageScheme, seed: int, indices: Sequence[int], config:
     return stack(images, config), answers
 
 
-def _render_chunk(job: tuple[ImageScheme, int, list[int], CNNConfig]) -> tuple[list[bytes], list[str]]:
+def _render_chunk(job: tuple[Scheme, int, list[int], CNNConfig]) -> tuple[list[bytes], list[str]]:
     scheme, seed, indices, config = job  # no torch here: a forked child must not touch its thread pool
     data, texts = [], []
     for i in indices:

@@ -7,7 +7,6 @@ Deterministic on CPU given the seed (data, initial weights and batch order all d
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -19,13 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from captchas import dataset as ds
-from captchas.schemes import image_scheme
 from captchas.dataset import is_correct  # the one scoring rule
-from solvers.cnn.checkpoint import annotate, initialise, save
+from solvers.cnn.checkpoint import annotate, general_start, initialise, save
 from solvers.cnn import auto
-from solvers.cnn.data import VAL_SEED_OFFSET, answer_lengths, augment, encode, folds, load_mix, render_items
-from solvers.cnn.model import FITS, CaptchaNet, CNNConfig, decode, input_bytes, stack
+from solvers.cnn.data import answer_lengths, augment, encode, load_mix, load_training_data
+from solvers.cnn.model import FITS, CaptchaNet, decode
 
 CHANNELS_LAST = torch.channels_last  # NHWC: convolutions and pooling run 1.1-1.3x faster per training step on CPU
 
@@ -35,7 +32,8 @@ class TrainConfig:
     """One training run."""
 
     out: Path  # the best checkpoint goes here; `out` + ".last" holds the resumable state
-    preset: str | None = "medium"  # train on fresh items of this preset, or
+    preset: str | None = "medium"  # train on fresh items of this preset (of the image scheme), or
+    scheme: str | None = None  # of this scheme (`mixed`: the general reader's), or
     dataset: Path | None = None  # on this data set folder (its first 10 % become validation)
     count: int = 60_000  # training items to generate (preset mode)
     val_count: int = 1_000  # validation items (preset mode)
@@ -50,7 +48,9 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)  # CNNConfig overrides (height, width, channels, hidden, colour,
     # strided, fit, crop); for a data set, what is left out is chosen from the data (auto.geometry)
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
-    init: Path | None = None  # start from this checkpoint's weights (fine-tuning); see _initialise for what may differ
+    init: Path | None = None  # start from this checkpoint's weights (fine-tuning); see initialise for what may differ;
+    # None with a data set: the shipped general reader where the model options allow (general_start)
+    from_scratch: bool = False  # with a data set and no init: random weights, not the general reader
     mix: Path | None = None  # with `dataset`: a second data set (generated, say) whose items are added to every batch
     mix_share: float = 0.25  # the share of each batch's items that come from `mix`; the real items per batch stay batch_size
     mix_count: int | None = None  # read only the first this many of `mix`'s items (all: None)
@@ -72,7 +72,7 @@ class TrainConfig:
         """Raise ValueError, naming the option and the fix, for settings that cannot train."""
         from captchas.spec import PRESETS
 
-        if self.dataset is None and self.preset not in PRESETS:
+        if self.dataset is None and self.scheme in (None, "image") and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         if min(self.count, self.val_count, self.batch_size, self.workers) < 1 or (self.epochs or 1) <= 0 or self.lr <= 0:
             raise ValueError("--count, --val-count, --batch-size and --workers must be >= 1; --epochs and --lr > 0")
@@ -89,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"--fit must be one of {', '.join(FITS)}, got {m['fit']!r}")
         if self.limit is not None and (self.dataset is None or self.limit < 10):
             raise ValueError(f"limit: train on the first N items of --dataset, N at least 10, got {self.limit}")
+        if self.from_scratch and self.init is not None:
+            raise ValueError("--from-scratch and --init contradict each other: give one")
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError(f"--minutes must be more than 0, got {self.minutes}")
         if self.out.exists() and not resume:
@@ -140,35 +142,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    folding = False
-    described: dict[str, Any] = {}  # what the checkpoint says of its data beyond the hash
-    if cfg.dataset is not None:
-        data = ds.read_dataset(cfg.dataset)
-        info = data.info
-        charset = "".join(sorted(set(info.get("charset") or "")))
-        folding = folds(charset, data.case_sensitive)
-        if folding:
-            charset = "".join(sorted(set(charset.casefold())))
-        items = ds.load_images(data, cfg.limit)  # the checked image loader
-        images, y_all = [image for _, image in items], [s.answer.casefold() if folding else s.answer for s, _ in items]
-        chosen = auto.geometry(images, answer_lengths(y_all)[1] if y_all else 1, cfg.model)
-        model_cfg = CNNConfig(charset=charset, **{**chosen, **cfg.model})
-        x_all = stack([input_bytes(image, model_cfg) for image in images], model_cfg)
-        described = {"kind": info.get("kind"), "scheme": info.get("scheme") or info.get("source_name"),
-                     "image": auto.image_shape(images), "chosen": sorted(chosen), "limit": cfg.limit}
-        del items, images
-        n_val = max(1, len(y_all) // 10)
-        x_val, y_val, x, y = x_all[:n_val], y_all[:n_val], x_all[n_val:], y_all[n_val:]
-        case_sensitive, preset, data_hash = data.case_sensitive, info.get("preset"), data.hash
-    else:
-        scheme = image_scheme(cfg.preset)
-        model_cfg = CNNConfig(charset=scheme.spec.charset, **cfg.model)
-        rendering = (lambda done, total: progress(TrainingProgress("data", done, total))) if progress else None
-        x, y = render_items(scheme, cfg.seed, range(cfg.count), model_cfg, cfg.workers, rendering)
-        x_val, y_val = render_items(scheme, cfg.seed + VAL_SEED_OFFSET, range(cfg.val_count), model_cfg, cfg.workers)
-        case_sensitive, preset = scheme.spec.case_sensitive, cfg.preset
-        described = {"kind": "generated", "scheme": scheme.name, "image": [scheme.spec.width, scheme.spec.height]}
-        data_hash = hashlib.sha256(repr((scheme.knobs(), cfg.seed, cfg.count)).encode()).hexdigest()
+    loaded = load_training_data(cfg, progress and (lambda done, total: progress(TrainingProgress("data", done, total))))
+    x, y, x_val, y_val = loaded.x, loaded.y, loaded.x_val, loaded.y_val
+    model_cfg, case_sensitive, folding = loaded.config, loaded.case_sensitive, loaded.folding
     if not y:
         raise ValueError("no training items: give a larger --count or data set")
     mixed = load_mix(cfg, model_cfg, folding) if cfg.mix is not None else None
@@ -176,7 +152,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     model = CaptchaNet(model_cfg).to(memory_format=CHANNELS_LAST).to(device)  # oneDNN's fast layout on CPU
-    started_from = initialise(model, model_cfg, cfg.init) if cfg.init is not None else None
+    init = cfg.init if cfg.init is not None or cfg.dataset is None or cfg.from_scratch else general_start(model_cfg)
+    started_from = initialise(model, model_cfg, init, folding) if init is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     augmenting = cfg.dataset is not None if cfg.augment is None else cfg.augment
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
@@ -242,8 +219,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
             history.append({"step": step, "seconds": round(seconds, 1), "loss": round(loss.item(), 4), "val_accuracy": acc})
             if acc > best:
                 best = acc
-                meta = save(cfg, model, model_cfg, preset, case_sensitive, folding, data_hash, len(y), len(y_val), history,
-                             device, started_from, written, mixed.about if mixed is not None else None, described)
+                meta = save(cfg, model, model_cfg, loaded.preset, case_sensitive, folding, loaded.data_hash, len(y), len(y_val),
+                            history, device, started_from, written, mixed.about if mixed is not None else None, loaded.described)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "order": order.get_state(), "jitter": jitter.get_state(), "mixing": mixing.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds,
                         "total": total}, last)
@@ -251,7 +228,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
                 progress(TrainingProgress("train", step, total, loss.item(), acc, seconds))
         if out_of_time:
             break
-    said = auto.warnings(history, total, cut_short=step < total)
+    said = auto.warnings(history, total, cut_short=step < total, started=started_from is not None)
     if said and meta:  # the checkpoint says so too, with the whole curve
         annotate(cfg.out, warnings=said, history=history)
     return {**meta, "warnings": said} if meta else meta
