@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,7 +24,7 @@ from typing import Any
 from bench.summary import Summary, summarize
 from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, attempt_row,
                            read_attempts, read_timings, timing_line)
-from bench.run import RunConfig, SolverSpec, Started, load_challenges, replays, run_solver, start_solver
+from bench.run import Pixels, RunConfig, SolverSpec, Started, load_challenges, replays, run_solver, start_solver
 from captchas import dataset as ds
 from solvers.registry import check_options
 
@@ -86,7 +86,7 @@ def run_benchmark(
     finally:
         for solver in started.values():
             solver.close()
-    summaries = write_summaries(out, {s.id for s, _ in items})
+    summaries = write_summaries(out, {s.id for s, _ in items}, solver_notes(dataset, config, items))
     return RunResult(out, out.name, summaries)
 
 
@@ -151,7 +151,8 @@ def with_dataset_options(config: RunConfig, dataset: ds.Dataset) -> RunConfig:
     such options and were not given them."""
     from solvers.registry import accepts
 
-    known = {k: dataset.info[k] for k in ("charset", "preset") if dataset.info.get(k)}
+    known: dict[str, Any] = {k: dataset.info[k] for k in ("charset", "preset") if dataset.info.get(k)}
+    known["case_sensitive"] = case_sensitive(dataset, config)  # a reader may fold case where it is not scored
     answers = (dataset.info.get("human_answers") or {}).get("file")
     if answers:
         known["answers"] = str((dataset.path / answers).resolve())
@@ -162,14 +163,35 @@ def with_dataset_options(config: RunConfig, dataset: ds.Dataset) -> RunConfig:
     return dataclasses.replace(config, solvers=tuple(specs))
 
 
-def write_summaries(out: Path, item_ids: set[str] | None = None) -> list[Summary]:
+def solver_notes(dataset: ds.Dataset, config: RunConfig, items: Sequence[tuple[ds.Sample, Pixels]]
+                 ) -> dict[str, list[str]]:
+    """Each solver's warnings about this data set (its `notes` hook), given what the data set is."""
+    from solvers.base import notes_for
+    from solvers.registry import SolverError, resolve
+
+    sizes = sorted(size for _, (_, _, size, _) in items)
+    about = {"sha256": dataset.hash, "scheme": dataset.info.get("scheme") or dataset.info.get("source_name"),
+             "image": list(sizes[len(sizes) // 2]) if sizes else None, "charset": dataset.info.get("charset") or "",
+             "case_sensitive": case_sensitive(dataset, config)}
+    notes = {}
+    for spec in config.solvers:
+        try:
+            notes[spec.name] = notes_for(resolve(spec.name), about, spec.options)
+        except SolverError:
+            pass  # the run reports it
+    return notes
+
+
+def write_summaries(out: Path, item_ids: set[str] | None = None, notes: dict[str, list[str]] | None = None
+                    ) -> list[Summary]:
     """Summarise attempts.csv (and the latest timing of each solver) into summary.csv and .json."""
     request = json.loads((out / RUN).read_text())
     attempts = [a for a in read_attempts(out / ATTEMPTS) if item_ids is None or a.item_id in item_ids]
     timings = read_timings(out / TIMING)
     total = len(item_ids) if item_ids is not None else None
     summaries = [
-        summarize(spec["name"], [a for a in attempts if a.solver == spec["name"]], timings.get(spec["name"]), total)
+        summarize(spec["name"], [a for a in attempts if a.solver == spec["name"]], timings.get(spec["name"]), total,
+                  (notes or {}).get(spec["name"], ()))
         for spec in request["solvers"]
     ]
     fields = [f.name for f in dataclasses.fields(Summary)]

@@ -37,6 +37,7 @@ class Summary:
     cold_start: float | None  # seconds
     restarts: int
     failure: str = ""  # why the solver could not run at all
+    notes: str = ""  # the solver's warnings about this data set (e.g. weights trained on another scheme), "; "-joined
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -47,7 +48,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None, total_items: int | None = None) -> Summary:
+def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None, total_items: int | None = None,
+              notes: Sequence[str] = ()) -> Summary:
     """Aggregate one solver's attempts (and its session timing) into a Summary.
 
     Times: the median over attempts that gave an answer (not errors, not skips)."""
@@ -74,6 +76,7 @@ def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None, t
         cold_start=timing.cold_start if timing else None,
         restarts=timing.restarts if timing else 0,
         failure=timing.error if timing else "",
+        notes="; ".join(notes),
     )
 
 
@@ -98,7 +101,8 @@ def to_table(summaries: Sequence[Summary]) -> str:
             f"{s.cold_start:.2f}" if s.cold_start is not None else "-",
             str(s.errors) + (f" (+{s.skipped} skipped)" if s.skipped else ""),
         ])
-    return format_table(header, rows)
+    said = [f"warning: {s.solver}: {note}" for s in summaries for note in s.notes.split("; ") if note]
+    return "\n".join([format_table(header, rows), *said])
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

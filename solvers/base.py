@@ -12,6 +12,11 @@ them only through the functions below, which give the default when a hook is abs
 - `files(**options) -> dict[str, str]` (static): the files these options make it load, name to
   path (e.g. shipped weights chosen by preset); a run records their sha256. Default: none.
   (`declared_files`)
+- `notes(about, **options) -> list[str]` (static): warnings about reading this data set with these
+  options, e.g. weights trained on another scheme or image size, or on these very items. `about`
+  describes the data set: `sha256`, `scheme` (None for an imported folder), `image` (the median
+  image's [width, height]), `charset`, `case_sensitive`. The run puts them in its summary and says
+  them. Default: none. (`notes_for`)
 - `in_default_run: bool` (class attribute): False for baselines and solvers that need options
   to work, which a run without `--solver` then leaves out. Default: True. (`in_default_run`)
 - `replay(ids) -> dict[str, list[Recorded]]`: the solver replays recorded human answers rather
@@ -64,6 +69,12 @@ def declared_files(cls: Any, options: dict[str, Any]) -> dict[str, str]:
     return {key: str(path) for key, path in files(**options).items()} if callable(files) else {}
 
 
+def notes_for(cls: Any, about: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """The class's `notes(about, **options)`: warnings about this data set, in one line each."""
+    notes = getattr(cls, "notes", None)
+    return [" ".join(str(n).split()) for n in notes(about, **options)] if callable(notes) else []
+
+
 def in_default_run(cls: Any) -> bool:
     """The class's `in_default_run`, True when absent."""
     return bool(getattr(cls, "in_default_run", True))
@@ -74,4 +85,4 @@ def replays(cls: Any) -> bool:
     return callable(getattr(cls, "replay", None))
 
 
-__all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "replays"]
+__all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "notes_for", "replays"]

@@ -16,6 +16,9 @@ ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime on the CPU wher
 MERGES = ("vote", "mean")  # how an image's readings become one answer: their answers vote, or their probabilities average
 
 
+GENERAL = "general"  # the general reader, pre-trained on the `mixed` scheme: the weights for sets that name no preset
+
+
 def shipped(preset: str) -> Path:
     return WEIGHTS / f"{preset}.pt"
 
@@ -50,6 +53,7 @@ def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: 
         raise ValueError(f"views is how many test-time views to read, 1 to {len(VIEWS)}, got {views!r}")
     if merge is not None and merge not in MERGES:
         raise ValueError(f"merge is how an image's readings become one answer, one of {', '.join(MERGES)}; got {merge!r}")
+    preset = preset or ("" if checkpoint else GENERAL)
     if not checkpoint and not fallback and preset and shipped_cascade(preset).is_file():
         named = _read_cascade(shipped_cascade(preset))
         files = [named["checkpoint"]] if isinstance(named["checkpoint"], str) else named["checkpoint"]
@@ -59,8 +63,6 @@ def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: 
                     named.get("threshold", 0.0) if threshold is None else float(threshold), shipped_cascade(preset),
                     named.get("views", 1) if views is None else views, tuple(WEIGHTS / f for f in files[1:]),
                     named.get("merge", "vote") if merge is None else merge)
-    if not checkpoint and not preset:
-        raise ValueError("no checkpoint: give -o checkpoint=PATH (this data set names no preset)")
     files = [f.strip() for f in checkpoint.split(",")] if checkpoint else [str(shipped(preset))]
     if not all(files):
         raise ValueError(f"checkpoint {checkpoint!r} names an empty file: give PATH or PATH,PATH (an ensemble)")

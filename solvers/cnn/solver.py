@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from captchas.dataset import Challenge
-from solvers.cnn.checkpoint import load_checkpoint
+from solvers.cnn.checkpoint import load_checkpoint, mismatch
 from solvers.cnn.plan import ENGINES, WEIGHTS, plan
 from solvers.cnn.views import view, vote
 
@@ -49,10 +49,26 @@ class CNNSolver:
                  "fallback": chosen.fallback, "cascade": chosen.cascade}
         return {key: path for key, path in named.items() if path is not None}
 
+    @staticmethod
+    def notes(about: dict[str, Any], checkpoint: str = "", preset: str = "", fallback: str = "",
+              threshold: float | None = None, views: int | None = None, merge: str | None = None, **_: Any) -> list[str]:
+        """Warnings for weights trained on another scheme or image size, or on these very items."""
+        try:
+            chosen = plan(checkpoint, preset, fallback, threshold, views, merge)
+        except ValueError:
+            return []  # the solver itself says what is wrong
+        said: list[str] = []
+        for path in (chosen.checkpoint, *chosen.also, chosen.fallback):
+            try:
+                said += mismatch(path.name, load_checkpoint(path), about) if path is not None else []
+            except ValueError:
+                pass  # the solver itself says what is wrong
+        return said
+
     def __init__(self, checkpoint: str = "", preset: str = "", charset: str = "", device: str = "cpu",
                  batch_size: int = 64, any_preset: bool = False, parallel: bool = True, fallback: str = "",
                  threshold: float | None = None, engine: str = "auto", fit_length: bool = True,
-                 views: int | None = None, merge: str | None = None) -> None:
+                 views: int | None = None, merge: str | None = None, case_sensitive: bool | None = None) -> None:
         import torch
 
         from solvers.cnn import runtime
@@ -60,7 +76,9 @@ class CNNSolver:
         chosen = plan(checkpoint, preset, fallback, threshold, views, merge)
         if not checkpoint and not chosen.checkpoint.is_file():
             raise ValueError(f"no shipped weights for preset {preset!r}: train with "
-                             f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH")
+                             f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH" if preset else
+                             f"no general reader shipped ({chosen.checkpoint.name}): train it as docs/cnn.md shows, "
+                             "or give -o checkpoint=PATH")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if engine not in ENGINES:
@@ -75,7 +93,7 @@ class CNNSolver:
         self.engine = engine if engine != "auto" else "onnxruntime" if device == "cpu" and runtime.available() else "torch"
         self.device = torch.device(device)
         def load(path: Path) -> _Net:
-            return _Net.load(path, preset, charset, any_preset, self.device, self.engine, fit_length)
+            return _Net.load(path, preset, charset, any_preset, self.device, self.engine, fit_length, case_sensitive)
 
         self.first = _Reader.of([load(path) for path in (chosen.checkpoint, *chosen.also)], chosen.views, chosen.merge)
         self.fallback = (_Reader.of([load(chosen.fallback)], chosen.views, chosen.merge)
@@ -127,10 +145,11 @@ class _Net:
     device: Any  # torch.device
     lengths: tuple[int, int] | None  # the answer lengths it was trained on, which it writes; None: any
     barred: tuple[int, ...] = ()  # classes the data set's charset lacks: never written
+    merged: tuple[tuple[int, int], ...] = ()  # (kept, merged) classes: one letter's two cases, for case-insensitive sets
 
     @classmethod
     def load(cls, path: Path, preset: str, charset: str, any_preset: bool, device: Any, engine: str,
-             fit_length: bool = True) -> _Net:
+             fit_length: bool = True, case_sensitive: bool | None = None) -> _Net:
         from solvers.cnn import runtime
         from solvers.cnn.model import CaptchaNet, CNNConfig, for_inference
 
@@ -138,10 +157,9 @@ class _Net:
         if preset and state.get("preset") and state["preset"] != preset and not any_preset:
             raise ValueError(f"checkpoint {path.name} was trained on preset {state['preset']!r}, the data set is "
                              f"{preset!r}: use matching weights, or -o any_preset=True to test it across presets")
-        writes = set(state["charset"])
-        if state.get("folded"):  # trained on case-folded answers of a case-insensitive set: compare folded
-            charset = charset.casefold()
-        unknown = sorted(set(charset) - writes)
+        fold = bool(state.get("folded")) or case_sensitive is False  # either way, scored with case folded
+        writes = {c.casefold() if fold else c for c in state["charset"]}
+        unknown = sorted({c.casefold() if fold else c for c in charset} - writes)
         if unknown and not any_preset:
             raise ValueError(f"checkpoint {path.name} cannot write {''.join(unknown)!r}, which this data set uses "
                              "(a different charset): use matching weights, or -o any_preset=True")
@@ -150,7 +168,8 @@ class _Net:
         model.load_state_dict(state["state_dict"])
         fast = for_inference(model)  # BatchNorm folded, NHWC: about 2.5x faster on CPU
         return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device,
-                   _trained_lengths(state) if fit_length else None, barred(state["charset"], charset, state.get("folded", False)))
+                   _trained_lengths(state) if fit_length else None, barred(state["charset"], charset, fold),
+                   case_pairs(state["charset"], charset) if case_sensitive is False else ())
 
     @property
     def input(self) -> tuple[Any, ...]:
@@ -169,6 +188,10 @@ class _Net:
             inputs[self.input] = preprocess(images, self.config)
         with torch.inference_mode():
             logits = self.model(inputs[self.input].to(self.device)).cpu()
+            if self.merged:  # P(A) + P(a) in A's column: the case is not scored, so neither splits a letter's vote
+                keep, drop = [k for k, _ in self.merged], [d for _, d in self.merged]
+                logits[..., keep] = torch.logaddexp(logits[..., keep], logits[..., drop])
+                logits[..., drop] = -torch.inf
             if self.barred:
                 logits[..., list(self.barred)] = -torch.inf
             return logits
@@ -179,7 +202,21 @@ def barred(writes: str, charset: str, folded: bool) -> tuple[int, ...]:
     folded where the model writes folded answers: a model that writes more than the set uses then
     decodes with the set's characters only. None barred when the set declares no charset."""
     allowed = set(charset.casefold() if folded else charset)
-    return tuple(k + 1 for k, c in enumerate(writes) if c not in allowed) if charset else ()
+    return tuple(k + 1 for k, c in enumerate(writes) if (c.casefold() if folded else c) not in allowed) if charset else ()
+
+
+def case_pairs(writes: str, charset: str) -> tuple[tuple[int, int], ...]:
+    """For a case-insensitive set read by a model that writes both cases of a letter: (kept, merged)
+    class pairs, the kept one being the case the set's charset declares (upper where it declares both
+    or none). Reading then adds the merged class's probability to the kept one's."""
+    index = {c: k + 1 for k, c in enumerate(writes)}
+    pairs = []
+    for upper in writes:
+        lower = upper.lower()
+        if upper != lower and upper.isupper() and lower in index:
+            lower_only = lower in charset and upper not in charset
+            pairs.append((index[lower], index[upper]) if lower_only else (index[upper], index[lower]))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
