@@ -11,12 +11,15 @@ import dataclasses
 import functools
 import hashlib
 import io
+import random
 import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import captcha
+import PIL
+from PIL import features
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 FONTS: dict[str, Path] = {
@@ -168,3 +171,33 @@ def _characters(path: Path) -> frozenset[int]:
 
 def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class KnobScheme:
+    """What the shipped schemes share, given a frozen `spec` of Knobs with `length`, `charset` and
+    `case_sensitive`: the case rule, answers of uniform length and characters, JSON knobs, and the
+    versions of what shapes the pixels (`libraries` beyond Pillow, FreeType and the fonts)."""
+
+    spec: Any
+
+    @property
+    def case_sensitive(self) -> bool:
+        return bool(self.spec.case_sensitive)
+
+    def sample_answer(self, rng: random.Random) -> str:
+        length = rng.randint(*self.spec.length)
+        return "".join(rng.choice(self.spec.charset) for _ in range(length))
+
+    def knobs(self) -> dict[str, Any]:
+        return dict(self.spec.to_dict())
+
+    def libraries(self) -> dict[str, str]:
+        return {"captcha": captcha.__version__}
+
+    def versions(self) -> dict[str, str]:
+        return {
+            **self.libraries(),
+            "pillow": PIL.__version__,
+            "freetype": features.version_module("freetype2") or "absent",
+            **{f"font {name}": sha for name, sha in self.spec.font_hashes().items()},
+        }

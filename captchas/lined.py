@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import PIL
-from PIL import Image, ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw, ImageFont
 
-from captchas.knobs import FONTS, Knobs, SpecError, check_charset, check_fonts, check_range, check_size
+from captchas.knobs import FONTS, Knobs, KnobScheme, SpecError, check_charset, check_fonts, check_range, check_size
 
 TURINGPASS_CHARSET = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnpqrstuvwxyz"  # 60 symbols, no 0 or o
 Colour = tuple[int, int, int]
@@ -81,16 +80,12 @@ def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
 
 
 @dataclass(frozen=True)
-class LinedScheme:
+class LinedScheme(KnobScheme):
     spec: LinedSpec
     name: str = "lined"
 
-    @property
-    def case_sensitive(self) -> bool:
-        return self.spec.case_sensitive
-
-    def sample_answer(self, rng: random.Random) -> str:
-        return "".join(rng.choice(self.spec.charset) for _ in range(rng.randint(*self.spec.length)))
+    def libraries(self) -> dict[str, str]:
+        return {}  # Pillow alone
 
     def render(self, answer: str, rng: random.Random) -> Image.Image:
         s = self.spec
@@ -167,16 +162,6 @@ class LinedScheme:
             py = base + slope * (px - x0) + amplitude * math.sin(2 * math.pi * px / period + phase)
             points.append((px, py + rng.uniform(-s.jag, s.jag)))
         draw.line(points, fill=colour, width=rng.randint(*s.line_width), joint="curve")
-
-    def knobs(self) -> dict[str, Any]:
-        return self.spec.to_dict()
-
-    def versions(self) -> dict[str, str]:
-        return {
-            "pillow": PIL.__version__,
-            "freetype": features.version_module("freetype2") or "absent",
-            **{f"font {name}": sha for name, sha in self.spec.font_hashes().items()},
-        }
 
 
 def _colour(rng: random.Random, lo: int, hi: int) -> Colour:

@@ -19,12 +19,10 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-import captcha
-import PIL
-from PIL import Image, ImageDraw, ImageFilter, features
+from PIL import Image, ImageDraw, ImageFilter
 
 from captchas import render as _render
-from captchas.knobs import FONTS, Knobs, SpecError, check_charset, check_fonts, check_range
+from captchas.knobs import FONTS, Knobs, KnobScheme, SpecError, check_charset, check_fonts, check_range
 from captchas.lined import LinedScheme, LinedSpec
 from captchas.spec import Spec
 
@@ -63,16 +61,9 @@ class MixedSpec(Knobs):
 
 
 @dataclass(frozen=True)
-class MixedScheme:
+class MixedScheme(KnobScheme):
     spec: MixedSpec
     name: str = "mixed"
-
-    @property
-    def case_sensitive(self) -> bool:
-        return self.spec.case_sensitive
-
-    def sample_answer(self, rng: random.Random) -> str:
-        return "".join(rng.choice(self.spec.charset) for _ in range(rng.randint(*self.spec.length)))
 
     def render(self, answer: str, rng: random.Random) -> Image.Image:
         s = self.spec
@@ -100,17 +91,6 @@ class MixedScheme:
             image.save(buffer, "JPEG", quality=rng.randint(30, 90))
             image = Image.open(buffer).convert("RGB")
         return image
-
-    def knobs(self) -> dict[str, Any]:
-        return self.spec.to_dict()
-
-    def versions(self) -> dict[str, str]:
-        return {
-            "captcha": captcha.__version__,
-            "pillow": PIL.__version__,
-            "freetype": features.version_module("freetype2") or "absent",
-            **{f"font {name}": sha for name, sha in self.spec.font_hashes().items()},
-        }
 
 
 @functools.lru_cache(maxsize=4)

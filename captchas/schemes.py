@@ -13,12 +13,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-import captcha
-import PIL
-from PIL import Image, features
+from PIL import Image
 
 from captchas import plugins
 from captchas import render as _render
+from captchas.knobs import KnobScheme
 from captchas.spec import PRESETS, Spec, build_spec
 
 GROUP = "captcha_bench.schemes"
@@ -57,33 +56,14 @@ class Scheme(Protocol):
 
 
 @dataclass(frozen=True)
-class ImageScheme:
+class ImageScheme(KnobScheme):
     """The built-in scheme: the `captcha` library's ImageCaptcha, driven by a Spec."""
 
     spec: Spec
     name: str = "image"
 
-    @property
-    def case_sensitive(self) -> bool:
-        return self.spec.case_sensitive
-
-    def sample_answer(self, rng: random.Random) -> str:
-        length = rng.randint(*self.spec.length)
-        return "".join(rng.choice(self.spec.charset) for _ in range(length))
-
     def render(self, answer: str, rng: random.Random) -> Image.Image:
         return _render.render(answer, self.spec, rng, _generator(self.spec))[0]
-
-    def knobs(self) -> dict[str, Any]:
-        return self.spec.to_dict()
-
-    def versions(self) -> dict[str, str]:
-        return {
-            "captcha": captcha.__version__,
-            "pillow": PIL.__version__,
-            "freetype": features.version_module("freetype2") or "absent",
-            **{f"font {name}": sha for name, sha in self.spec.font_hashes().items()},
-        }
 
 
 @functools.lru_cache(maxsize=8)
