@@ -201,3 +201,14 @@ class KnobScheme:
             "freetype": features.version_module("freetype2") or "absent",
             **{f"font {name}": sha for name, sha in self.spec.font_hashes().items()},
         }
+
+
+def build_presetless(name: str, spec_type: type, preset: str | None, knobs: dict[str, Any]) -> Any:
+    """The knobs record of a scheme without presets: `preset` must be absent; unknown knobs are named."""
+    if preset not in (None, "default"):
+        raise SpecError(f"scheme {name} has no preset {preset!r}: leave --preset out and change knobs with --set")
+    fields = [f.name for f in dataclasses.fields(spec_type)]
+    unknown = sorted(set(knobs) - set(fields))
+    if unknown:
+        raise SpecError(f"unknown knob {unknown[0]!r}: valid knobs of {name} are {', '.join(fields)}")
+    return spec_type(**knobs)

@@ -10,7 +10,6 @@ pixels.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 import math
@@ -21,7 +20,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from captchas.knobs import FONTS, Knobs, KnobScheme, SpecError, check_charset, check_fonts, check_range, check_size
+from captchas.knobs import FONTS, Knobs, KnobScheme, SpecError, build_presetless, check_charset, check_fonts, check_range, check_size
 
 TURINGPASS_CHARSET = "123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnpqrstuvwxyz"  # 60 symbols, no 0 or o
 Colour = tuple[int, int, int]
@@ -170,10 +169,4 @@ def _colour(rng: random.Random, lo: int, hi: int) -> Colour:
 
 def lined_scheme(preset: str | None = None, **knobs: Any) -> LinedScheme:
     """Factory (entry point `lined`): one look, so no presets beyond its defaults; knobs replace them."""
-    if preset not in (None, "default"):
-        raise SpecError(f"scheme lined has no preset {preset!r}: leave --preset out and change knobs with --set")
-    unknown = sorted(set(knobs) - {f.name for f in dataclasses.fields(LinedSpec)})
-    if unknown:
-        raise SpecError(f"unknown knob {unknown[0]!r}: valid knobs of lined are "
-                         f"{', '.join(f.name for f in dataclasses.fields(LinedSpec))}")
-    return LinedScheme(LinedSpec(**knobs))
+    return LinedScheme(build_presetless("lined", LinedSpec, preset, knobs))

@@ -11,7 +11,6 @@ seed gives the same pixels. Digits and both cases; scored case-sensitively, as i
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 import random
@@ -22,7 +21,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFilter
 
 from captchas import render as _render
-from captchas.knobs import FONTS, Knobs, KnobScheme, SpecError, check_charset, check_fonts, check_range
+from captchas.knobs import FONTS, Knobs, KnobScheme, SpecError, build_presetless, check_charset, check_fonts, check_range
 from captchas.lined import LinedScheme, LinedSpec
 from captchas.spec import Spec
 
@@ -171,10 +170,4 @@ def _band(image: Image.Image, rng: random.Random) -> Image.Image:
 
 def mixed_scheme(preset: str | None = None, **knobs: Any) -> MixedScheme:
     """Factory (entry point `mixed`): no presets; knobs replace the defaults."""
-    if preset not in (None, "default"):
-        raise SpecError(f"scheme mixed has no preset {preset!r}: leave --preset out and change knobs with --set")
-    unknown = sorted(set(knobs) - {f.name for f in dataclasses.fields(MixedSpec)})
-    if unknown:
-        raise SpecError(f"unknown knob {unknown[0]!r}: valid knobs of mixed are "
-                        f"{', '.join(f.name for f in dataclasses.fields(MixedSpec))}")
-    return MixedScheme(MixedSpec(**knobs))
+    return MixedScheme(build_presetless("mixed", MixedSpec, preset, knobs))
