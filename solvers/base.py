@@ -72,7 +72,12 @@ def declared_files(cls: Any, options: dict[str, Any]) -> dict[str, str]:
 def notes_for(cls: Any, about: dict[str, Any], options: dict[str, Any]) -> list[str]:
     """The class's `notes(about, **options)`: warnings about this data set, in one line each."""
     notes = getattr(cls, "notes", None)
-    return [" ".join(str(n).split()) for n in notes(about, **options)] if callable(notes) else []
+    if not callable(notes):
+        return []
+    try:
+        return [" ".join(str(n).split()) for n in notes(about, **options)]
+    except Exception as e:  # a plugin's hook must not cost the run its summary
+        return [f"its notes hook failed ({type(e).__name__}: {' '.join(str(e).split())[:200]})"]
 
 
 def in_default_run(cls: Any) -> bool:

@@ -153,3 +153,18 @@ def test_a_run_says_so_in_its_summary_when_weights_were_trained_on_other_images(
     assert "warning: cnn: checkpoint m.pt was trained on 250x75 images" in to_table(result.summaries)
     same = run_benchmark(ds.read_dataset(trained_on), config, tmp_path / "again")
     assert "trained on these very items" in same.summaries[0].notes
+
+
+def test_a_notes_hook_that_fails_costs_the_run_nothing_but_says_so() -> None:
+    from solvers.base import notes_for
+
+    class Broken:
+        @staticmethod
+        def notes(about: dict, **options: object) -> list[str]:
+            raise KeyError("image")
+
+    class Quiet:
+        pass
+
+    assert notes_for(Broken, {}, {}) == ["its notes hook failed (KeyError: 'image')"]
+    assert notes_for(Quiet, {}, {}) == []
