@@ -19,6 +19,7 @@ import dataclasses
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,17 @@ def write_attempts_header(writer: ds.CsvWriter) -> None:
 
 def read_attempts(path: Path) -> list[Attempt]:
     """attempts.csv back as records (the last line is ignored if a kill cut it short)."""
+    return list(iter_attempts(path))
+
+
+def iter_attempts(path: Path) -> Iterator[Attempt]:
+    """attempts.csv as records, one row at a time, so that a million rows need not fit in memory."""
     if not path.is_file():
-        return []
+        return
     with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [attempt_from_row(r) for r in rows if r.get(COLUMNS[-1])]  # a row cut short lacks its last column
+        for r in csv.DictReader(f):
+            if r.get(COLUMNS[-1]):  # a row cut short lacks its last column
+                yield attempt_from_row(r)
 
 
 def timing_line(t: Timing, time: str) -> str:

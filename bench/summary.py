@@ -6,8 +6,10 @@ Pure functions over records; `to_table` and `glyph_table` only build strings.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,36 +50,63 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def summarize(solver: str, attempts: Sequence[Attempt], timing: Timing | None, total_items: int | None = None,
+def summarize(solver: str, attempts: Iterable[Attempt], timing: Timing | None, total_items: int | None = None,
               notes: Sequence[str] = ()) -> Summary:
     """Aggregate one solver's attempts (and its session timing) into a Summary.
 
     Times: the median over attempts that gave an answer (not errors, not skips)."""
-    n = len(attempts)
-    items = len({a.item_id for a in attempts})
-    correct = sum(a.correct for a in attempts)
-    low, high = wilson(correct, n) if n else (math.nan, math.nan)
-    answered = [a.seconds for a in attempts if not a.error and math.isfinite(a.seconds)]
-    return Summary(
-        solver=solver,
-        n=n,
-        items=items,
-        coverage=items / total_items if total_items else (1.0 if n else 0.0),
-        correct=correct,
-        accuracy=correct / n if n else math.nan,
-        accuracy_low=low,
-        accuracy_high=high,
-        cer=statistics.fmean(a.cer for a in attempts) if n else math.nan,
-        errors=sum(bool(a.error) and a.error != SKIPPED for a in attempts),
-        skipped=sum(a.error == SKIPPED for a in attempts),
-        median_seconds=statistics.median(answered) if answered else None,
-        p90_seconds=percentile(answered, 90) if answered else None,
-        throughput=timing.throughput if timing else None,
-        cold_start=timing.cold_start if timing else None,
-        restarts=timing.restarts if timing else 0,
-        failure=timing.error if timing else "",
-        notes="; ".join(notes),
-    )
+    tally = Tally()
+    for a in attempts:
+        tally.add(a)
+    return tally.summary(solver, timing, total_items, notes)
+
+
+class Tally:
+    """A solver's attempts, added one at a time, kept as a few numbers per attempt (about 24 bytes:
+    its CER, its time, a digest of its item id) rather than as records, so that a summary of a
+    million attempts needs no list of them."""
+
+    def __init__(self) -> None:
+        self.n = self.correct = self.errors = self.skipped = 0
+        self.cers, self.seconds, self.items = array("d"), array("d"), array("Q")
+
+    def add(self, a: Attempt) -> None:
+        self.n += 1
+        self.correct += a.correct
+        self.cers.append(a.cer)
+        self.errors += bool(a.error) and a.error != SKIPPED
+        self.skipped += a.error == SKIPPED
+        if not a.error and math.isfinite(a.seconds):
+            self.seconds.append(a.seconds)
+        self.items.append(int.from_bytes(hashlib.blake2b(a.item_id.encode("utf-8"), digest_size=8).digest(), "little"))
+
+    def summary(self, solver: str, timing: Timing | None, total_items: int | None = None,
+                notes: Sequence[str] = ()) -> Summary:
+        n, correct, answered = self.n, self.correct, self.seconds
+        import numpy as np
+
+        items = int(np.unique(np.frombuffer(self.items, dtype=np.uint64)).size) if n else 0  # 8-byte digests: a clash needs ~4e9 items
+        low, high = wilson(correct, n) if n else (math.nan, math.nan)
+        return Summary(
+            solver=solver,
+            n=n,
+            items=items,
+            coverage=items / total_items if total_items else (1.0 if n else 0.0),
+            correct=correct,
+            accuracy=correct / n if n else math.nan,
+            accuracy_low=low,
+            accuracy_high=high,
+            cer=statistics.fmean(self.cers) if n else math.nan,
+            errors=self.errors,
+            skipped=self.skipped,
+            median_seconds=statistics.median(answered) if answered else None,
+            p90_seconds=percentile(answered, 90) if answered else None,
+            throughput=timing.throughput if timing else None,
+            cold_start=timing.cold_start if timing else None,
+            restarts=timing.restarts if timing else 0,
+            failure=timing.error if timing else "",
+            notes="; ".join(notes),
+        )
 
 
 def to_table(summaries: Sequence[Summary]) -> str:
