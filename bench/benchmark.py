@@ -6,25 +6,30 @@ Attempts are appended and flushed one by one, so an interrupted run keeps every 
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.summary import Summary, summarize
-from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, attempt_row,
-                           read_attempts, read_timings, timing_line)
-from bench.run import Pixels, RunConfig, SolverSpec, Started, load_challenges, replays, run_solver, start_solver
+from bench.executors import DaskExecutor, LocalExecutor
+from bench.replay import Replayer
+from bench.summary import Summary, Tally
+from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, Timing, attempt_row,
+                           iter_attempts, read_timings, timing_line)
+from bench.run import SHARD, RunConfig, SolverHost, SolverSpec, replayed, replays, scored
 from captchas import dataset as ds
 from solvers.registry import check_options
 
@@ -33,6 +38,8 @@ LIBRARIES = ("captcha", "pillow", "click", "numpy", "scipy", "statsmodels", "tes
 
 RunProgress = Callable[[str, int, int], None]  # (label: a solver, or a stage of the run, done, total)
 STARTING = "starting solvers"
+CHECKING = "checking images"
+Executor = LocalExecutor | DaskExecutor
 
 # The embedded default: what `captcha-bench run` with no arguments (and `make bench`) uses.
 DEFAULT_DATASET = Path("results/datasets/default-medium-s7-n300")
@@ -47,16 +54,20 @@ class RunResult:
 
 
 def run_benchmark(
-    dataset: ds.Dataset, config: RunConfig, out: str | Path, resume: bool = False, progress: RunProgress | None = None
+    dataset: ds.Dataset, config: RunConfig, out: str | Path, resume: bool = False, progress: RunProgress | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Run every solver of `config` on `dataset`, writing results under `out` as it goes.
 
     Everything that can be checked is checked before `out` is touched: the solvers and their
-    options, every image, the folder itself, and that every solver starts (a machine solver's
-    process is up, a replay's answers are read and belong to this data set). `progress` hears
-    (label, done, total): "starting solvers", then each solver's attempts, then "NAME throughput".
+    options, every image (read, hash-checked and decoded, one at a time), the folder itself, and
+    that every solver starts (a machine solver's process is up, a replay's answers are read and
+    belong to this data set). `executor` says where the shards run (default: one local solver
+    process per solver). `progress` hears (label, done, total): "checking images", "starting
+    solvers", then each solver's attempts, then "NAME throughput".
     """
     out = Path(out)
+    runner = executor or LocalExecutor()
     names = [s.name for s in config.solvers]
     if not names:
         raise ds.DatasetError("no solver to run: give --solver NAME (see captcha-bench solvers)")
@@ -64,57 +75,119 @@ def run_benchmark(
         raise ds.DatasetError(f"solver {next(n for n in names if names.count(n) > 1)!r} is given twice: give it once")
     for spec in config.solvers:
         check_options(spec.name, spec.options)  # unknown solvers and options fail before anything is written
-    items = load_challenges(dataset, config.limit)  # so do bad images
+    total, sizes = survey(dataset, config.limit, progress)  # so do bad images
     request = _request(dataset, config)
     if resume:
         _check_resumable(out, request)
         _check_columns(out / ATTEMPTS)
     else:
         check_new_run(out)
-    started: dict[str, Started] = {}
+    started: dict[str, Any] = {}
     try:
         for k, spec in enumerate(config.solvers):  # so does a solver that cannot start
             if progress:
                 progress(STARTING, k, len(config.solvers))
-            started[spec.name] = start_solver(spec, dataset)
+            started[spec.name] = Replayer(spec, dataset) if replays(spec.name) else runner.start(spec)
         if progress:
             progress(STARTING, len(config.solvers), len(config.solvers))
         if not resume:
             out.mkdir(parents=True, exist_ok=True)
-            (out / RUN).write_text(json.dumps({**request, "provenance": provenance(dataset, config)}, indent=2) + "\n")
-        _run_all(out, config, started, items, case_sensitive(dataset, config), progress)
+            (out / RUN).write_text(json.dumps({**request, "provenance": provenance(dataset, config, runner)},
+                                              indent=2) + "\n")
+        _run_all(out, config, runner, started, dataset, total, case_sensitive(dataset, config), progress)
     finally:
         for solver in started.values():
-            solver.close()
-    summaries = write_summaries(out, {s.id for s, _ in items}, solver_notes(dataset, config, items))
+            _close(solver)
+    summaries = write_summaries(out, total, solver_notes(dataset, config, sizes))
     return RunResult(out, out.name, summaries)
 
 
-def _run_all(out: Path, config: RunConfig, started: dict[str, Started], items: list[tuple[ds.Sample, Any]],
-             case: bool, progress: RunProgress | None) -> None:
+def survey(dataset: ds.Dataset, limit: int | None = None, progress: RunProgress | None = None
+           ) -> tuple[int, Counter[tuple[int, int]]]:
+    """Check every image of the run (exists, matches its sha256, decodes), one at a time and then
+    dropped; the number of items, and how many images have each size."""
+    samples = dataset.samples[:limit] if limit else dataset.samples
+    total, sizes = len(samples), Counter[tuple[int, int]]()
+    for done, sample in enumerate(samples, 1):
+        sizes[ds.load_image(dataset, sample).size] += 1
+        if progress and (done % 256 == 0 or done == total):
+            progress(CHECKING, done, total)
+    return total, sizes
+
+
+def _close(solver: Any) -> None:
+    if isinstance(solver, SolverHost):
+        solver.close()
+
+
+def _run_all(out: Path, config: RunConfig, runner: Executor, started: dict[str, Any], dataset: ds.Dataset,
+             total: int, case: bool, progress: RunProgress | None) -> None:
     done = _done(out / ATTEMPTS)
+    samples = dataset.samples[: config.limit] if config.limit else dataset.samples
     with (out / ATTEMPTS).open("a", newline="", encoding="utf-8") as f:
         writer = ds.CsvWriter(f)
         if f.tell() == 0:
             writer.writerow(COLUMNS)
         for spec in config.solvers:
             finished = {item for solver, item in done if solver == spec.name}
-            count = len(finished & {s.id for s, _ in items})
-            if progress:
-                progress(spec.name, count, len(items))
-            report = progress
-            throughput = (lambda k, n, name=spec.name: report(f"{name} throughput", k, n)) if report else None
-            for record in run_solver(out.name, spec, started[spec.name], items, config, case, finished, throughput):
-                if isinstance(record, Attempt):
-                    writer.writerow(attempt_row(record))
-                    f.flush()
-                    count += 1
-                    if progress:
-                        progress(spec.name, count, len(items))
-                else:
-                    with (out / TIMING).open("a", encoding="utf-8") as t:
-                        t.write(timing_line(record, _now()))
-            started[spec.name].close()  # its memory back before the next solver
+            count = len(finished)
+
+            def wrote(n: int, name: str = spec.name) -> None:
+                nonlocal count
+                f.flush()  # what is written survives a kill; an unfinished shard is redone on --resume
+                count += n
+                if progress:
+                    progress(name, count, total)
+
+            wrote(0)
+            solver = started[spec.name]
+            if isinstance(solver, Replayer):
+                for attempt in replayed(out.name, spec, solver, samples, case, finished):
+                    writer.writerow(attempt_row(attempt))
+                wrote(total - count)
+                timing = Timing(spec.name, None, None, 0, config.batch_size, 0)
+            else:
+                timing = _ask(out.name, spec, runner, solver, dataset, samples, finished, config, case,
+                              lambda row: writer.writerow(attempt_row(row)), wrote, progress)
+            with (out / TIMING).open("a", encoding="utf-8") as t:
+                t.write(timing_line(timing, _now()))
+            _close(solver)  # its memory back before the next solver
+
+
+def _ask(run_id: str, spec: SolverSpec, runner: Executor, started: Any, dataset: ds.Dataset,
+         samples: Sequence[ds.Sample], finished: set[str], config: RunConfig, case: bool,
+         write: Callable[[Attempt], None], wrote: Callable[[int], None], progress: RunProgress | None) -> Timing:
+    """A machine solver's attempts, shard by shard in order, then its throughput pass: its Timing."""
+    queued: collections.deque[list[ds.Sample]] = collections.deque()  # shards handed out, oldest first
+
+    def shards() -> Iterator[list[tuple[str, str, str]]]:
+        batch: list[ds.Sample] = []
+        for sample in itertools.chain(samples, [None]):
+            if sample is not None and sample.id not in finished:
+                batch.append(sample)
+            if batch and (sample is None or len(batch) == SHARD):
+                queued.append(batch)
+                yield [(s.id, s.file, s.sha256) for s in batch]
+                batch = []
+
+    restarts = 0
+    for result in runner.attempts(spec, started, dataset.path, shards(), config.timeout):
+        batch = queued.popleft()
+        for sample, answer in zip(batch, result.answers, strict=True):
+            write(scored(run_id, spec.name, sample, answer.predicted, answer.seconds, answer.error, case))
+        restarts += result.restarts
+        wrote(len(batch))
+    first = [(s.id, s.file, s.sha256) for s in itertools.islice(samples, config.throughput_items)]
+    cold = started.cold_start if isinstance(started, SolverHost) else float(started)
+    rate, answered = None, 0
+    if first:
+        name = spec.name
+        report = (lambda k, n: progress(f"{name} throughput", k, n)) if progress else None
+        seconds, answered, cold, more = runner.throughput(spec, started, dataset.path, first, config.batch_size,
+                                                          config.timeout, report)
+        restarts += more
+        rate = answered / seconds if answered and seconds > 0 else None
+    return Timing(spec.name, cold, rate, answered, config.batch_size, restarts)
 
 
 def check_new_run(out: Path, allowed: tuple[str, ...] = ()) -> None:
@@ -163,15 +236,14 @@ def with_dataset_options(config: RunConfig, dataset: ds.Dataset) -> RunConfig:
     return dataclasses.replace(config, solvers=tuple(specs))
 
 
-def solver_notes(dataset: ds.Dataset, config: RunConfig, items: Sequence[tuple[ds.Sample, Pixels]]
-                 ) -> dict[str, list[str]]:
-    """Each solver's warnings about this data set (its `notes` hook), given what the data set is."""
+def solver_notes(dataset: ds.Dataset, config: RunConfig, sizes: Counter[tuple[int, int]]) -> dict[str, list[str]]:
+    """Each solver's warnings about this data set (its `notes` hook), given what the data set is
+    (`sizes`: how many of the run's images have each size)."""
     from solvers.base import notes_for
     from solvers.registry import SolverError, resolve
 
-    sizes = sorted(size for _, (_, _, size, _) in items)
     about = {"sha256": dataset.hash, "scheme": dataset.info.get("scheme") or dataset.info.get("source_name"),
-             "image": list(sizes[len(sizes) // 2]) if sizes else None, "charset": dataset.info.get("charset") or "",
+             "image": list(_median(sizes)) if sizes else None, "charset": dataset.info.get("charset") or "",
              "case_sensitive": case_sensitive(dataset, config)}
     notes = {}
     for spec in config.solvers:
@@ -182,18 +254,28 @@ def solver_notes(dataset: ds.Dataset, config: RunConfig, items: Sequence[tuple[d
     return notes
 
 
-def write_summaries(out: Path, item_ids: set[str] | None = None, notes: dict[str, list[str]] | None = None
+def _median(sizes: Counter[tuple[int, int]]) -> tuple[int, int]:
+    """The middle size in sorted order (the upper one of an even count), as sorted(all)[n // 2] would give."""
+    middle, seen = sum(sizes.values()) // 2, 0
+    for size in sorted(sizes):
+        seen += sizes[size]
+        if seen > middle:
+            return size
+    raise ValueError("no sizes")
+
+
+def write_summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None
                     ) -> list[Summary]:
-    """Summarise attempts.csv (and the latest timing of each solver) into summary.csv and .json."""
+    """Summarise attempts.csv (and the latest timing of each solver) into summary.csv and .json,
+    reading the attempts one row at a time. `total`: the run's items, for each solver's coverage."""
     request = json.loads((out / RUN).read_text())
-    attempts = [a for a in read_attempts(out / ATTEMPTS) if item_ids is None or a.item_id in item_ids]
+    tallies = {spec["name"]: Tally() for spec in request["solvers"]}
+    for attempt in iter_attempts(out / ATTEMPTS):
+        if attempt.solver in tallies:
+            tallies[attempt.solver].add(attempt)
     timings = read_timings(out / TIMING)
-    total = len(item_ids) if item_ids is not None else None
-    summaries = [
-        summarize(spec["name"], [a for a in attempts if a.solver == spec["name"]], timings.get(spec["name"]), total,
-                  (notes or {}).get(spec["name"], ()))
-        for spec in request["solvers"]
-    ]
+    summaries = [tallies[name].summary(name, timings.get(name), total, (notes or {}).get(name, ()))
+                 for name in tallies]
     fields = [f.name for f in dataclasses.fields(Summary)]
     with (out / SUMMARY_CSV).open("w", newline="", encoding="utf-8") as f:
         writer = ds.CsvWriter(f)
@@ -231,7 +313,7 @@ def _done(path: Path) -> set[tuple[str, str]]:
     if data and not data.endswith(b"\n"):
         with path.open("r+b") as f:  # a kill mid-write: drop the partial row, it will be redone
             f.truncate(data.rfind(b"\n") + 1)
-    return {(a.solver, a.item_id) for a in read_attempts(path)}
+    return {(a.solver, a.item_id) for a in iter_attempts(path)}
 
 
 def _request(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
@@ -308,11 +390,12 @@ def resume_conflicts(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return found
 
 
-def provenance(dataset: ds.Dataset, config: RunConfig) -> dict[str, Any]:
-    """Where a result comes from: data set, solvers, libraries, code, machine, time."""
+def provenance(dataset: ds.Dataset, config: RunConfig, executor: Executor | None = None) -> dict[str, Any]:
+    """Where a result comes from: data set, solvers, libraries, code, machine, time, and where it ran."""
     return {
         "started": _now(),
         "command": sys.argv,
+        "executor": (executor or LocalExecutor()).describe(),
         "dataset": {k: dataset.info.get(k) for k in ("kind", "scheme", "preset", "seed", "count", "source",
                                                       "source_name", "split", "case_sensitive")},
         "recorded_solvers": [s.name for s in config.solvers if replays(s.name)],  # people, not machines

@@ -1,15 +1,20 @@
-"""Pit a solver against a data set: load and check the images, ask, score, time.
+"""Pit a solver against a data set: ask, score, time; and the solver process that answers.
 
-`run_solver` yields one Attempt per item as it goes (the caller writes them), then a Timing. Scoring
-is the data set's rule (`captchas.dataset.is_correct`, `cer`). Timing follows DESIGN.md: latency is
-each item alone (batch size 1) with the solver warm; throughput is batched; cold start is apart.
+Work goes in shards of items (`attempt_shard`): the image bytes of a shard, read and hash-checked
+(`read_shard`), go to a solver process, which decodes them, is asked each item alone, and forgets
+them before the next shard, so memory does not grow with the data set. `bench.executors` decides
+where shards run (local processes, or Dask workers). Scoring is the data set's rule
+(`captchas.dataset.is_correct`, `cer`), applied by the caller, which alone holds the answers.
+Timing follows DESIGN.md: latency is each item alone (batch size 1) with the solver warm;
+throughput is batched (`throughput`); cold start is apart.
 
 Each machine solver lives in its own process (`SolverHost`), so that a hang, a crash or a leak cannot
 take the run down. The process is a fresh interpreter (`python -m bench.run FD`), so it holds no copy
 of the answers and re-imports nothing of the caller; it works in an empty temporary folder, its
 stdout goes nowhere (solvers that advertise on stdout cannot garble anything), and it talks over a
-socket. It receives challenges (id and pixels) and sends back answers with the seconds its solve()
-call took, measured inside it: from decoded image in to answer out.
+socket. It receives image bytes by item id, decodes them with the project's checked decoder, and
+sends back answers with the seconds its solve() call took, measured inside it: from decoded image in
+to answer out.
 """
 
 from __future__ import annotations
@@ -21,21 +26,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, Union
+from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from bench.results import SKIPPED, Attempt, Timing
+from bench.results import SKIPPED, Attempt
 from bench.replay import Replayer, replays
 from captchas import dataset as ds
 from captchas.dataset import Challenge, cer, is_correct
 
-Pixels = tuple[str, str, tuple[int, int], bytes]  # id, mode, size, raw bytes: cheap to send
+Encoded = tuple[str, bytes]  # an item id and its image file's bytes: what a solver process is handed
 START_TIMEOUT = 300.0  # seconds for the process to start and the solver to load
 LOAD_CHUNK = 256  # images per message when the images are handed over
+SHARD = 64  # items per shard: a unit of work, and of memory (about 64 images, decoded, in a solver process)
 
 
 @dataclass(frozen=True)
@@ -67,15 +74,78 @@ class ConfigError(ValueError):
     """Run settings that cannot work; the message names the option and what it takes."""
 
 
-def load_challenges(dataset: ds.Dataset, limit: int | None = None) -> list[tuple[ds.Sample, Pixels]]:
-    """Read, hash-check and decode every image once (`captchas.dataset.load_images`), as pixels for solvers."""
-    return [(s, pixels(ds.Challenge(s.id, image))) for s, image in ds.load_images(dataset, limit)]
+@dataclass(frozen=True)
+class Answered:
+    """A solver's reply to one item, before scoring (which needs the answer, held by the caller alone)."""
+
+    item_id: str
+    predicted: str
+    seconds: float
+    error: str = ""
 
 
-Started = Union["SolverHost", Replayer]  # SolverHost: below, with the solver process
+@dataclass(frozen=True)
+class ShardDone:
+    """What a shard gave back: an answer per item in order, and its host's figures."""
+
+    answers: list[Answered]
+    cold_start: float  # seconds the host's solver took to start (once per process)
+    restarts: int  # restarts of the host during this shard
 
 
-def start_solver(spec: SolverSpec, dataset: ds.Dataset) -> Started:
+def read_shard(folder: Path, samples: Sequence[tuple[str, str, str]]) -> list[Encoded]:
+    """The bytes of (id, file, sha256) items, each checked against its sha256: what a solver process decodes."""
+    encoded = []
+    for item, file, sha256 in samples:
+        path = folder / file
+        if not path.is_file():
+            raise ds.DatasetError(f"{file} (item {item}) is missing: the data set is incomplete; run captcha-bench verify")
+        data = path.read_bytes()
+        if ds.sha256_bytes(data) != sha256:
+            raise ds.DatasetError(f"{file} (item {item}) does not match its sha256 in the manifest: "
+                                  "run captcha-bench verify")
+        encoded.append((item, data))
+    return encoded
+
+
+def attempt_shard(host: SolverHost, encoded: list[Encoded], timeout: float) -> ShardDone:
+    """Ask the host each item of a shard alone (batch size 1), after one unrecorded warm-up on a fresh
+    host. Raises ds.DatasetError if an image does not decode (naming the item, not the file)."""
+    restarts = host.restarts
+    problems = host.load(encoded)
+    if problems:
+        item, problem = problems[0]
+        raise ds.DatasetError(f"item {item} is {problem}: re-import or regenerate the data set")
+    if not host.warm and encoded:
+        host.solve([encoded[0][0]], timeout)  # warm-up, not recorded
+        host.warm = True
+    answers = []
+    for item, _ in encoded:
+        reply = host.solve([item], timeout)
+        predicted = reply.answers[0] if reply.answers else ""  # no answer: scored wrong, CER 1
+        answers.append(Answered(item, predicted, reply.seconds, reply.error))
+    return ShardDone(answers, host.cold_start, host.restarts - restarts)
+
+
+def throughput(host: SolverHost, encoded: list[Encoded], batch_size: int, timeout: float,
+               progress: Callable[[int, int], None] | None = None) -> tuple[float, int]:
+    """Seconds spent and items answered, asking `encoded` in batches; failed batches are left out."""
+    host.load(encoded)
+    batch = [item for item, _ in encoded]
+    seconds, answered = 0.0, 0
+    for k in range(0, len(batch), batch_size):
+        chunk = batch[k : k + batch_size]
+        reply = host.solve(chunk, timeout * len(chunk))
+        if progress:
+            progress(k + len(chunk), len(batch))
+        if reply.error:
+            continue  # failed batches are left out of the rate, and counted in restarts if they hung
+        seconds += reply.seconds
+        answered += len(chunk)
+    return seconds, answered
+
+
+def start_solver(spec: SolverSpec, dataset: ds.Dataset) -> SolverHost | Replayer:
     """Start one solver, ready to be asked (images not yet handed over): a process for a machine,
     the checked answers for a replay. Raises SolverError, in one line, when it cannot start."""
     from solvers.registry import SolverError
@@ -85,39 +155,11 @@ def start_solver(spec: SolverSpec, dataset: ds.Dataset) -> Started:
     try:
         return SolverHost(spec.name, spec.options)
     except HostError as e:
-        message = str(e)
-        raise SolverError(message if message.startswith("solver ") else f"solver {spec.name!r} cannot start: {message}") from None
+        raise SolverError(start_error(spec.name, str(e))) from None
 
 
-def run_solver(
-    run_id: str,
-    spec: SolverSpec,
-    started: Started,
-    items: Sequence[tuple[ds.Sample, Pixels]],
-    config: RunConfig,
-    case_sensitive: bool,
-    done: Collection[str] = (),
-    progress: Callable[[int, int], None] | None = None,
-) -> Iterator[Attempt | Timing]:
-    """Yield an Attempt per item not in `done`, then the solver's Timing; `progress` follows the throughput pass.
-
-    Replay solvers (with a `replay(ids)` method, such as `human`) yield one Attempt per recorded
-    answer instead, none for items nobody answered.
-    """
-    if isinstance(started, Replayer):
-        yield from _replay(run_id, spec, started, items, config, case_sensitive, done)
-        return
-    host = started
-    host.load([p for _, p in items])
-    skip = set(done)
-    todo = [(s, p) for s, p in items if s.id not in skip]
-    if todo:
-        host.solve([todo[0][0].id], config.timeout)  # warm-up, not recorded
-    for sample, _ in todo:
-        reply = host.solve([sample.id], config.timeout)
-        predicted = reply.answers[0] if reply.answers else ""  # no answer: scored wrong, CER 1
-        yield scored(run_id, spec.name, sample, predicted, reply.seconds, reply.error, case_sensitive)
-    yield _throughput(host, spec, items, config, progress)
+def start_error(name: str, message: str) -> str:
+    return message if message.startswith("solver ") else f"solver {name!r} cannot start: {message}"
 
 
 def scored(run_id: str, solver: str, sample: ds.Sample, predicted: str, seconds: float, error: str,
@@ -129,34 +171,15 @@ def scored(run_id: str, solver: str, sample: ds.Sample, predicted: str, seconds:
                    participant=participant, attempt=attempt)
 
 
-def _replay(run_id: str, spec: SolverSpec, started: Replayer, items: Sequence[tuple[ds.Sample, Pixels]],
-            config: RunConfig, case_sensitive: bool, done: Collection[str]) -> Iterator[Attempt | Timing]:
+def replayed(run_id: str, spec: SolverSpec, started: Replayer, samples: Iterable[ds.Sample], case_sensitive: bool,
+             done: Collection[str]) -> Iterator[Attempt]:
     """Recorded answers as attempts, in process: the solver sees item ids and nothing else."""
-    skip = set(done)
-    ids = [s.id for s, _ in items if s.id not in skip]
-    answers = started.solver.replay(ids)
-    for sample, _ in items:
+    todo = [s for s in samples if s.id not in done]
+    answers = started.solver.replay([s.id for s in todo])
+    for sample in todo:
         for r in answers.get(sample.id, ()):
             yield scored(run_id, spec.name, sample, r.answer, r.seconds if r.seconds is not None else float("nan"),
                          SKIPPED if r.skipped else "", case_sensitive, r.participant, r.attempt)
-    yield Timing(spec.name, None, None, 0, config.batch_size, 0)
-
-
-def _throughput(host: SolverHost, spec: SolverSpec, items: Sequence[tuple[ds.Sample, Pixels]], config: RunConfig,
-                progress: Callable[[int, int], None] | None = None) -> Timing:
-    batch = [s.id for s, _ in items[: config.throughput_items]]
-    seconds, answered = 0.0, 0
-    for k in range(0, len(batch), config.batch_size):
-        chunk = batch[k : k + config.batch_size]
-        reply = host.solve(chunk, config.timeout * len(chunk))
-        if progress:
-            progress(k + len(chunk), len(batch))
-        if reply.error:
-            continue  # failed batches are left out of the rate, and counted in restarts if they hung
-        seconds += reply.seconds
-        answered += len(chunk)
-    rate = answered / seconds if answered and seconds > 0 else None
-    return Timing(spec.name, host.cold_start, rate, answered, config.batch_size, host.restarts)
 
 
 # The solver process
@@ -174,42 +197,46 @@ class HostError(RuntimeError):
     """The solver could not be started."""
 
 
-def pixels(challenge: Challenge) -> Pixels:
-    image = challenge.image
-    return (challenge.id, image.mode, image.size, image.tobytes())
-
-
 class SolverHost:
     """A solver living in a child process; restart() after a timeout or crash.
 
     Constructing one starts the process and the solver (HostError if it cannot start); `load`
-    then hands it the images, which a restart hands over again."""
+    then hands it a shard's images in place of the last shard's, which a restart hands over again."""
 
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
-        self.name, self.options = name, options
-        self._images: list[Pixels] = []  # sent once per process start; solve() then names items by id
+    def __init__(self, name: str, options: dict[str, Any], threads: int | None = None) -> None:
+        self.name, self.options, self.threads = name, options, threads
+        self._images: list[Encoded] = []  # the current shard; solve() then names items by id
         self.cold_start = 0.0  # seconds to import and construct the solver in a fresh process
         self.restarts = 0
+        self.warm = False  # whether it has been asked once (a warm-up) since it started
         self._process: Any = None
         self._conn: Connection | None = None
         self._start()
 
-    def load(self, images: list[Pixels]) -> None:
-        """Hand the solver process the images it will be asked about."""
+    def load(self, images: list[Encoded]) -> list[tuple[str, str]]:
+        """Hand the solver process the images it will be asked about next (the last ones are dropped);
+        return (item id, problem) for images that do not decode."""
         self._images = images
-        self._send_images()
+        return self._send_images()
 
-    def _send_images(self) -> None:
+    def _send_images(self) -> list[tuple[str, str]]:
         assert self._conn is not None
+        problems: list[tuple[str, str]] = []
+        self._conn.send(("clear", None))
         for k in range(0, len(self._images), LOAD_CHUNK):
             self._conn.send(("load", self._images[k : k + LOAD_CHUNK]))
+            if not self._conn.poll(START_TIMEOUT):
+                raise HostError(f"solver {self.name!r} did not take its images within {START_TIMEOUT:.0f} s")
+            kind, value = self._conn.recv()
+            problems += value
+        return problems
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "bench.run", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **_thread_limits(self.threads)},
         )
         theirs.close()
         self._conn = parent = Connection(ours.detach())
@@ -227,7 +254,9 @@ class SolverHost:
             self.close()
             raise HostError(value)
         self.cold_start = value
-        self._send_images()
+        self.warm = False
+        if self._images:
+            self._send_images()
 
     def restart(self) -> None:
         self.close(kill=True)  # a hung solver is not waited for
@@ -272,6 +301,16 @@ class SolverHost:
             self._process = None
 
 
+def _thread_limits(threads: int | None) -> dict[str, str]:
+    """Environment that keeps a solver process's math libraries to `threads` threads (None: their default).
+
+    Several solver processes on one machine, each with a thread per core, busy-wait for each other's
+    cores: on 2 cores, two CNN processes read one item in 15 ms instead of 1 ms."""
+    if threads is None:
+        return {}
+    return {key: str(threads) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
 def _check_error(answers: Any, n: int) -> str | None:
     """Why a solver's return value is not one str per challenge, or None."""
     if not isinstance(answers, list):
@@ -307,6 +346,19 @@ def _serve(conn: Connection) -> None:
         _answer(conn, solver)
 
 
+def _decode(payload: list[Encoded], images: dict[str, Image.Image]) -> list[tuple[str, str]]:
+    """Decode a chunk of images into `images` by id, as RGB or L; (id, problem) for those that fail."""
+    problems = []
+    for item, data in payload:
+        try:
+            image = ds.decode_image(data)
+        except ds.ImageError as e:
+            problems.append((item, str(e)))
+            continue
+        images[item] = image if image.mode in ("RGB", "L") else image.convert("RGB")
+    return problems
+
+
 def _answer(conn: Connection, solver: Any) -> None:
     images: dict[str, Image.Image] = {}
     while True:
@@ -316,8 +368,11 @@ def _answer(conn: Connection, solver: Any) -> None:
             return
         if kind == "stop":
             return
+        if kind == "clear":
+            images.clear()
+            continue
         if kind == "load":
-            images.update((i, Image.frombytes(mode, size, data)) for i, mode, size, data in payload)
+            conn.send(("loaded", _decode(payload, images)))
             continue
         # A fresh copy each time, so a solver that draws on its image cannot change a later attempt.
         challenges = [Challenge(i, images[i].copy()) for i in payload]

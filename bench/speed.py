@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench.run import RunConfig, SolverSpec, load_challenges
-from bench.benchmark import run_benchmark
+from bench.run import RunConfig, SolverSpec
+from bench.benchmark import run_benchmark, survey
 from captchas import dataset as ds
 
 
@@ -26,20 +29,136 @@ def measure_runner(dataset: ds.Dataset, scratch: Path, rounds: int = 5) -> Runne
         raise ValueError("rounds must be at least 1")
     n = len(dataset.samples)
     load = loop = total = 0.0
+    looped = 0
     for r in range(rounds):
         start = time.perf_counter()
-        load_challenges(dataset)
+        survey(dataset)
         load += time.perf_counter() - start
-        stamps: list[float] = []
         out = scratch / f"round-{r}"
         start = time.perf_counter()
         config = RunConfig((SolverSpec("constant"),), throughput_items=0)
-        run_benchmark(dataset, config, out,
-                      progress=lambda label, done, all_: stamps.append(time.perf_counter()) if label == "constant" else None)
+        stamps = _stamped(lambda progress: run_benchmark(dataset, config, out, progress=progress), "constant")
         total += time.perf_counter() - start
-        loop += stamps[-1] - stamps[1]  # the solver's own progress only; stamps[0] comes before the first attempt
+        first = 1 if len(stamps) > 2 else 0  # after the first shard (which has the warm-up), where there are more
+        looped += stamps[-1][0] - stamps[first][0]
+        loop += stamps[-1][1] - stamps[first][1]
         shutil.rmtree(out)
-    return RunnerSpeed(items=n * rounds, load=n * rounds / load, loop=(n - 1) * rounds / loop, total=n * rounds / total)
+    return RunnerSpeed(items=n * rounds, load=n * rounds / load, loop=looped / loop, total=n * rounds / total)
+
+
+def _stamped(run: Callable[[Any], Any], label: str) -> list[tuple[int, float]]:
+    """(items done, when) at each progress report of `label` while `run(progress)` runs."""
+    stamps: list[tuple[int, float]] = []
+
+    def heard(name: str, done: int, total: int) -> None:
+        if name == label:
+            stamps.append((done, time.perf_counter()))
+
+    run(heard)
+    return stamps
+
+
+@dataclass(frozen=True)
+class Scaling:
+    items: int  # attempts timed per contender and round
+    rates: dict[str, list[float]]  # contender -> attempts/s of each round, counted after the first shards
+
+
+def measure_scaling(dataset: ds.Dataset, scratch: Path, solver: SolverSpec, limit: int, rounds: int = 3,
+                    dask_workers: int = 2, progress: Callable[[int, int], None] | None = None) -> Scaling:
+    """Attempts/s of one solver on the first `limit` items: one local solver process, two, and a Dask
+    LocalCluster of `dask_workers` processes, taking turns for `rounds` rounds (so that the machine's
+    drift falls on all three alike). Each rate counts from the end of the first four shards (start-up
+    and warm-up apart) to the last attempt."""
+    from bench.executors import DaskExecutor, LocalExecutor
+
+    config = RunConfig((solver,), throughput_items=0, limit=limit)
+    contenders: list[tuple[str, Callable[[], Any]]] = [
+        ("local, 1 process", lambda: LocalExecutor(1)), ("local, 2 processes", lambda: LocalExecutor(2)),
+        (f"dask LocalCluster, {dask_workers} workers", lambda: DaskExecutor(workers=dask_workers))]
+    rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    for r in range(rounds):
+        for k, (name, make) in enumerate(contenders):
+            executor = make()
+            out = scratch / f"scale-{r}-{k}"
+            try:
+                stamps = _stamped(lambda progress: run_benchmark(dataset, config, out, progress=progress,
+                                                                 executor=executor), solver.name)
+            finally:
+                executor.close()
+            first = next(j for j, (done, _) in enumerate(stamps) if done >= 4 * 64)
+            rates[name].append((stamps[-1][0] - stamps[first][0]) / (stamps[-1][1] - stamps[first][1]))
+            shutil.rmtree(out)
+            if progress:
+                progress(r * len(contenders) + k + 1, rounds * len(contenders))
+    return Scaling(limit, rates)
+
+
+@dataclass(frozen=True)
+class Memory:
+    peaks: dict[int, float]  # items -> peak resident memory (MB) of the whole run: the command and its solver processes
+    seconds: dict[int, float]
+
+
+def repeated_dataset(base: ds.Dataset, count: int, out: Path) -> ds.Dataset:
+    """A data set of `count` items made of `base`'s images over and over (hard links, one file per item:
+    every item is read, checked and decoded on its own), for measuring a run's memory without
+    rendering a million images."""
+    out.mkdir(parents=True)
+    originals = list(base.samples)
+    samples = []
+    for k in range(count):
+        sample = originals[k % len(originals)]
+        item = ds.item_id(k, count)
+        file = item + Path(sample.file).suffix
+        os.link(base.path / sample.file, out / file)
+        samples.append(ds.Sample(item, file, sample.answer, sample.sha256))
+    digest = ds.write_manifest(out, samples)
+    ds.write_info(out, {"kind": "repeated", "count": count, "from": str(base.path), "from_sha256": base.hash,
+                        "case_sensitive": base.case_sensitive, "manifest_sha256": digest})
+    return ds.read_dataset(out)
+
+
+def measure_memory(base: ds.Dataset, scratch: Path, counts: Sequence[int], solver: str,
+                   options: Sequence[str] = (), interval: float = 0.05) -> Memory:
+    """Peak resident memory of `captcha-bench run` (its process and every child) on data sets of
+    `counts` items, sampled every `interval` seconds with psutil."""
+    import subprocess
+    import sys
+
+    try:
+        import psutil
+    except ImportError:
+        raise ValueError("speed memory needs psutil: pip install psutil (the dask extra brings it)") from None
+    peaks, seconds = {}, {}
+    for count in counts:
+        data = repeated_dataset(base, count, scratch / f"set-{count}")
+        command = [sys.executable, "-c", "from bench.cli import cli; cli()", "run", "--dataset", str(data.path),
+                   "--solver", solver, *options, "--out", str(scratch / f"run-{count}")]
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        watched, peak = psutil.Process(process.pid), 0
+        while process.poll() is None:
+            try:
+                tree = [watched, *watched.children(recursive=True)]
+                peak = max(peak, sum(_rss(p) for p in tree))
+            except psutil.Error:
+                pass
+            time.sleep(interval)
+        _, errors = process.communicate()
+        if process.returncode != 0:
+            raise ValueError(f"the run of {count} items failed: {errors.strip()[-300:]}")
+        peaks[count], seconds[count] = peak / 2**20, time.perf_counter() - start
+        shutil.rmtree(data.path)
+        shutil.rmtree(scratch / f"run-{count}")
+    return Memory(peaks, seconds)
+
+
+def _rss(process: Any) -> int:
+    try:
+        return int(process.memory_info().rss)
+    except Exception:  # gone between listing and reading
+        return 0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from bench.replay import replays
 from bench.run import RunConfig, SolverSpec
 from bench.results import COLLECTION
 from bench.results import RUN
-from bench.benchmark import RunProgress, RunResult, check_new_run, run_benchmark, with_dataset_options
+from bench.benchmark import (Executor, RunProgress, RunResult, check_new_run, run_benchmark,
+                             with_dataset_options)
 from captchas import dataset as ds
 
 PEOPLE = "human"  # the solver that replays recorded answers, added wherever a data set has them
@@ -52,15 +53,17 @@ def default_parts(machines: Sequence[SolverSpec], generated: ds.Dataset) -> list
 
 
 def run_default(config: RunConfig, generated: ds.Dataset, out: Path, resume: bool = False,
-                progress: RunProgress | None = None) -> list[tuple[Part, RunResult]]:
+                progress: RunProgress | None = None, executor: Executor | None = None) -> list[tuple[Part, RunResult]]:
     """The default benchmark into `out`: `config`'s solvers as `default_parts` shares them out."""
     parts = default_parts(config.solvers, generated)
     request = {"kind": "default", "solvers": [{"name": s.name, "options": s.options} for s in config.solvers]}
-    return list(zip(parts, run_collection(parts, config, out, request, resume=resume, progress=progress)))
+    return list(zip(parts, run_collection(parts, config, out, request, resume=resume, progress=progress,
+                                          executor=executor)))
 
 
 def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request: dict[str, Any],
-                   resume: bool = False, progress: RunProgress | None = None) -> list[RunResult]:
+                   resume: bool = False, progress: RunProgress | None = None,
+                   executor: Executor | None = None) -> list[RunResult]:
     """Run every part into `out`/<folder>, as it goes; `--resume` continues what an interruption left.
 
     `config` gives the settings (its solvers are replaced by each part's); `request` is what must
@@ -82,7 +85,7 @@ def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request:
             part_config = with_dataset_options(dataclasses.replace(config, solvers=part.solvers), part.dataset)
             results.append(run_benchmark(part.dataset, part_config, out / part.folder,
                                          resume=resume and (out / part.folder / RUN).is_file(),
-                                         progress=_labelled(progress, part.folder)))
+                                         progress=_labelled(progress, part.folder), executor=executor))
     except BaseException:
         if not resume and not any((out / p.folder).exists() for p in parts):  # refused before any run began
             (out / COLLECTION).unlink(missing_ok=True)

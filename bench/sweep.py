@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import RunConfig, SolverSpec
-from bench.benchmark import RunProgress, RunResult
+from bench.benchmark import Executor, RunProgress, RunResult
 from bench.suite import DATASETS, PEOPLE, Part, check_resumable, run_collection
 from captchas import dataset as ds
 from captchas import schemes
@@ -53,9 +53,10 @@ def label(knob: str, value: Any) -> str:
 
 def run_sweep(sweep: Sweep, machines: Sequence[SolverSpec], config: RunConfig, out: Path, *, resume: bool = False,
               workers: int = 1, studies: Path = Path("results/studies"), progress: RunProgress | None = None,
-              generating: ds.Progress | None = None) -> list[RunResult]:
+              generating: ds.Progress | None = None, executor: Executor | None = None) -> list[RunResult]:
     """Make (or reuse, once checked) each point's data set under `out`/datasets, run the solvers on it into
-    `out`/<point>, as a collection that `captcha-bench report` reads; resumable like a run."""
+    `out`/<point>, as a collection that `captcha-bench report` reads; resumable like a run. With a Dask
+    `executor`, the cluster generates the data sets (into `out`, which its workers must see) and asks the solvers."""
     if not sweep.vary:
         raise ds.DatasetError("nothing to sweep: give --vary KNOB=v1,v2,...")
     if sweep.count < 1:
@@ -79,7 +80,8 @@ def run_sweep(sweep: Sweep, machines: Sequence[SolverSpec], config: RunConfig, o
     parts = []
     for knob, value, folder, scheme in made:
         data = make_dataset(scheme, sweep.count, sweep.seed, out / DATASETS / folder, workers=workers, reuse=True,
-                            scheme_name=sweep.scheme, preset=sweep.preset, progress=generating)
+                            scheme_name=sweep.scheme, preset=sweep.preset, progress=generating,
+                            mapper=getattr(executor, "map_ordered", None))
         solvers = tuple(machines)
         answers = next((p for p in (studies / f"{data.hash[:12]}.sqlite", studies / f"{data.hash[:12]}.csv")
                         if p.is_file()), None)
@@ -87,7 +89,7 @@ def run_sweep(sweep: Sweep, machines: Sequence[SolverSpec], config: RunConfig, o
             solvers += (SolverSpec(PEOPLE, {"answers": str(answers)}),)
         point = {"knob": knob, "value": value, "label": label(knob, value)}
         parts.append(Part(folder, data, solvers, label(knob, value), point))
-    return run_collection(parts, config, out, request, resume=resume, progress=progress)
+    return run_collection(parts, config, out, request, resume=resume, progress=progress, executor=executor)
 
 
 def _slug(knob: str) -> str:

@@ -14,7 +14,7 @@ import shutil
 import struct
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -105,9 +105,24 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def make_items(job: Job, indices: Sequence[int], workers: int = 1, progress: ds.Progress | None = None) -> Iterator[Item]:
-    """Yield the items in index order, made by `workers` processes (which also write the files)."""
+Mapper = Callable[[Callable[[Job, Sequence[int]], list[Item]], Job, Sequence[Sequence[int]]], Iterable[list[Item]]]
+
+
+def make_items(job: Job, indices: Sequence[int], workers: int = 1, progress: ds.Progress | None = None,
+               mapper: Mapper | None = None) -> Iterator[Item]:
+    """Yield the items in index order, made by `workers` processes (which also write the files), or
+    by `mapper(make_chunk, job, chunks)`, which runs make_chunk(job, chunk) elsewhere (a Dask cluster
+    that sees `job.folder`) and yields the results in order."""
     total = len(indices)
+    if mapper is not None:
+        size = max(1, min(CHUNK * 4, total // (workers * 8)))
+        done = 0
+        for items in mapper(make_chunk, job, [indices[k : k + size] for k in range(0, total, size)]):
+            yield from items
+            done += len(items)
+            if progress:
+                progress(done, total)
+        return
     if workers <= 1 or total <= CHUNK:
         for done, i in enumerate(indices, 1):
             yield make_item(job, i)
@@ -137,7 +152,12 @@ def _init_worker(job: Job) -> None:
 
 def _work(indices: Sequence[int]) -> list[Item]:
     assert _job is not None, "worker started without _init_worker"
-    return [make_item(_job, i) for i in indices]
+    return make_chunk(_job, indices)
+
+
+def make_chunk(job: Job, indices: Sequence[int]) -> list[Item]:
+    """Make (and write) the items of `indices`: one task of a mapper."""
+    return [make_item(job, i) for i in indices]
 
 
 def make_dataset(
@@ -152,6 +172,7 @@ def make_dataset(
     scheme_name: str = "image",
     preset: str | None = None,
     progress: ds.Progress | None = None,
+    mapper: Mapper | None = None,
 ) -> ds.Dataset:
     """Write `count` items to `out` (images, manifest.csv, dataset.json) and return the data set.
 
@@ -168,8 +189,8 @@ def make_dataset(
         return _reusable(out, scheme, scheme_name, count, seed)
     staging = ds.prepare_output(out, force)
     try:
-        job = Job(scheme, seed, count, staging)
-        samples = [item.sample(count) for item in make_items(job, range(count), workers, progress)]
+        job = Job(scheme, seed, count, staging.resolve())  # absolute: a Dask worker writes there too
+        samples = [item.sample(count) for item in make_items(job, range(count), workers, progress, mapper)]
         manifest_hash = ds.write_manifest(staging, samples)
         ds.write_info(staging, generation_info(scheme, scheme_name, preset, count, seed, manifest_hash))
         ds.publish(staging, out)

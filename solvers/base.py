@@ -17,6 +17,10 @@ them only through the functions below, which give the default when a hook is abs
   describes the data set: `sha256`, `scheme` (None for an imported folder), `image` (the median
   image's [width, height]), `charset`, `case_sensitive`. The run puts them in its summary and says
   them. Default: none. (`notes_for`)
+- `resources(**options) -> dict[str, float]` (static): what one copy of the solver with these
+  options needs of a worker, as Dask resources: `{"GPU": 1}` for a model on a CUDA device, so
+  that a Dask cluster places it on workers started with `--resources GPU=1`. Default: nothing.
+  (`resources_for`)
 - `in_default_run: bool` (class attribute): False for baselines and solvers that need options
   to work, which a run without `--solver` then leaves out. Default: True. (`in_default_run`)
 - `replay(ids) -> dict[str, list[Recorded]]`: the solver replays recorded human answers rather
@@ -80,6 +84,12 @@ def notes_for(cls: Any, about: dict[str, Any], options: dict[str, Any]) -> list[
         return [f"its notes hook failed ({type(e).__name__}: {' '.join(str(e).split())[:200]})"]
 
 
+def resources_for(cls: Any, options: dict[str, Any]) -> dict[str, float]:
+    """The class's `resources(**options)`: what one copy needs of a Dask worker, e.g. {"GPU": 1}."""
+    resources = getattr(cls, "resources", None)
+    return {str(k): float(v) for k, v in resources(**options).items()} if callable(resources) else {}
+
+
 def in_default_run(cls: Any) -> bool:
     """The class's `in_default_run`, True when absent."""
     return bool(getattr(cls, "in_default_run", True))
@@ -90,4 +100,5 @@ def replays(cls: Any) -> bool:
     return callable(getattr(cls, "replay", None))
 
 
-__all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "notes_for", "replays"]
+__all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "notes_for", "replays",
+           "resources_for"]

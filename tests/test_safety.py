@@ -155,8 +155,10 @@ def test_progress_reaches_the_start_and_the_throughput_pass(tmp_path: Path, smal
     config = RunConfig((SolverSpec("constant"),), throughput_items=4, batch_size=2)
     benchmark.run_benchmark(ds.read_dataset(small_set), config, tmp_path / "run", progress=lambda *a: heard.append(a))
     labels = [label for label, _, _ in heard]
-    assert labels[0] == benchmark.STARTING and ("constant throughput", 4, 4) in heard
-    assert labels.index("constant") < labels.index("constant throughput")
+    checked = [(done, total) for label, done, total in heard if label == benchmark.CHECKING]
+    assert labels[0] == benchmark.CHECKING and checked[-1][0] == checked[-1][1] > 0
+    assert labels.index(benchmark.CHECKING) < labels.index(benchmark.STARTING) < labels.index("constant")
+    assert ("constant throughput", 4, 4) in heard and labels.index("constant") < labels.index("constant throughput")
 
 
 def test_import_turingpass_progress_stays_within_its_total(tmp_path: Path) -> None:

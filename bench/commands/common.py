@@ -86,3 +86,39 @@ def progress_bar(label: str) -> Iterator[ds.Progress]:
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def executor_options(command: Any) -> Any:
+    """--executor, --scheduler and --images-by: where `run`, `sweep` and `generate` do their work."""
+    for option in reversed([
+        click.option("--executor", "executor_kind", type=click.Choice(["local", "dask"]), default="local",
+                     show_default=True, help="Local processes, or a Dask cluster (see docs/scale.md)."),
+        click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                     help="With --executor dask: an existing cluster's scheduler [default: start a LocalCluster]."),
+        click.option("--images-by", type=click.Choice(["path", "bytes"]), default=None,
+                     help="With --executor dask: images reach workers by path (a shared file system) or as bytes "
+                          "[default: path on a LocalCluster, bytes with --scheduler]."),
+    ]):
+        command = option(command)
+    return command
+
+
+@contextlib.contextmanager
+def executor_from(kind: str, workers: int | None, scheduler: str | None, images_by: str | None) -> Iterator[Any]:
+    """The executor asked for (a LocalCluster has `workers` processes, default the CPU count; local runs
+    default to one solver process per solver); a Dask cluster's dashboard address goes to stderr."""
+    from bench.executors import executor
+
+    if kind == "local":
+        made = executor("local", workers or 1, scheduler, images_by)
+    else:
+        with bars() as starting:
+            starting("starting Dask", 0, 1)
+            made = executor(kind, workers or default_workers(), scheduler, images_by)
+            starting("starting Dask", 1, 1)
+        where = scheduler or "a LocalCluster on 127.0.0.1"
+        click.echo(f"Dask: {where}, {made.workers} worker(s); dashboard: {getattr(made, 'dashboard', '')}", err=True)
+    try:
+        yield made
+    finally:
+        made.close()

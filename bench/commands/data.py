@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bench.commands.common import default_workers, parse_options, progress_bar
+from bench.commands.common import default_workers, executor_from, executor_options, parse_options, progress_bar
 from bench.listing import presets_text
 from captchas import dataset as ds
 from captchas import folder, schemes, turingpass
@@ -23,11 +23,14 @@ from captchas.spec import PRESETS
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed gives the same bytes.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create (must be empty).")
 @click.option("--set", "knobs", multiple=True, metavar="KNOB=VALUE", help="Override a knob; repeatable.")
-@click.option("--workers", type=int, default=default_workers, help="Worker processes [default: CPU count].")
+@click.option("--workers", type=int, default=default_workers,
+              help="Worker processes [default: CPU count; with --executor dask, the LocalCluster's workers].")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out once the new set is complete.")
 @click.option("--reuse", is_flag=True, help="Keep --out if it already holds exactly this data set.")
+@executor_options
 def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, knobs: tuple[str, ...],
-             workers: int, force: bool, reuse: bool) -> None:
+             workers: int, force: bool, reuse: bool, executor_kind: str, scheduler: str | None,
+             images_by: str | None) -> None:
     """Generate a seeded data set of CAPTCHA images.
 
     \b
@@ -36,9 +39,10 @@ def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, 
     made = schemes.load(scheme, preset, parse_options(knobs))
     reused = reuse and (out / ds.MANIFEST).is_file()
     start = time.perf_counter()
-    with progress_bar("Generating") as progress:
+    with executor_from(executor_kind, workers, scheduler, images_by) as where, progress_bar("Generating") as progress:
         data = gen.make_dataset(made, count, seed, out, workers=workers, force=force, reuse=reuse,
-                                scheme_name=scheme, preset=preset, progress=progress)
+                                scheme_name=scheme, preset=preset, progress=progress,
+                                mapper=getattr(where, "map_ordered", None))
     seconds = time.perf_counter() - start
     shown = preset or ("medium" if scheme == schemes.DEFAULT_SCHEME else None)  # image's default preset
     what = f"{len(data.samples)} images in {out} (scheme {scheme}{f', preset {shown}' if shown else ''}, seed {seed})"

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from bench.commands.common import (bars, dataset_or_default, default_workers, parse_options, progress_bar,
-                                   split_pair)
+from bench.commands.common import (bars, dataset_or_default, default_workers, executor_from, executor_options,
+                                   parse_options, progress_bar, split_pair)
 from bench.listing import default_run_text, run_text, solvers_table
 from captchas import schemes
 from solvers import registry
@@ -27,9 +27,12 @@ def solver_options(command: Any) -> Any:
                      help="Seconds per item before a solver is restarted."),
         click.option("--throughput-items", type=int, default=256, show_default=True,
                      help="Items in each throughput pass; 0 skips it."),
+        click.option("--solver-workers", type=click.IntRange(1), default=None,
+                     help="Processes asking each solver at once [default: 1, so that latency is measured alone; "
+                          "with --executor dask, the LocalCluster's workers, default the CPU count]."),
     ]):
         command = option(command)
-    return command
+    return executor_options(command)
 
 
 def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, ...]:
@@ -78,7 +81,8 @@ def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: i
 @click.option("--case-sensitive/--case-insensitive", "case", default=None,
               help="Score with or without case [default: as the data set says].")
 def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
-        timeout: float, batch_size: int, throughput_items: int, limit: int | None, case: bool | None) -> None:
+        timeout: float, batch_size: int, throughput_items: int, limit: int | None, case: bool | None,
+        solver_workers: int | None, executor_kind: str, scheduler: str | None, images_by: str | None) -> None:
     """Run solvers on a data set; write attempts.csv, summary.csv and summary.json.
 
     Without --dataset, the default benchmark: every machine solver and the recorded people on the
@@ -93,16 +97,16 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 
     dataset, config, out = _request(dataset, names, pairs, out, resume, timeout=timeout, batch_size=batch_size,
                                     throughput_items=throughput_items, limit=limit, case_sensitive=case)
+    data = dataset_or_default(dataset)  # the generated default set when none is given
+    with executor_from(executor_kind, solver_workers, scheduler, images_by) as where, bars() as asking:
+        if dataset is None:
+            done = run_default(config, data, out, resume=resume, progress=asking, executor=where)
+        else:
+            config = with_dataset_options(config, data)
+            result = run_benchmark(data, config, out, resume=resume, progress=asking, executor=where)
     if dataset is None:
-        generated = dataset_or_default(None)
-        with bars() as asking:
-            done = run_default(config, generated, out, resume=resume, progress=asking)
         click.echo(default_run_text(done, config.limit))
         return echo_report([out], out)
-    data = dataset_or_default(dataset)
-    config = with_dataset_options(config, data)
-    with bars() as asking:
-        result = run_benchmark(data, config, out, resume=resume, progress=asking)
     click.echo(run_text(data, config, result))
 
 
@@ -172,10 +176,12 @@ def report(runs: tuple[Path, ...], out: Path | None, allow_mixed: bool, seed: in
 @click.option("--resume", is_flag=True, help="Continue the sweep in --out.")
 @click.option("--studies", type=click.Path(path_type=Path), default=Path("results/studies"), show_default=True,
               help="Where `record` keeps study databases: a point whose data set has one gets the people too.")
-@click.option("--workers", type=int, default=default_workers, help="Processes generating data [default: CPU count].")
+@click.option("--workers", type=int, default=default_workers,
+              help="Processes generating data [default: CPU count; with --executor dask, the cluster's workers].")
 def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, ...], names: tuple[str, ...],
           pairs: tuple[str, ...], count: int, seed: int, out: Path, resume: bool, studies: Path,
-          throughput_items: int, timeout: float, workers: int) -> None:
+          throughput_items: int, timeout: float, workers: int, solver_workers: int | None, executor_kind: str,
+          scheduler: str | None, images_by: str | None) -> None:
     """Sweep difficulty knobs: where does each machine fall below the people?
 
     One data set per knob value (other knobs at the preset), every solver on each, one report with
@@ -189,9 +195,10 @@ def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, .
     axes = tuple((key, parse_values(text)) for key, text in (split_pair(v, "--vary") for v in varies))
     config = run_config(names, pairs, timeout=timeout, throughput_items=throughput_items)
     plan = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
-    with progress_bar("Generating") as generating, bars() as asking:
+    with executor_from(executor_kind, solver_workers, scheduler, images_by) as where, \
+            progress_bar("Generating") as generating, bars() as asking:
         run_sweep(plan, config.solvers, config, out, resume=resume, workers=workers, studies=studies,
-                  progress=asking, generating=generating)
+                  progress=asking, generating=generating, executor=where)
     echo_report([out], out)
 
 

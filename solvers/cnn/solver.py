@@ -50,6 +50,11 @@ class CNNSolver:
         return {key: path for key, path in named.items() if path is not None}
 
     @staticmethod
+    def resources(device: str = "cpu", **_: Any) -> dict[str, float]:
+        """A CUDA device is a GPU resource on a Dask cluster; the CPU needs none."""
+        return {"GPU": 1} if str(device).startswith("cuda") else {}
+
+    @staticmethod
     def notes(about: dict[str, Any], checkpoint: str = "", preset: str = "", fallback: str = "",
               threshold: float | None = None, views: int | None = None, merge: str | None = None, **_: Any) -> list[str]:
         """Warnings for weights trained on another scheme or image size, or on these very items."""

@@ -1,0 +1,310 @@
+"""Where a run's shards go: local solver processes (the default), or the workers of a Dask cluster.
+
+A shard is a solver and up to `bench.run.SHARD` items. Either executor yields the shards' results
+in the order the shards were given, whatever order they finish in, so attempts.csv comes out in
+the same order as a one-process run; the caller scores and writes them (it alone holds the
+answers). At most a few shards per worker are in flight, so memory does not grow with the data set.
+
+- `LocalExecutor(workers)`: up to `workers` solver processes (`SolverHost`) per solver, each driven
+  by a thread of this process, each kept warm across shards.
+- `DaskExecutor(scheduler, workers, images_by)`: a `distributed.LocalCluster` of `workers`
+  processes, or the cluster at `scheduler`. Each Dask worker process keeps one solver process per
+  solver and options, warm across shards, in a module-level cache. Images reach workers by path
+  (a shared file system: the data set's absolute path must hold the same files there) or as the
+  files' bytes in each task. Shards are pure: a worker that dies mid-shard has its shard redone
+  elsewhere by Dask, and a shard's attempts are written once, when its result comes back.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.run import (ConfigError, Encoded, HostError, ShardDone, SolverHost, SolverSpec, attempt_shard, read_shard,
+                       start_error, throughput)
+
+Item = tuple[str, str, str]  # id, file, sha256: what a worker needs to read an image, never its answer
+Progress = Callable[[int, int], None]
+IMAGES_BY = ("path", "bytes")
+# A LocalCluster shares the cores with the solver processes, so its own upkeep is slowed down: the
+# workers' statistical profiler (every thread, every 10 ms), the event-loop health tick (20 ms) and
+# the memory monitor (100 ms). The dashboard still shows tasks, workers and memory.
+QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+         "distributed.worker.memory.monitor-interval": "1s", "distributed.admin.system-monitor.interval": "2s"}
+
+
+class LocalExecutor:
+    """Solver processes on this machine, `workers` per solver."""
+
+    kind = "local"
+
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise ConfigError(f"--solver-workers must be at least 1, got {workers}")
+        self.workers = workers
+        # several processes share the cores: each gets its share of threads (one process keeps the libraries' default)
+        self.threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "workers": self.workers, "threads_per_process": self.threads}
+
+    def start(self, spec: SolverSpec, threads: int | None = None) -> SolverHost:
+        """The first solver process, started now so that a solver that cannot start stops the run before it writes."""
+        from solvers.registry import SolverError
+
+        try:
+            return SolverHost(spec.name, spec.options, threads or self.threads)
+        except HostError as e:
+            raise SolverError(start_error(spec.name, str(e))) from None
+
+    def attempts(self, spec: SolverSpec, started: Any, folder: Path, shards: Iterable[Sequence[Item]],
+                 timeout: float) -> Iterator[ShardDone]:
+        """Each shard's answers, in shard order, from `workers` solver processes (the others start first, together)."""
+        free: queue.Queue[SolverHost] = queue.Queue()
+        free.put(started)
+        made: list[SolverHost] = []
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="shard") as pool:
+                for host in pool.map(lambda _: self.start(spec), range(self.workers - 1)):
+                    made.append(host)
+                    free.put(host)
+
+                def work(shard: Sequence[Item]) -> ShardDone:
+                    host = free.get()
+                    try:
+                        return attempt_shard(host, read_shard(folder, shard), timeout)
+                    finally:
+                        free.put(host)
+
+                yield from _in_order((pool.submit(work, shard) for shard in shards), 2 * self.workers)
+        finally:
+            for host in made:
+                host.close()
+
+    def throughput(self, spec: SolverSpec, started: Any, folder: Path, items: Sequence[Item], batch_size: int,
+                   timeout: float, progress: Progress | None = None) -> tuple[float, int, float, int]:
+        """(seconds, answered, cold start, restarts) of the batched pass, on the first solver process; with
+        several, on a fresh process with every core's threads, as a one-process run measures it."""
+        host = started if self.threads is None else self.start(spec, threads=os.cpu_count() or 1)
+        try:
+            restarts = host.restarts
+            seconds, answered = throughput(host, read_shard(folder, items), batch_size, timeout, progress)
+            return seconds, answered, started.cold_start, host.restarts - restarts
+        finally:
+            if host is not started:
+                host.close()
+
+    def close(self) -> None:
+        pass
+
+
+def _in_order(futures: Iterator[Any], window: int) -> Iterator[Any]:
+    """Results of futures in the order given, with at most `window` of them pending at once."""
+    pending: collections.deque[Any] = collections.deque()
+    try:
+        for future in futures:
+            pending.append(future)
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+class DaskExecutor:
+    """Shards as Dask tasks: on a LocalCluster of `workers` processes, or the cluster at `scheduler`."""
+
+    kind = "dask"
+
+    def __init__(self, scheduler: str | None = None, workers: int = 2, images_by: str | None = None) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("--executor dask needs Dask: pip install 'captcha-bench[dask]' (dask[distributed], "
+                              "bokeh), here and on every worker") from None
+        if images_by is not None and images_by not in IMAGES_BY:
+            raise ConfigError(f"--images-by {images_by!r}: give path (a shared file system) or bytes")
+        if workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {workers}")
+        self.scheduler, self.cluster = scheduler, None
+        self._needs: dict[str, dict[str, float]] = {}
+        self.images_by = images_by or ("bytes" if scheduler else "path")
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as e:
+                raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({' '.join(str(e).split())[:200]}): "
+                                  "start one (dask scheduler), or drop --scheduler for a local cluster") from None
+        else:
+            import dask
+
+            with dask.config.set(QUIET):
+                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                            host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                            silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+        self.workers = max(1, len(self.client.scheduler_info()["workers"]))
+        self.dashboard = self.client.dashboard_link
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "workers": self.workers, "scheduler": self.scheduler or "LocalCluster",
+                "images_by": self.images_by}
+
+    def _wanted(self, spec: SolverSpec) -> tuple[dict[str, float], list[str]]:
+        """What the solver needs of a worker, and the workers that offer it (ConfigError: none does)."""
+        from solvers.base import resources_for
+        from solvers.registry import resolve
+
+        wanted = resources_for(resolve(spec.name), spec.options)
+        workers = self.client.scheduler_info()["workers"]
+        able = [a for a, w in workers.items() if all(w.get("resources", {}).get(k, 0) >= v for k, v in wanted.items())]
+        if not able:
+            raise ConfigError(f"solver {spec.name!r} needs {wanted} of a worker and no Dask worker offers it: "
+                              "start workers with e.g. dask worker ADDRESS --resources GPU=1")
+        return wanted, able
+
+    def _submit(self, spec: SolverSpec, function: Callable[..., Any], *args: Any, on: str | None = None) -> Any:
+        key = _key(spec.name, spec.options)
+        if key not in self._needs:  # once per solver: resolving a plugin and asking the scheduler take time
+            self._needs[key] = self._wanted(spec)[0]
+        wanted = self._needs[key]
+        placed: dict[str, Any] = {"workers": [on], "allow_other_workers": False} if on else {}
+        return self.client.submit(function, spec.name, _absolute(spec.options), *args, pure=False,
+                                  resources=wanted or None, **placed)
+
+    def start(self, spec: SolverSpec) -> float:
+        """Start the solver on every worker that can hold it, now (it stays there, warm); the first cold
+        start. SolverError if it cannot start."""
+        from solvers.registry import SolverError
+
+        _, able = self._wanted(spec)
+        cold = []
+        for kind, value in self.client.gather([self._submit(spec, _start_task, on=a) for a in able]):
+            if kind != "ok":
+                raise SolverError(start_error(spec.name, value))
+            cold.append(float(value))
+        return cold[0]
+
+    def _images(self, folder: Path, items: Sequence[Item]) -> tuple[str | None, list[Encoded] | None]:
+        if self.images_by == "path":
+            return str(folder.resolve()), None
+        return None, read_shard(folder, items)
+
+    def attempts(self, spec: SolverSpec, started: Any, folder: Path, shards: Iterable[Sequence[Item]],
+                 timeout: float) -> Iterator[ShardDone]:
+        def submitted() -> Iterator[Any]:
+            for shard in shards:
+                where, encoded = self._images(folder, shard)
+                yield self._submit(spec, _shard_task, where, list(shard), encoded, timeout)
+
+        yield from _in_order(submitted(), 2 * self.workers + 2)
+
+    def throughput(self, spec: SolverSpec, started: Any, folder: Path, items: Sequence[Item], batch_size: int,
+                   timeout: float, progress: Progress | None = None) -> tuple[float, int, float, int]:
+        where, encoded = self._images(folder, items)
+        result: tuple[float, int, float, int] = self._submit(spec, _throughput_task, where, list(items), encoded,
+                                                             batch_size, timeout).result()
+        if progress:
+            progress(len(items), len(items))
+        return result
+
+    def map_ordered(self, function: Callable[[Any, Any], Any], shared: Any, chunks: Sequence[Any]) -> Iterator[Any]:
+        """function(shared, chunk) for each chunk on the workers, results in order (`generate` uses it)."""
+        handle = self.client.scatter(shared, broadcast=True)
+        return _in_order((self.client.submit(function, handle, chunk, pure=False) for chunk in chunks),
+                         4 * self.workers)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _absolute(options: dict[str, Any]) -> dict[str, Any]:
+    """Options whose text names an existing file or folder here, as absolute paths: a worker's folder is not ours."""
+    return {k: str(Path(v).resolve()) if isinstance(v, str) and v and not os.path.isabs(v) and Path(v).exists()
+            else v for k, v in options.items()}
+
+
+# On a Dask worker: solver processes kept warm across tasks, one free list per solver and options.
+
+_hosts: dict[str, list[SolverHost]] = {}
+_hosts_lock = threading.Lock()
+
+
+def _key(name: str, options: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps([name, options], sort_keys=True, default=str)
+
+
+def _take(name: str, options: dict[str, Any]) -> SolverHost:
+    with _hosts_lock:
+        free = _hosts.setdefault(_key(name, options), [])
+        if free:
+            return free.pop()
+    return SolverHost(name, options)
+
+
+def _give(name: str, options: dict[str, Any], host: SolverHost) -> None:
+    with _hosts_lock:
+        _hosts.setdefault(_key(name, options), []).append(host)
+
+
+def _start_task(name: str, options: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        host = _take(name, options)
+    except HostError as e:
+        return "error", str(e)
+    _give(name, options, host)
+    return "ok", host.cold_start
+
+
+def _encoded(where: str | None, items: list[Item], encoded: list[Encoded] | None) -> list[Encoded]:
+    return encoded if encoded is not None else read_shard(Path(str(where)), items)
+
+
+def _shard_task(name: str, options: dict[str, Any], where: str | None, items: list[Item],
+                encoded: list[Encoded] | None, timeout: float) -> ShardDone:
+    from solvers.registry import SolverError
+
+    try:
+        host = _take(name, options)
+    except HostError as e:
+        raise SolverError(start_error(name, str(e))) from None
+    try:
+        return attempt_shard(host, _encoded(where, items, encoded), timeout)
+    finally:
+        _give(name, options, host)
+
+
+def _throughput_task(name: str, options: dict[str, Any], where: str | None, items: list[Item],
+                     encoded: list[Encoded] | None, batch_size: int, timeout: float) -> tuple[float, int, float, int]:
+    host = _take(name, options)
+    try:
+        restarts = host.restarts
+        seconds, answered = throughput(host, _encoded(where, items, encoded), batch_size, timeout)
+        return seconds, answered, host.cold_start, host.restarts - restarts
+    finally:
+        _give(name, options, host)
+
+
+def executor(kind: str = "local", workers: int = 1, scheduler: str | None = None,
+             images_by: str | None = None) -> LocalExecutor | DaskExecutor:
+    """The executor the command line asks for; ConfigError, in one line, for one that cannot be."""
+    if kind == "local":
+        if scheduler or images_by:
+            raise ConfigError("--scheduler and --images-by go with --executor dask: add it, or drop them")
+        return LocalExecutor(workers)
+    if kind == "dask":
+        return DaskExecutor(scheduler, workers, images_by)
+    raise ConfigError(f"--executor {kind!r}: give local or dask")
