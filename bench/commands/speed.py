@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import tempfile
 from pathlib import Path
 
 import click
 
-from bench.commands.common import dataset_or_default, progress_bar
+from bench.commands.common import dataset_or_default, default_workers, parse_options, progress_bar
 from bench.listing import generator_speed_text, runner_speed_text, study_speed_text
+from bench.summary import format_table
 
 
 @click.group()
@@ -103,3 +105,69 @@ def generator_speed(preset: str, count: int, rounds: int, workers: int) -> None:
         except ValueError as e:
             raise click.ClickException(str(e)) from None
     click.echo(generator_speed_text(r))
+
+
+@speed.command("scale")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None, help="Data set [default: the embedded default].")
+@click.option("--solver", "name", default="cnn", show_default=True, help="The solver asked (a CPU-bound one).")
+@click.option("-o", "--option", "pairs", multiple=True, metavar="KEY=VALUE", help="Solver option; repeatable.")
+@click.option("--items", type=click.IntRange(512), default=3000, show_default=True, help="Items per contender.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True, help="Turns each contender takes.")
+def scale_speed(dataset: Path | None, name: str, pairs: tuple[str, ...], items: int, rounds: int) -> None:
+    """Attempts/s with one local solver process, two, and a Dask LocalCluster of two workers.
+
+    \b
+    Example: captcha-bench speed scale --dataset results/datasets/hard-7 --items 1000
+    """
+    from bench.benchmark import with_dataset_options
+    from bench.run import RunConfig, SolverSpec
+    from bench.speed import measure_scaling
+
+    data = dataset_or_default(dataset)
+    if len(data.samples) < items:
+        raise click.ClickException(f"--items {items}: {data.path} holds only {len(data.samples)} items")
+    spec = with_dataset_options(RunConfig((SolverSpec(name, parse_options(pairs, "-o")),)), data).solvers[0]
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch, progress_bar("Timing") as progress:
+        r = measure_scaling(data, Path(scratch), spec, items, rounds, progress=progress)
+    medians = {k: statistics.median(v) for k, v in r.rates.items()}
+    base = next(iter(medians.values()))
+    click.echo(format_table(["executor", "attempts/s, median", "each round", "vs 1 process"],
+                            [[k, f"{medians[k]:,.0f}", " ".join(f"{x:,.0f}" for x in v), f"{medians[k] / base:.2f}x"]
+                             for k, v in r.rates.items()]))
+    click.echo(f"{r.items:,} items of {data.path}, solver {name}, {rounds} round(s), {default_workers()} cores; "
+               "targets: 2 processes >= 1.7x, Dask within 15 % of 2 local processes")
+
+
+@speed.command("memory")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None,
+              help="Data set whose images are repeated [default: the embedded default].")
+@click.option("--counts", default="20000,200000", show_default=True, help="Items of each run, comma-separated.")
+@click.option("--solver", "name", default="constant", show_default=True)
+@click.option("-o", "--option", "pairs", multiple=True, metavar="KEY=VALUE", help="Solver option; repeatable.")
+def memory_speed(dataset: Path | None, counts: str, name: str, pairs: tuple[str, ...]) -> None:
+    """Peak resident memory of whole runs (the command and its solver processes) as items grow.
+
+    Each data set repeats the given set's images, one hard-linked file per item, so that every item
+    is read, checked, decoded, asked and written on its own without rendering them all.
+
+    \b
+    Example: captcha-bench speed memory --counts 20000,200000 --solver constant
+    """
+    from bench.speed import measure_memory
+
+    try:
+        sizes = [int(c) for c in counts.split(",")]
+    except ValueError:
+        raise click.ClickException(f"--counts {counts!r}: give whole numbers, e.g. 20000,200000") from None
+    data = dataset_or_default(dataset)
+    options = [arg for pair in pairs for arg in ("-o", pair)] + ["--throughput-items", "0"]
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
+        try:
+            r = measure_memory(data, Path(scratch), sizes, name, options)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    first = r.peaks[sizes[0]]
+    click.echo(format_table(["items", "peak RSS MB", f"vs {sizes[0]:,}", "seconds"],
+                            [[f"{n:,}", f"{r.peaks[n]:,.0f}", f"{r.peaks[n] / first:.2f}x", f"{r.seconds[n]:,.0f}"]
+                             for n in sizes]))
+    click.echo(f"solver {name}; images repeated from {data.path}; target: 200,000 within 1.3x of 20,000")
