@@ -60,7 +60,7 @@ def run_benchmark(
     """Run every solver of `config` on `dataset`, writing results under `out` as it goes.
 
     Everything that can be checked is checked before `out` is touched: the solvers and their
-    options, every image (read, hash-checked and decoded, one at a time), the folder itself, and
+    options, every image (read, hash-checked and its header read, one at a time), the folder itself, and
     that every solver starts (a machine solver's process is up, a replay's answers are read and
     belong to this data set). `executor` says where the shards run (default: one local solver
     process per solver). `progress` hears (label, done, total): "checking images", "starting
@@ -104,12 +104,16 @@ def run_benchmark(
 
 def survey(dataset: ds.Dataset, limit: int | None = None, progress: RunProgress | None = None
            ) -> tuple[int, Counter[tuple[int, int]]]:
-    """Check every image of the run (exists, matches its sha256, decodes), one at a time and then
-    dropped; the number of items, and how many images have each size."""
+    """Check every image of the run, one at a time: it exists, matches its sha256, and its header is
+    an image within the pixel limit; the number of items, and how many images have each size.
+
+    The pixels are decoded later, once, in the solver process (a file that then fails to decode
+    stops the run there, naming the item). Every image was decoded in full when its data set was
+    generated or imported, and its bytes are the ones the manifest's hash vouches for."""
     samples = dataset.samples[:limit] if limit else dataset.samples
     total, sizes = len(samples), Counter[tuple[int, int]]()
     for done, sample in enumerate(samples, 1):
-        sizes[ds.load_image(dataset, sample).size] += 1
+        sizes[ds.load_image(dataset, sample, decode=False).size] += 1
         if progress and (done % 256 == 0 or done == total):
             progress(CHECKING, done, total)
     return total, sizes
@@ -170,12 +174,13 @@ def _ask(run_id: str, spec: SolverSpec, runner: Executor, started: Any, dataset:
                 yield [(s.id, s.file, s.sha256) for s in batch]
                 batch = []
 
-    restarts = 0
+    restarts, decoding = 0, 0.0
     for result in runner.attempts(spec, started, dataset.path, shards(), config.timeout):
         batch = queued.popleft()
         for sample, answer in zip(batch, result.answers, strict=True):
             write(scored(run_id, spec.name, sample, answer.predicted, answer.seconds, answer.error, case))
         restarts += result.restarts
+        decoding += result.decode_seconds
         wrote(len(batch))
     first = [(s.id, s.file, s.sha256) for s in itertools.islice(samples, config.throughput_items)]
     cold = started.cold_start if isinstance(started, SolverHost) else float(started)
@@ -187,7 +192,7 @@ def _ask(run_id: str, spec: SolverSpec, runner: Executor, started: Any, dataset:
                                                           config.timeout, report)
         restarts += more
         rate = answered / seconds if answered and seconds > 0 else None
-    return Timing(spec.name, cold, rate, answered, config.batch_size, restarts)
+    return Timing(spec.name, cold, rate, answered, config.batch_size, restarts, decode_seconds=decoding)
 
 
 def check_new_run(out: Path, allowed: tuple[str, ...] = ()) -> None:

@@ -61,6 +61,7 @@ class Timing:
     batch_size: int
     restarts: int  # processes replaced after timeouts or crashes
     error: str = ""  # why the solver could not run at all
+    decode_seconds: float = 0.0  # spent decoding the attempts' images in the solver process(es), all together
 
 
 COLUMNS = [f.name for f in dataclasses.fields(Attempt)]

@@ -91,6 +91,7 @@ class ShardDone:
     answers: list[Answered]
     cold_start: float  # seconds the host's solver took to start (once per process)
     restarts: int  # restarts of the host during this shard
+    decode_seconds: float = 0.0  # decoding the shard's images in the solver process
 
 
 def read_shard(folder: Path, samples: Sequence[tuple[str, str, str]]) -> list[Encoded]:
@@ -111,7 +112,7 @@ def read_shard(folder: Path, samples: Sequence[tuple[str, str, str]]) -> list[En
 def attempt_shard(host: SolverHost, encoded: list[Encoded], timeout: float) -> ShardDone:
     """Ask the host each item of a shard alone (batch size 1), after one unrecorded warm-up on a fresh
     host. Raises ds.DatasetError if an image does not decode (naming the item, not the file)."""
-    restarts = host.restarts
+    restarts, decoding = host.restarts, host.decode_seconds
     problems = host.load(encoded)
     if problems:
         item, problem = problems[0]
@@ -120,11 +121,11 @@ def attempt_shard(host: SolverHost, encoded: list[Encoded], timeout: float) -> S
         host.solve([encoded[0][0]], timeout)  # warm-up, not recorded
         host.warm = True
     answers = []
-    for item, _ in encoded:
-        reply = host.solve([item], timeout)
+    items = [item for item, _ in encoded]
+    for item, reply in zip(items, list(host.solve_each(items, timeout)), strict=True):
         predicted = reply.answers[0] if reply.answers else ""  # no answer: scored wrong, CER 1
         answers.append(Answered(item, predicted, reply.seconds, reply.error))
-    return ShardDone(answers, host.cold_start, host.restarts - restarts)
+    return ShardDone(answers, host.cold_start, host.restarts - restarts, host.decode_seconds - decoding)
 
 
 def throughput(host: SolverHost, encoded: list[Encoded], batch_size: int, timeout: float,
@@ -209,6 +210,7 @@ class SolverHost:
         self.cold_start = 0.0  # seconds to import and construct the solver in a fresh process
         self.restarts = 0
         self.warm = False  # whether it has been asked once (a warm-up) since it started
+        self.decode_seconds = 0.0  # spent decoding images in the solver process, all loads together
         self._process: Any = None
         self._conn: Connection | None = None
         self._start()
@@ -227,8 +229,9 @@ class SolverHost:
             self._conn.send(("load", self._images[k : k + LOAD_CHUNK]))
             if not self._conn.poll(START_TIMEOUT):
                 raise HostError(f"solver {self.name!r} did not take its images within {START_TIMEOUT:.0f} s")
-            kind, value = self._conn.recv()
+            kind, value, seconds = self._conn.recv()
             problems += value
+            self.decode_seconds += seconds
         return problems
 
     def _start(self) -> None:
@@ -268,18 +271,49 @@ class SolverHost:
         assert self._conn is not None
         try:
             self._conn.send(("solve", batch))
+        except OSError:
+            pass  # the process has gone: _receive says so
+        return self._receive(len(batch), timeout)[0]
+
+    def solve_each(self, ids: list[str], timeout: float) -> Iterator[Reply]:
+        """A reply for each id asked alone (batch size 1), in order. The process answers one after
+        another without waiting to be asked again; after a timeout or crash it is replaced and asked
+        the rest anew. Leaving early replaces the process too, so that no stale answer is read later."""
+        k, finished = 0, False
+        try:
+            while k < len(ids):
+                assert self._conn is not None
+                try:
+                    self._conn.send(("each", ids[k:]))
+                except OSError:
+                    pass  # the process has gone: _receive says so
+                while k < len(ids):
+                    reply, replaced = self._receive(1, timeout)
+                    k += 1
+                    yield reply
+                    if replaced:
+                        break
+            finished = True
+        finally:
+            if not finished:
+                self.restart()
+
+    def _receive(self, n: int, timeout: float) -> tuple[Reply, bool]:
+        """The next reply to a call of `n` challenges, and whether the process had to be replaced."""
+        assert self._conn is not None
+        try:
             if not self._conn.poll(timeout):
                 self.restart()
-                return Reply(None, timeout, f"timeout: no answer within {timeout:g} s")
+                return Reply(None, timeout, f"timeout: no answer within {timeout:g} s"), True
             kind, answers, seconds, error = self._conn.recv()
         except (EOFError, OSError):
             code = self._process.poll() if self._process is not None else None
             self.restart()
-            return Reply(None, 0.0, f"solver process died (exit code {code})")
+            return Reply(None, 0.0, f"solver process died (exit code {code})"), True
         if kind != "ok":
-            return Reply(None, seconds, error)
-        problem = _check_error(answers, len(batch))
-        return Reply(None, seconds, problem) if problem else Reply(answers, seconds)
+            return Reply(None, seconds, error), False
+        problem = _check_error(answers, n)
+        return (Reply(None, seconds, problem) if problem else Reply(answers, seconds)), False
 
     def close(self, kill: bool = False) -> None:
         """Stop the process: ask it to stop and wait a little, or (`kill`) end it at once."""
@@ -372,26 +406,36 @@ def _answer(conn: Connection, solver: Any) -> None:
             images.clear()
             continue
         if kind == "load":
-            conn.send(("loaded", _decode(payload, images)))
+            start = time.perf_counter()
+            problems = _decode(payload, images)
+            conn.send(("loaded", problems, time.perf_counter() - start))
             continue
-        # A fresh copy each time, so a solver that draws on its image cannot change a later attempt.
-        challenges = [Challenge(i, images[i].copy()) for i in payload]
-        start = time.perf_counter()
-        try:
-            answers = solver.solve(challenges)
-            seconds = time.perf_counter() - start
-            reply: tuple[Any, ...] = ("ok", answers, seconds, "")
-        except Exception as e:
-            reply = ("error", None, time.perf_counter() - start, f"{type(e).__name__}: {e}")
-        try:
-            conn.send(reply)
-        except OSError:  # the parent has gone (it gave up waiting): nothing to tell, nobody to tell it to
-            return
-        except Exception as e:  # an answer that cannot be pickled
-            try:
-                conn.send(("error", None, reply[2], f"solve() returned something unsendable: {type(e).__name__}"))
-            except OSError:
+        calls = [[i] for i in payload] if kind == "each" else [payload]  # "each": every item alone, in turn
+        for ids in calls:
+            if not _reply(conn, solver, [Challenge(i, images[i].copy()) for i in ids]):
                 return
+        # (a fresh copy of each image, so a solver that draws on its image cannot change a later attempt)
+
+
+def _reply(conn: Connection, solver: Any, challenges: list[Challenge]) -> bool:
+    """Ask the solver and send back what it said and how long it took; False if the parent has gone."""
+    start = time.perf_counter()
+    try:
+        answers = solver.solve(challenges)
+        seconds = time.perf_counter() - start
+        reply: tuple[Any, ...] = ("ok", answers, seconds, "")
+    except Exception as e:
+        reply = ("error", None, time.perf_counter() - start, f"{type(e).__name__}: {e}")
+    try:
+        conn.send(reply)
+    except OSError:  # the parent has gone (it gave up waiting): nothing to tell, nobody to tell it to
+        return False
+    except Exception as e:  # an answer that cannot be pickled
+        try:
+            conn.send(("error", None, reply[2], f"solve() returned something unsendable: {type(e).__name__}"))
+        except OSError:
+            return False
+    return True
 
 
 if __name__ == "__main__":

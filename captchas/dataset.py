@@ -99,6 +99,17 @@ def decode_image(data: bytes, limit: int | None = None) -> Image.Image:
     `max_pixels()`; checked on the declared size, before any pixel is decoded, so a
     decompression bomb costs nothing) and truncated or damaged files.
     """
+    im = open_image(data, limit)
+    try:
+        im.load()  # every pixel: a truncated file fails here, not in a solver (bytes in memory: no file to close)
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"a truncated or damaged {im.format or 'image'} ({e})") from None
+    return im
+
+
+def open_image(data: bytes, limit: int | None = None) -> Image.Image:
+    """Image bytes opened but not decoded: `decode_image`'s checks of the header alone (format, size,
+    pixel limit), a tenth of the time of a full decode."""
     limit = max_pixels() if limit is None else limit
     if not data:
         raise ImageError("an empty file (0 bytes), not an image")
@@ -119,15 +130,12 @@ def decode_image(data: bytes, limit: int | None = None) -> Image.Image:
                          f"limit of {limit:,} pixels (raise it with {MAX_PIXELS_ENV} if the image is meant)")
     if width < 1 or height < 1:
         raise ImageError(f"an image of {width}x{height} pixels: nothing to read")
-    try:
-        im.load()  # every pixel: a truncated file fails here, not in a solver (bytes in memory: no file to close)
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"a truncated or damaged {im.format or 'image'} ({e})") from None
     return im
 
 
-def load_image(dataset: Dataset, sample: Sample) -> Image.Image:
-    """The checked image loader: the file exists, matches the manifest's sha256, and decodes."""
+def load_image(dataset: Dataset, sample: Sample, decode: bool = True) -> Image.Image:
+    """The checked image loader: the file exists, matches the manifest's sha256, and decodes (or,
+    with `decode=False`, its header checks out: `open_image`)."""
     path = dataset.path / sample.file
     if not path.is_file():
         raise DatasetError(f"{sample.file} (item {sample.id}) is missing: the data set is incomplete; run captcha-bench verify")
@@ -136,7 +144,7 @@ def load_image(dataset: Dataset, sample: Sample) -> Image.Image:
         raise DatasetError(f"{sample.file} (item {sample.id}) does not match its sha256 in the manifest: "
                            "run captcha-bench verify")
     try:
-        return decode_image(data)
+        return decode_image(data) if decode else open_image(data)
     except ImageError as e:
         raise DatasetError(f"{sample.file} (item {sample.id}) is {e}: re-import or regenerate it") from None
 

@@ -189,3 +189,22 @@ def test_the_memory_benchmark_repeats_images_as_separate_items_and_measures_whol
     memory = measure_memory(tiny_dataset, tmp_path / "scratch", [10, 30], "constant", ["--throughput-items", "0"])
     assert set(memory.peaks) == {10, 30} and all(20 < mb < 2000 for mb in memory.peaks.values())
     assert list((tmp_path / "scratch").iterdir()) == []  # its data sets and runs are gone
+
+
+def test_an_image_that_fails_to_decode_mid_run_stops_it_in_one_line_and_keeps_what_was_done(
+        tmp_path: Path, tiny_dataset: ds.Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the run, images are checked by hash and header; the pixels are decoded once, in the solver
+    process. A file whose header is fine but whose data is cut short (and that the manifest vouches for)
+    stops the run when its shard comes, naming the item; earlier shards stay written, for --resume."""
+    monkeypatch.setattr(benchmark, "SHARD", 2)
+    sample = tiny_dataset.samples[5]
+    whole = (tiny_dataset.path / sample.file).read_bytes()
+    cut = whole[: len(whole) // 2]
+    (tiny_dataset.path / sample.file).write_bytes(cut)
+    edit_manifest(tiny_dataset.path, sample.sha256, ds.sha256_bytes(cut))
+    data = ds.read_dataset(tiny_dataset.path)
+    config = RunConfig((SolverSpec("constant"),), throughput_items=0)
+    with pytest.raises(ds.DatasetError, match=f"item {sample.id} is a truncated or damaged PNG .*: re-import or "
+                                              "regenerate the data set"):
+        benchmark.run_benchmark(data, config, tmp_path / "run")
+    assert [r[1] for r in _rows(tmp_path / "run")] == [s.id for s in data.samples][:4]
