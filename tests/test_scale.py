@@ -50,11 +50,14 @@ def test_two_local_processes_and_a_dask_cluster_give_the_same_attempts_in_the_sa
     one = benchmark.run_benchmark(tiny_dataset, config, tmp_path / "one")
     two = benchmark.run_benchmark(tiny_dataset, config, tmp_path / "two", executor=LocalExecutor(2))
     dask = benchmark.run_benchmark(tiny_dataset, config, tmp_path / "dask", executor=cluster)
-    cluster.images_by = "bytes"
+    assert cluster.cluster is not None
+    existing = DaskExecutor(scheduler=cluster.cluster.scheduler_address)  # an existing cluster: images go as bytes
     try:
-        sent = benchmark.run_benchmark(tiny_dataset, config, tmp_path / "bytes", executor=cluster)
+        assert existing.images_by == "bytes" and existing.workers == 2
+        sent = benchmark.run_benchmark(tiny_dataset, config, tmp_path / "bytes", executor=existing)
     finally:
-        cluster.images_by = "path"
+        existing.close()
+    assert cluster.client.status == "running"  # closing a client of an existing cluster leaves the cluster up
     expected = _rows(tmp_path / "one")
     assert len(expected) == 16 and [r[1] for r in expected[:8]] == [s.id for s in tiny_dataset.samples]
     assert {r[-3] for r in expected} >= {"", "RuntimeError: model exploded"}  # errors travel too
@@ -140,6 +143,19 @@ def test_a_worker_killed_mid_run_loses_and_repeats_no_attempt(tmp_path: Path, ti
     rows = _rows(tmp_path / "run")
     assert killed and [r[1] for r in rows] == [s.id for s in tiny_dataset.samples]
     assert all(r[-3] == "" for r in rows) and result.summaries[0].n == 8
+
+
+def test_a_sweep_generates_and_runs_on_dask(tmp_path: Path, cluster: DaskExecutor) -> None:
+    from bench.sweep import Sweep, run_sweep
+
+    knobs = {"width": 96, "height": 36, "font_sizes": (26, 30, 34), "length": 3}
+    plan = Sweep((("rotate", ((-5, 5), (-30, 30))),), "medium", "image", knobs, 12, 1)
+    config = RunConfig((SolverSpec("constant"),), throughput_items=0)
+    here = run_sweep(plan, config.solvers, config, tmp_path / "here", workers=1)
+    there = run_sweep(plan, config.solvers, config, tmp_path / "there", executor=cluster)
+    for a, b in zip(here, there, strict=True):
+        assert _rows(a.path) == _rows(b.path) and len(_rows(a.path)) == 12
+    assert [p.name for p in sorted((tmp_path / "there" / "datasets").iterdir())] == ["rotate-0", "rotate-1"]
 
 
 def test_the_manifest_is_read_as_needed_and_may_not_change_meanwhile(tiny_dataset: ds.Dataset) -> None:
