@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.executors import DaskExecutor, LocalExecutor
-from bench.replay import Replayer
+from bench.replay import Replayer, replays
 from bench.summary import Summary, Tally
 from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, Timing, attempt_row,
                            iter_attempts, read_timings, timing_line)
-from bench.run import SHARD, RunConfig, SolverHost, SolverSpec, replayed, replays, scored
+from bench.run import SHARD, RunConfig, SolverHost, SolverSpec, replayed, scored
 from captchas import dataset as ds
 from solvers.registry import check_options
 

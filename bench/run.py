@@ -35,7 +35,7 @@ from typing import Any
 from PIL import Image
 
 from bench.results import SKIPPED, Attempt
-from bench.replay import Replayer, replays
+from bench.replay import Replayer
 from captchas import dataset as ds
 from captchas.dataset import Challenge, cer, is_correct
 
@@ -96,17 +96,7 @@ class ShardDone:
 
 def read_shard(folder: Path, samples: Sequence[tuple[str, str, str]]) -> list[Encoded]:
     """The bytes of (id, file, sha256) items, each checked against its sha256: what a solver process decodes."""
-    encoded = []
-    for item, file, sha256 in samples:
-        path = folder / file
-        if not path.is_file():
-            raise ds.DatasetError(f"{file} (item {item}) is missing: the data set is incomplete; run captcha-bench verify")
-        data = path.read_bytes()
-        if ds.sha256_bytes(data) != sha256:
-            raise ds.DatasetError(f"{file} (item {item}) does not match its sha256 in the manifest: "
-                                  "run captcha-bench verify")
-        encoded.append((item, data))
-    return encoded
+    return [(item, ds.checked_bytes(folder, item, file, sha256)) for item, file, sha256 in samples]
 
 
 def attempt_shard(host: SolverHost, encoded: list[Encoded], timeout: float) -> ShardDone:
@@ -144,19 +134,6 @@ def throughput(host: SolverHost, encoded: list[Encoded], batch_size: int, timeou
         seconds += reply.seconds
         answered += len(chunk)
     return seconds, answered
-
-
-def start_solver(spec: SolverSpec, dataset: ds.Dataset) -> SolverHost | Replayer:
-    """Start one solver, ready to be asked (images not yet handed over): a process for a machine,
-    the checked answers for a replay. Raises SolverError, in one line, when it cannot start."""
-    from solvers.registry import SolverError
-
-    if replays(spec.name):
-        return Replayer(spec, dataset)
-    try:
-        return SolverHost(spec.name, spec.options)
-    except HostError as e:
-        raise SolverError(start_error(spec.name, str(e))) from None
 
 
 def start_error(name: str, message: str) -> str:

@@ -136,17 +136,22 @@ def open_image(data: bytes, limit: int | None = None) -> Image.Image:
 def load_image(dataset: Dataset, sample: Sample, decode: bool = True) -> Image.Image:
     """The checked image loader: the file exists, matches the manifest's sha256, and decodes (or,
     with `decode=False`, its header checks out: `open_image`)."""
-    path = dataset.path / sample.file
-    if not path.is_file():
-        raise DatasetError(f"{sample.file} (item {sample.id}) is missing: the data set is incomplete; run captcha-bench verify")
-    data = path.read_bytes()
-    if sha256_bytes(data) != sample.sha256:
-        raise DatasetError(f"{sample.file} (item {sample.id}) does not match its sha256 in the manifest: "
-                           "run captcha-bench verify")
+    data = checked_bytes(dataset.path, sample.id, sample.file, sample.sha256)
     try:
         return decode_image(data) if decode else open_image(data)
     except ImageError as e:
         raise DatasetError(f"{sample.file} (item {sample.id}) is {e}: re-import or regenerate it") from None
+
+
+def checked_bytes(folder: Path, item: str, file: str, sha256: str) -> bytes:
+    """An item's file bytes, after checking that the file is there and matches its sha256."""
+    path = folder / file
+    if not path.is_file():
+        raise DatasetError(f"{file} (item {item}) is missing: the data set is incomplete; run captcha-bench verify")
+    data = path.read_bytes()
+    if sha256_bytes(data) != sha256:
+        raise DatasetError(f"{file} (item {item}) does not match its sha256 in the manifest: run captcha-bench verify")
+    return data
 
 
 def load_images(dataset: Dataset, limit: int | None = None) -> list[tuple[Sample, Image.Image]]:
