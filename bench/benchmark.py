@@ -7,7 +7,6 @@ Attempts are appended and flushed one by one, so an interrupted run keeps every 
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import itertools
 import json
@@ -27,10 +26,12 @@ from typing import Any
 from bench.executors import DaskExecutor, LocalExecutor
 from bench.replay import Replayer, replays
 from bench.summary import Summary, Tally
+from bench import load
 from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, Timing, attempt_row,
-                           iter_attempts, read_timings, timing_line)
+                           iter_attempts, read_timings, repair_cut_row, timing_line)
 from bench.run import SHARD, RunConfig, SolverHost, SolverSpec, replayed, scored
 from captchas import dataset as ds
+from captchas import output
 from solvers.registry import check_options
 
 LIBRARIES = ("captcha", "pillow", "click", "numpy", "scipy", "statsmodels", "tesserocr", "ddddocr", "onnxruntime",
@@ -51,6 +52,8 @@ class RunResult:
     path: Path
     run_id: str
     summaries: list[Summary]
+    load_warning: str | None = None  # the machine was busy enough to distort times (bench.load.warning)
+    already_done: bool = False  # --resume found every attempt and timing there: nothing was asked or written
 
 
 def run_benchmark(
@@ -75,14 +78,20 @@ def run_benchmark(
         raise ds.DatasetError(f"solver {next(n for n in names if names.count(n) > 1)!r} is given twice: give it once")
     for spec in config.solvers:
         check_options(spec.name, spec.options)  # unknown solvers and options fail before anything is written
+    output.check_writable(out, what="run")
     total, sizes = survey(dataset, config.limit, progress)  # so do bad images
     request = _request(dataset, config)
+    done: set[tuple[str, str]] = set()  # (solver, item) pairs already attempted
     if resume:
         _check_resumable(out, request)
-        _check_columns(out / ATTEMPTS)
+        done = _done(out / ATTEMPTS)  # a damaged attempts.csv is refused here, before any solver starts
+        if _finished(out, config, dataset, done):  # nothing to ask, nothing to write
+            return RunResult(out, out.name, summaries(out, total, solver_notes(dataset, config, sizes)),
+                             already_done=True)
     else:
         check_new_run(out)
     started: dict[str, Any] = {}
+    before = load.snapshot()
     try:
         for k, spec in enumerate(config.solvers):  # so does a solver that cannot start
             if progress:
@@ -94,12 +103,14 @@ def run_benchmark(
             out.mkdir(parents=True, exist_ok=True)
             (out / RUN).write_text(json.dumps({**request, "provenance": provenance(dataset, config, runner)},
                                               indent=2) + "\n")
-        _run_all(out, config, runner, started, dataset, total, case_sensitive(dataset, config), progress)
+        _run_all(out, config, runner, started, dataset, total, done, case_sensitive(dataset, config), progress)
     finally:
         for solver in started.values():
             _close(solver)
-    summaries = write_summaries(out, total, solver_notes(dataset, config, sizes))
-    return RunResult(out, out.name, summaries)
+    session = load.between(before, load.snapshot())  # what else ran meanwhile, into the run's provenance
+    add_session(out, session)
+    written = write_summaries(out, total, solver_notes(dataset, config, sizes))
+    return RunResult(out, out.name, written, load.warning(session))
 
 
 def survey(dataset: ds.Dataset, limit: int | None = None, progress: RunProgress | None = None
@@ -125,8 +136,7 @@ def _close(solver: Any) -> None:
 
 
 def _run_all(out: Path, config: RunConfig, runner: Executor, started: dict[str, Any], dataset: ds.Dataset,
-             total: int, case: bool, progress: RunProgress | None) -> None:
-    done = _done(out / ATTEMPTS)
+             total: int, done: set[tuple[str, str]], case: bool, progress: RunProgress | None) -> None:
     samples = dataset.samples[: config.limit] if config.limit else dataset.samples
     with (out / ATTEMPTS).open("a", newline="", encoding="utf-8") as f:
         writer = ds.CsvWriter(f)
@@ -269,38 +279,44 @@ def _median(sizes: Counter[tuple[int, int]]) -> tuple[int, int]:
     raise ValueError("no sizes")
 
 
-def write_summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None
-                    ) -> list[Summary]:
-    """Summarise attempts.csv (and the latest timing of each solver) into summary.csv and .json,
-    reading the attempts one row at a time. `total`: the run's items, for each solver's coverage."""
+def summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None) -> list[Summary]:
+    """Each solver's Summary of attempts.csv (and its latest timing), reading the attempts one row at a
+    time. `total`: the run's items, for each solver's coverage."""
     request = json.loads((out / RUN).read_text())
     tallies = {spec["name"]: Tally() for spec in request["solvers"]}
     for attempt in iter_attempts(out / ATTEMPTS):
         if attempt.solver in tallies:
             tallies[attempt.solver].add(attempt)
     timings = read_timings(out / TIMING)
-    summaries = [tallies[name].summary(name, timings.get(name), total, (notes or {}).get(name, ()))
-                 for name in tallies]
+    return [tallies[name].summary(name, timings.get(name), total, (notes or {}).get(name, ())) for name in tallies]
+
+
+def write_summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None
+                    ) -> list[Summary]:
+    """Summarise attempts.csv into summary.csv and summary.json (`summaries`)."""
+    made = summaries(out, total, notes)
+    request = json.loads((out / RUN).read_text())
     fields = [f.name for f in dataclasses.fields(Summary)]
     with (out / SUMMARY_CSV).open("w", newline="", encoding="utf-8") as f:
         writer = ds.CsvWriter(f)
         writer.writerow(["run_id", "dataset_sha256", *fields])
-        for s in summaries:
+        for s in made:
             writer.writerow([out.name, request["dataset_sha256"], *(_cell(getattr(s, k)) for k in fields)])
     report = {"run_id": out.name, **request, "solvers_summary": [
         {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in dataclasses.asdict(s).items()}
-        for s in summaries]}
+        for s in made]}
     (out / SUMMARY_JSON).write_text(json.dumps(report, indent=2) + "\n")
-    return summaries
+    return made
 
 
-def _check_columns(path: Path) -> None:
-    if path.is_file() and path.stat().st_size:
-        with path.open(newline="", encoding="utf-8") as f:
-            header = next(csv.reader(f), [])
-        if header != COLUMNS:
-            raise ds.DatasetError(f"{path} was written by another version of captcha-bench (other columns): "
-                                  "start a new run instead of --resume")
+def add_session(out: Path, session: dict[str, Any]) -> None:
+    """Add one session's record of the machine's load (`bench.load.between`) to run.json's provenance."""
+    document = json.loads((out / RUN).read_text(encoding="utf-8"))
+    provenance = document.setdefault("provenance", {})
+    provenance["load"] = [*provenance.get("load", []), session]
+    tmp = out / f".{RUN}.tmp"
+    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / RUN)
 
 
 def _cell(value: Any) -> Any:
@@ -310,14 +326,21 @@ def _cell(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
+def _finished(out: Path, config: RunConfig, dataset: ds.Dataset, done: set[tuple[str, str]]) -> bool:
+    """Whether a run folder holds its summaries, every solver's timing (written once its pass is over)
+    and, for every machine solver, an attempt at every item of the run."""
+    timed = read_timings(out / TIMING)
+    if not (out / SUMMARY_JSON).is_file() or any(s.name not in timed for s in config.solvers):
+        return False
+    machines = [s.name for s in config.solvers if not replays(s.name)]
+    samples = dataset.samples[: config.limit] if config.limit else dataset.samples
+    return all((name, sample.id) in done for sample in samples for name in machines)
+
+
 def _done(path: Path) -> set[tuple[str, str]]:
-    """(solver, item) pairs already in attempts.csv, after cutting off a half-written last line."""
-    if not path.is_file():
-        return set()
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as f:  # a kill mid-write: drop the partial row, it will be redone
-            f.truncate(data.rfind(b"\n") + 1)
+    """(solver, item) pairs already in attempts.csv, after dropping a last line a kill cut short (its
+    shard is redone); RunError for a file damaged otherwise, which a resume cannot mend."""
+    repair_cut_row(path)
     return {(a.solver, a.item_id) for a in iter_attempts(path)}
 
 
@@ -405,6 +428,7 @@ def provenance(dataset: ds.Dataset, config: RunConfig, executor: Executor | None
                                                       "source_name", "split", "case_sensitive")},
         "recorded_solvers": [s.name for s in config.solvers if replays(s.name)],  # people, not machines
         "solver_versions": {s.name: _solver_version(s.name) for s in config.solvers},
+        "solver_threads": {s.name: (executor or LocalExecutor()).threads(s) for s in config.solvers if not replays(s.name)},
         "solver_files": {s.name: files for s in config.solvers if (files := _solver_files(s.name, s.options))},
         "libraries": {name: _version(name) for name in LIBRARIES},
         "python": platform.python_version(),

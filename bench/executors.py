@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import (ConfigError, Encoded, HostError, ShardDone, SolverHost, SolverSpec, attempt_shard, read_shard,
-                       start_error, throughput)
+                       solver_threads, start_error, throughput)
 
 Item = tuple[str, str, str]  # id, file, sha256: what a worker needs to read an image, never its answer
 Progress = Callable[[int, int], None]
@@ -49,18 +49,23 @@ class LocalExecutor:
         if workers < 1:
             raise ConfigError(f"--solver-workers must be at least 1, got {workers}")
         self.workers = workers
-        # several processes share the cores: each gets its share of threads (one process keeps the libraries' default)
-        self.threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+        # several processes share the cores: none gets more threads than its share
+        self.most_threads = max(1, (os.cpu_count() or 1) // workers)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "workers": self.workers, "threads_per_process": self.threads}
+        return {"kind": self.kind, "workers": self.workers, "most_threads_per_process": self.most_threads}
 
-    def start(self, spec: SolverSpec, threads: int | None = None) -> SolverHost:
-        """The first solver process, started now so that a solver that cannot start stops the run before it writes."""
+    def threads(self, spec: SolverSpec) -> int:
+        """The threads each of the solver's processes gets: what it is meant to have, at most a share of the cores."""
+        return min(solver_threads(spec.name, spec.options), self.most_threads)
+
+    def start(self, spec: SolverSpec) -> SolverHost:
+        """The first solver process, started now so that a solver that cannot start stops the run before it
+        writes; it runs with `threads(spec)` threads."""
         from solvers.registry import SolverError
 
         try:
-            return SolverHost(spec.name, spec.options, threads or self.threads)
+            return SolverHost(spec.name, spec.options, self.threads(spec))
         except HostError as e:
             raise SolverError(start_error(spec.name, str(e))) from None
 
@@ -90,16 +95,10 @@ class LocalExecutor:
 
     def throughput(self, spec: SolverSpec, started: Any, folder: Path, items: Sequence[Item], batch_size: int,
                    timeout: float, progress: Progress | None = None) -> tuple[float, int, float, int]:
-        """(seconds, answered, cold start, restarts) of the batched pass, on the first solver process; with
-        several, on a fresh process with every core's threads, as a one-process run measures it."""
-        host = started if self.threads is None else self.start(spec, threads=os.cpu_count() or 1)
-        try:
-            restarts = host.restarts
-            seconds, answered = throughput(host, read_shard(folder, items), batch_size, timeout, progress)
-            return seconds, answered, started.cold_start, host.restarts - restarts
-        finally:
-            if host is not started:
-                host.close()
+        """(seconds, answered, cold start, restarts) of the batched pass, on the first solver process."""
+        restarts = started.restarts
+        seconds, answered = throughput(started, read_shard(folder, items), batch_size, timeout, progress)
+        return seconds, answered, started.cold_start, started.restarts - restarts
 
     def close(self) -> None:
         pass
@@ -181,6 +180,10 @@ class DaskExecutor:
         return self.client.submit(function, spec.name, _absolute(spec.options), *args, pure=False,
                                   resources=wanted or None, **placed)
 
+    def threads(self, spec: SolverSpec) -> int:
+        """The threads each of the solver's processes gets on a worker: what it is meant to have."""
+        return solver_threads(spec.name, spec.options)
+
     def start(self, spec: SolverSpec) -> float:
         """Start the solver on every worker that can hold it, now (it stays there, warm); the first cold
         start. SolverError if it cannot start."""
@@ -252,7 +255,7 @@ def _take(name: str, options: dict[str, Any]) -> SolverHost:
         free = _hosts.setdefault(_key(name, options), [])
         if free:
             return free.pop()
-    return SolverHost(name, options)
+    return SolverHost(name, options, solver_threads(name, options))
 
 
 def _give(name: str, options: dict[str, Any], host: SolverHost) -> None:

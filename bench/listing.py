@@ -28,15 +28,27 @@ def run_text(data: ds.Dataset, config: RunConfig, result: RunResult) -> str:
 
     items = len(data.samples) if config.limit is None else min(config.limit, len(data.samples))
     how = "sensitive" if case_sensitive(data, config) else "insensitive"
-    return (f"\n{items} items of {data.path} (sha256 {data.hash[:12]}), scored case-{how}\n{to_table(result.summaries)}"
+    return (f"{_nothing_to_do(result)}\n{items} items of {data.path} (sha256 {data.hash[:12]}), scored case-{how}\n"
+            f"{to_table(result.summaries)}{_busy(result)}"
             f"\n\nresults in {result.path}/ (attempts.csv, summary.csv, summary.json); "
             f"the report: captcha-bench report {result.path}")
 
 
 def default_run_text(done: Sequence[tuple[Part, RunResult]], limit: int | None) -> str:
     """The default benchmark's parts: each one's items and solvers' summaries."""
-    return "".join(f"\n{part.label}: {min(limit or len(part.dataset.samples), len(part.dataset.samples))} items "
-                   f"(sha256 {part.dataset.hash[:12]})\n{to_table(result.summaries)}" for part, result in done)
+    return "".join(f"{_nothing_to_do(result)}\n{part.label}: "
+                   f"{min(limit or len(part.dataset.samples), len(part.dataset.samples))} items "
+                   f"(sha256 {part.dataset.hash[:12]})\n{to_table(result.summaries)}{_busy(result)}"
+                   for part, result in done)
+
+
+def _nothing_to_do(result: RunResult) -> str:
+    return (f"\nnothing to do: {result.path} already holds every attempt and timing of its solvers (its files are "
+            "unchanged); its results:" if result.already_done else "")
+
+
+def _busy(result: RunResult) -> str:
+    return f"\nwarning: {result.load_warning}" if result.load_warning else ""
 
 
 def show(value: Any) -> str:
@@ -120,3 +132,15 @@ def study_speed_text(r: Any, items: int) -> str:
         f"{r.stored} rows, {r.distinct} distinct: {r.stored} answers {once}; {r.double_submits} double submits "
         f"refused\n{r.answers_sent / r.seconds:,.0f} answers/s (each with its image load and a double submit); "
         f"answer round trip median {r.answer_ms_median:.1f} ms, p95 {r.answer_ms_p95:.1f} ms; {r.seconds:.1f} s in all")
+
+
+def latency_text(clocks: Sequence[Any]) -> str:
+    """`bench.speed.measure_clock`'s result: each solver quiet and busy, and busy over quiet."""
+    rows = []
+    for c in clocks:
+        median, p90 = c.ratios
+        rows.append([c.solver, f"{c.quiet[0] * 1000:.2f}", f"{c.quiet[1] * 1000:.2f}", f"{c.busy[0] * 1000:.2f}",
+                     f"{c.busy[1] * 1000:.2f}", f"{median:.2f}x", f"{p90:.2f}x",
+                     "yes" if max(median, p90) <= 1.5 else "no"])
+    return format_table(["solver", "quiet median ms", "quiet p90 ms", "busy median ms", "busy p90 ms",
+                         "median busy/quiet", "p90 busy/quiet", "within 1.5x"], rows)

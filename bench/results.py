@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import math
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any
 
 from bench.replay import replays
 from captchas import dataset as ds
+from captchas.dataset import cer, is_correct
 
 RUN, ATTEMPTS, TIMING = "run.json", "attempts.csv", "timing.jsonl"
 SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"
@@ -94,23 +94,80 @@ def attempt_from_row(row: dict[str, str]) -> Attempt:
     return Attempt(**values)
 
 
-def write_attempts_header(writer: ds.CsvWriter) -> None:
-    writer.writerow(COLUMNS)
-
-
 def read_attempts(path: Path) -> list[Attempt]:
-    """attempts.csv back as records (the last line is ignored if a kill cut it short)."""
+    """attempts.csv back as records (see `iter_attempts`)."""
     return list(iter_attempts(path))
 
 
 def iter_attempts(path: Path) -> Iterator[Attempt]:
-    """attempts.csv as records, one row at a time, so that a million rows need not fit in memory."""
+    """attempts.csv as records, one row at a time, so that a million rows need not fit in memory.
+
+    Every row is checked (its number of fields, each cell's type); a damaged one raises RunError
+    naming its line. A last line without its line end (a kill mid-write) is not a row: the caller
+    decides (`repair_cut_row` drops it before a resume; a report refuses the file)."""
     if not path.is_file():
         return
-    with path.open(newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            if r.get(COLUMNS[-1]):  # a row cut short lacks its last column
-                yield attempt_from_row(r)
+    fix = f"start a new run (another --out), or restore {path.name}"
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return
+            if header != COLUMNS:
+                raise RunError(f"{path} does not start with the attempts header ({','.join(COLUMNS)}): it was not "
+                               f"written by this version of captcha-bench; {fix}")
+            for row in reader:
+                try:
+                    if len(row) != len(COLUMNS):
+                        raise ValueError(f"{len(row)} fields, not {len(COLUMNS)}")
+                    yield attempt_from_row(dict(zip(COLUMNS, row)))
+                except ValueError as e:
+                    raise RunError(f"{path} line {reader.line_num} is damaged ({e}); {fix}") from None
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path} is not UTF-8 text (byte {e.start} of a chunk is not): it is damaged; {fix}") from None
+    except csv.Error as e:
+        raise RunError(f"{path} is not a readable CSV ({e}): it is damaged; {fix}") from None
+
+
+def repair_cut_row(path: Path) -> bool:
+    """Drop a last line that has no line end (the one thing a kill mid-write leaves); whether one was dropped.
+
+    Its shard is redone on resume. Anything else damaged is `iter_attempts`'s to refuse."""
+    if not path.is_file():
+        return False
+    with path.open("r+b") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return False
+        keep, block = 0, 1 << 16
+        end = size
+        while end > 0:  # the last line end, read from the back: the file may be large
+            start = max(0, end - block)
+            f.seek(start)
+            chunk = f.read(end - start)
+            at = chunk.rfind(b"\n")
+            if at >= 0:
+                keep = start + at + 1
+                break
+            end = start
+        f.truncate(keep)
+    return True
+
+
+def check_scores(attempts: list[Attempt], case_sensitive: bool, path: Path) -> None:
+    """Refuse attempts whose `correct` or `cer` is not what the one scoring rule gives for their `expected`
+    and `predicted` (an edited file): a report states only what the rule says of the answers."""
+    for line, a in enumerate(attempts, 2):
+        right = not a.error and is_correct(a.expected, a.predicted, case_sensitive)
+        if a.correct != right or abs(a.cer - cer(a.expected, a.predicted, case_sensitive)) > 1e-5:
+            rule = "case-sensitive" if case_sensitive else "case-insensitive"
+            what = (f"correct={int(a.correct)}" if a.correct != right else f"cer={a.cer:g}")
+            raise RunError(f"{path} line {line} says {what} for expected {a.expected!r} and predicted {a.predicted!r}, "
+                           f"which the {rule} scoring rule does not give: the file was edited; run it again")
 
 
 def timing_line(t: Timing, time: str) -> str:
@@ -215,6 +272,7 @@ def read_run(path: Path, label: str | None = None, point: dict[str, Any] | None 
         raise RunError(f"{path / RUN} lacks the data set or its solvers: the run folder is damaged; run it again")
     provenance = document.pop("provenance", {}) or {}
     attempts = read_attempts_strictly(path / ATTEMPTS)
+    check_scores(attempts, bool(document.get("case_sensitive")), path / ATTEMPTS)
     return Run(path, document, provenance, tuple(attempts), read_timings(path / TIMING), (path / SUMMARY_JSON).is_file(),
                label or _label(document, provenance), point or {})
 
@@ -223,27 +281,14 @@ def read_attempts_strictly(path: Path) -> list[Attempt]:
     """attempts.csv as records; an absent, empty or cut-short file is an error, not a smaller result."""
     if not path.is_file() or path.stat().st_size == 0:
         raise RunError(f"{path} is missing or empty: the run recorded nothing; run it again")
-    data = path.read_bytes()
-    fix = f"resume the run (captcha-bench run --out {path.parent} --resume) or run it again"
-    if not data.endswith(b"\n"):
-        raise RunError(f"{path} is cut short (its last line is incomplete): {fix}")
-    try:
-        rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise RunError(f"{path} is not a readable UTF-8 CSV ({e}): {fix}") from None
-    if not rows or rows[0] != COLUMNS:
-        raise RunError(f"{path} does not start with the attempts header ({','.join(COLUMNS)}): "
-                       "give a run that captcha-bench run wrote")
-    if len(rows) == 1:
+    with path.open("rb") as f:
+        f.seek(-1, 2)
+        if f.read(1) != b"\n":
+            raise RunError(f"{path} is cut short (its last line is incomplete, as a kill leaves it): resume the run "
+                           f"(captcha-bench run --out {path.parent} --resume), which redoes that line's items")
+    attempts = read_attempts(path)
+    if not attempts:
         raise RunError(f"{path} holds no attempts: the run recorded nothing; run it again")
-    attempts = []
-    for line, row in enumerate(rows[1:], 2):
-        try:
-            if len(row) != len(COLUMNS):
-                raise ValueError(f"{len(row)} fields, not {len(COLUMNS)}")
-            attempts.append(attempt_from_row(dict(zip(COLUMNS, row))))
-        except ValueError as e:
-            raise RunError(f"{path} line {line} is damaged ({e}): {fix}") from None
     return attempts
 
 

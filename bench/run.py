@@ -19,6 +19,7 @@ to answer out.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -65,9 +66,15 @@ class RunConfig:
     case_sensitive: bool | None = None  # score case-sensitively or not; None: as the data set says
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0 or self.batch_size < 1 or self.throughput_items < 0 or (
-                self.limit is not None and self.limit < 1):
-            raise ConfigError("--timeout must be > 0, --batch-size and --limit >= 1, --throughput-items >= 0")
+        """Refuse a setting that cannot work, naming the one option at fault and what it takes."""
+        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError(f"--timeout must be a finite number of seconds above 0, got {self.timeout}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.throughput_items < 0:
+            raise ConfigError(f"--throughput-items must be 0 (no throughput pass) or more, got {self.throughput_items}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {self.limit}")
 
 
 class ConfigError(ValueError):
@@ -181,7 +188,7 @@ class SolverHost:
     Constructing one starts the process and the solver (HostError if it cannot start); `load`
     then hands it a shard's images in place of the last shard's, which a restart hands over again."""
 
-    def __init__(self, name: str, options: dict[str, Any], threads: int | None = None) -> None:
+    def __init__(self, name: str, options: dict[str, Any], threads: int = 1) -> None:
         self.name, self.options, self.threads = name, options, threads
         self._images: list[Encoded] = []  # the current shard; solve() then names items by id
         self.cold_start = 0.0  # seconds to import and construct the solver in a fresh process
@@ -312,14 +319,30 @@ class SolverHost:
             self._process = None
 
 
-def _thread_limits(threads: int | None) -> dict[str, str]:
-    """Environment that keeps a solver process's math libraries to `threads` threads (None: their default).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                    "NUMEXPR_NUM_THREADS")
 
-    Several solver processes on one machine, each with a thread per core, busy-wait for each other's
-    cores: on 2 cores, two CNN processes read one item in 15 ms instead of 1 ms."""
-    if threads is None:
-        return {}
-    return {key: str(threads) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+def _thread_limits(threads: int) -> dict[str, str]:
+    """Environment that keeps a solver process's math libraries (OpenMP, BLAS) to `threads` threads.
+
+    A pool of one thread per core makes every call wait for its slowest thread: when any other
+    process is runnable (even at nice 19, started from another session), that wait is a scheduler
+    time slice. On 2 cores the CNN's batch-1 median was 15.7 ms beside such a job, 0.6 ms with one
+    thread (docs/speed.md); two CNN processes with a thread per core read 15 ms instead of 1 ms."""
+    return {key: str(threads) for key in THREAD_VARIABLES}
+
+
+def solver_threads(name: str, options: dict[str, Any]) -> int:
+    """The threads one solve() call of this solver is meant to use (its `threads` hook; 1 by default)."""
+    from solvers.base import threads_for
+    from solvers.registry import SolverError, resolve
+
+    cls = resolve(name)
+    try:
+        return threads_for(cls, options)
+    except ValueError as e:
+        raise SolverError(f"solver {name!r}: {e}") from None
 
 
 def _check_error(answers: Any, n: int) -> str | None:

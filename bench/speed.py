@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,9 +137,6 @@ def measure_memory(base: ds.Dataset, scratch: Path, counts: Sequence[int], solve
                    options: Sequence[str] = (), interval: float = 0.05) -> Memory:
     """Peak resident memory of `captcha-bench run` (its process and every child) on data sets of
     `counts` items, sampled every `interval` seconds with psutil."""
-    import subprocess
-    import sys
-
     try:
         import psutil
     except ImportError:
@@ -185,8 +186,6 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
     bootstrap have work), 5-character answers, log-normal times. The answers are random, not people's."""
     import json
     import random
-    import subprocess
-    import sys
 
     from bench.results import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON
 
@@ -224,3 +223,72 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
     if done.returncode != 0:
         raise ValueError(f"the report failed: {done.stdout[-500:]}{done.stderr[-500:]}")
     return ReportSpeed(items, solvers, rows, seconds)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """One solver's batch-1 latency on a quiet machine and beside busy loops, pooled over the rounds."""
+
+    solver: str
+    quiet: tuple[float, float, int]  # median and p90 seconds, answered attempts
+    busy: tuple[float, float, int]
+
+    @property
+    def ratios(self) -> tuple[float, float]:
+        """Busy over quiet: the median's and the p90's."""
+        return self.busy[0] / self.quiet[0], self.busy[1] / self.quiet[1]
+
+
+BUSY_LOOP = "import os\nos.nice(19)\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def busy_loops(n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`n` processes that spin at nice 19, each in a session of its own, stopped on leaving.
+
+    A session of its own, as a job started from another terminal or by cron is: with the kernel's
+    autogroups (Linux's default on desktops and many servers) nice orders processes only within a
+    session, and a niced loop from another session competes for a core as an equal."""
+    loops = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP], start_new_session=True, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+    try:
+        time.sleep(0.2)  # running before the clock starts
+        yield loops
+    finally:
+        for p in loops:
+            p.kill()
+        for p in loops:
+            p.wait()
+
+
+def measure_clock(dataset: ds.Dataset, scratch: Path, solvers: Sequence[SolverSpec], limit: int, rounds: int = 2,
+                  loops: int = 1, progress: Callable[[int, int], None] | None = None) -> list[Clock]:
+    """Batch-1 latency of each solver on the first `limit` items, in a run on a quiet machine and in a run
+    beside `loops` busy loops (`busy_loops`), taking turns for `rounds` rounds so that the machine's drift
+    falls on both alike. Runs go under `scratch` and are removed."""
+    from bench.benchmark import with_dataset_options
+    from bench.results import ATTEMPTS, iter_attempts
+    from bench.summary import percentile
+
+    if rounds < 1 or loops < 1 or limit < 1:
+        raise ValueError("rounds, loops and items must each be at least 1")
+    config = with_dataset_options(RunConfig(tuple(solvers), throughput_items=0, limit=limit), dataset)
+    seconds: dict[tuple[str, bool], list[float]] = {(s.name, busy): [] for s in solvers for busy in (False, True)}
+    for r in range(rounds):
+        for k, busy in enumerate((False, True)):
+            out = scratch / f"clock-{r}-{'busy' if busy else 'quiet'}"
+            with busy_loops(loops) if busy else contextlib.nullcontext():
+                run_benchmark(dataset, config, out)
+            for a in iter_attempts(out / ATTEMPTS):
+                if not a.error:
+                    seconds[(a.solver, busy)].append(a.seconds)
+            shutil.rmtree(out)
+            if progress:
+                progress(2 * r + k + 1, 2 * rounds)
+
+    def figures(values: list[float]) -> tuple[float, float, int]:
+        if not values:
+            raise ValueError("a solver answered no item without an error: nothing to time")
+        return statistics.median(values), percentile(values, 90), len(values)
+
+    return [Clock(s.name, figures(seconds[(s.name, False)]), figures(seconds[(s.name, True)])) for s in solvers]

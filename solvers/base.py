@@ -21,6 +21,12 @@ them only through the functions below, which give the default when a hook is abs
   options needs of a worker, as Dask resources: `{"GPU": 1}` for a model on a CUDA device, so
   that a Dask cluster places it on workers started with `--resources GPU=1`. Default: nothing.
   (`resources_for`)
+- `threads(**options) -> int` (static): the CPU threads one solve() call is meant to use. The
+  runner starts the solver's process with its math libraries held to that many
+  (`OMP_NUM_THREADS` and kin), so that a timed call does not wait on idle threads of a pool
+  that other load on the machine has slowed down. A solver whose libraries keep pools of their
+  own (ONNX Runtime's) sizes them to it too. Default: 1; a solver that asks for more says why
+  in this hook's docstring. (`threads_for`)
 - `in_default_run: bool` (class attribute): False for baselines and solvers that need options
   to work, which a run without `--solver` then leaves out. Default: True. (`in_default_run`)
 - `replay(ids) -> dict[str, list[Recorded]]`: the solver replays recorded human answers rather
@@ -90,6 +96,17 @@ def resources_for(cls: Any, options: dict[str, Any]) -> dict[str, float]:
     return {str(k): float(v) for k, v in resources(**options).items()} if callable(resources) else {}
 
 
+def threads_for(cls: Any, options: dict[str, Any]) -> int:
+    """The class's `threads(**options)`: the CPU threads one solve() call is meant to use, 1 when absent."""
+    threads = getattr(cls, "threads", None)
+    if not callable(threads):
+        return 1
+    n = threads(**options)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"its threads hook gave {n!r}, not a whole number of threads of at least 1")
+    return n
+
+
 def in_default_run(cls: Any) -> bool:
     """The class's `in_default_run`, True when absent."""
     return bool(getattr(cls, "in_default_run", True))
@@ -101,4 +118,4 @@ def replays(cls: Any) -> bool:
 
 
 __all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "notes_for", "replays",
-           "resources_for"]
+           "resources_for", "threads_for"]

@@ -136,6 +136,27 @@ class FileSolver:
         return [self.answer] * len(batch)
 
 
+class ThreadsSolver:
+    """Answers with the thread limits its process was started with: OMP_NUM_THREADS, and torch's count when
+    asked (`torch=True`), which the solver's `threads` hook (`-o wanted=N`) sets through the runner."""
+
+    name = "threads"
+
+    @staticmethod
+    def threads(wanted: int = 1, **_: Any) -> int:
+        return wanted
+
+    def __init__(self, wanted: int = 1, torch: bool = False) -> None:
+        self.seen = os.environ.get("OMP_NUM_THREADS", "unset")
+        if torch:
+            import torch as t
+
+            self.seen += f"/{t.get_num_threads()}"
+
+    def solve(self, batch: Sequence[Challenge]) -> list[str]:
+        return [self.seen] * len(batch)
+
+
 def write_run(folder: Any, dataset_sha256: str, attempts: Sequence[Any], *, people: Sequence[str] = ("human",),
               case_sensitive: bool = False, finished: bool = True) -> Any:
     """A run folder as `captcha-bench run` writes it (run.json, attempts.csv, summary.json), from attempts

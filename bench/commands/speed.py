@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from bench.commands.common import dataset_or_default, default_workers, parse_options, progress_bar
-from bench.listing import generator_speed_text, runner_speed_text, study_speed_text
+from bench.listing import generator_speed_text, latency_text, runner_speed_text, study_speed_text
 from bench.summary import format_table
+from solvers import registry
 
 
 @click.group()
@@ -171,3 +172,43 @@ def memory_speed(dataset: Path | None, counts: str, name: str, pairs: tuple[str,
                             [[f"{n:,}", f"{r.peaks[n]:,.0f}", f"{r.peaks[n] / first:.2f}x", f"{r.seconds[n]:,.0f}"]
                              for n in sizes]))
     click.echo(f"solver {name}; images repeated from {data.path}; target: 200,000 within 1.3x of 20,000")
+
+
+@speed.command("latency")
+@click.option("--dataset", type=click.Path(path_type=Path), default=None, help="Data set [default: the embedded default].")
+@click.option("--solver", "names", multiple=True, metavar="NAME",
+              help="Solver; repeatable [default: every machine solver that can run here].")
+@click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE", help="Solver option; repeatable.")
+@click.option("--items", type=click.IntRange(1), default=300, show_default=True, help="Items per run (the first ones).")
+@click.option("--rounds", type=click.IntRange(1), default=2, show_default=True,
+              help="Turns of a quiet run and a busy one.")
+@click.option("--loops", type=click.IntRange(1), default=1, show_default=True,
+              help="Busy loops beside the busy runs (nice 19, each in a session of its own).")
+def latency_speed(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], items: int, rounds: int,
+                  loops: int) -> None:
+    """Batch-1 solve times on a quiet machine and beside busy loops this command starts and stops itself.
+
+    A timing should measure the solver, not what else the machine does: the target is a median and a
+    p90 beside one loop within 1.5x of quiet, for every solver.
+
+    \b
+    Example: captcha-bench speed latency --solver cnn --solver ddddocr --items 300
+    """
+    from bench.commands.runs import run_config
+    from bench.load import cores
+    from bench.replay import replays
+    from bench.speed import measure_clock
+
+    data = dataset_or_default(dataset)
+    chosen = names or tuple(n for n in registry.default_solvers() if not replays(n))
+    if any(replays(n) for n in chosen):
+        raise click.ClickException(f"--solver {next(n for n in chosen if replays(n))}: recorded people are not timed "
+                                   "by this machine; give a machine solver")
+    config = run_config(chosen, pairs)
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch, progress_bar("Timing") as progress:
+        clocks = measure_clock(data, Path(scratch), config.solvers, min(items, len(data.samples)), rounds, loops,
+                               progress)
+    click.echo(latency_text(clocks))
+    click.echo(f"{min(items, len(data.samples)):,} items of {data.path} per run, {rounds} round(s), {loops} busy "
+               f"loop(s) at nice 19 in sessions of their own, {cores()} cores; target: median and p90 beside the "
+               "loop within 1.5x of quiet")

@@ -9,6 +9,7 @@ preset whose weights folder holds `<preset>.cascade.json` reads as it says by de
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -109,9 +110,10 @@ class CNNSolver:
         # ONNX Runtime read the hard cascade as fast in chunks of 16, 32, 64 or 128
         self.batch_size = batch_size
         # on CPU, chunks run side by side with one core each: small convolutions and the GRU's steps divide
-        # poorly between cores, so whole chunks per core read more items per second (batch 1 runs on one core
-        # with ONNX Runtime, whose sessions take one thread per call, and on every core with PyTorch)
-        self.cores = torch.get_num_threads()
+        # poorly between cores, so whole chunks per core read more items per second. A batch of one is one
+        # chunk, read in the calling thread with the threads the process has: one in a run (the `threads`
+        # hook's default), which a busy machine cannot slow down by stalling a pool (docs/speed.md)
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.pool = (ThreadPoolExecutor(self.cores, initializer=torch.set_num_threads, initargs=(1,))
                      if parallel and self.cores > 1 and self.device.type == "cpu" else None)
 
