@@ -22,6 +22,7 @@ from typing import Any
 from bench.benchmark import RunResult, git_state, run_benchmark, with_dataset_options
 from bench.run import RunConfig, SolverSpec
 from captchas import dataset as ds
+from captchas import output
 
 CSV = "attack.csv"
 REQUEST = "attack.json"
@@ -60,8 +61,9 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
     """Train on the first N items of `train` for each N of `labels`, test each model on `test`; write
     everything under `out`. Points already in `out`'s attack.csv are kept, not redone."""
     from solvers.cnn.checkpoint import load_checkpoint
-    from solvers.cnn.train import TrainConfig, train as run_training
+    from solvers.cnn.train import train as run_training
 
+    output.check_writable(out)
     data, held_out = ds.read_dataset(train), ds.read_dataset(test)
     sizes = sorted(set(labels))
     if not sizes or sizes[0] < 10:
@@ -70,6 +72,8 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
         raise ValueError(f"--labels {sizes[-1]}: {train} holds only {len(data.samples)} labelled images")
     if data.hash == held_out.hash:
         raise ValueError("--test is the training set: test on other images, with answers the training never saw")
+    for n in sizes:  # every training run's settings, checked before the folder is touched
+        _config(out, train, n, minutes, init, seed, epochs, from_scratch).check(resume=True)  # done points stay
     request = {"train": str(train), "train_sha256": data.hash, "test": str(test), "test_sha256": held_out.hash,
                "labels": sizes, "minutes": minutes, "init": str(init) if init else None, "seed": seed, "epochs": epochs,
                "from_scratch": from_scratch}
@@ -80,8 +84,7 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
             continue
         where = out / f"labels-{n}"
         where.mkdir(parents=True, exist_ok=True)
-        config = TrainConfig(out=where / "model.pt", preset=None, dataset=train, seed=seed, epochs=epochs,
-                             minutes=minutes, init=init, limit=n, from_scratch=from_scratch)
+        config = _config(out, train, n, minutes, init, seed, epochs, from_scratch)
         cpu, wall = time.process_time(), time.perf_counter()
         report = (lambda p: progress(f"train {n}", p.done, p.total)) if progress else None
         meta = run_training(config, resume=(where / "model.pt.last").is_file(), progress=report)  # an interrupted one goes on
@@ -96,6 +99,15 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
         done[n] = point
         (out / FIGURE).write_bytes(figure([done[k] for k in sorted(done)], people))
     return Attack([done[k] for k in sorted(done)], people, out)
+
+
+def _config(out: Path, train: Path, n: int, minutes: float | None, init: Path | None, seed: int,
+            epochs: float | None, from_scratch: bool) -> Any:
+    """The TrainConfig of the point trained on the first `n` labels."""
+    from solvers.cnn.train import TrainConfig
+
+    return TrainConfig(out=out / f"labels-{n}" / "model.pt", preset=None, dataset=train, seed=seed, epochs=epochs,
+                       minutes=minutes, init=init, limit=n, from_scratch=from_scratch)
 
 
 def _check_out(out: Path, request: dict[str, Any]) -> dict[int, Point]:

@@ -19,7 +19,7 @@ from bench.run import RunConfig, SolverSpec
 from bench.benchmark import Executor, RunProgress, RunResult
 from bench.suite import DATASETS, PEOPLE, Part, check_resumable, run_collection
 from captchas import dataset as ds
-from captchas import schemes
+from captchas import output, schemes
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ def run_sweep(sweep: Sweep, machines: Sequence[SolverSpec], config: RunConfig, o
     """Make (or reuse, once checked) each point's data set under `out`/datasets, run the solvers on it into
     `out`/<point>, as a collection that `captcha-bench report` reads; resumable like a run. With a Dask
     `executor`, the cluster generates the data sets (into `out`, which its workers must see) and asks the solvers."""
+    output.check_writable(out)
     if not sweep.vary:
         raise ds.DatasetError("nothing to sweep: give --vary KNOB=v1,v2,...")
     if sweep.count < 1:

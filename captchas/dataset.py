@@ -17,7 +17,6 @@ import io
 import itertools
 import json
 import os
-import shutil
 import warnings
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -399,55 +398,6 @@ def check_files(dataset: Dataset, progress: Progress | None = None) -> list[str]
     extra = sorted(p.name for p in dataset.path.iterdir() if p.name not in listed)
     problems += [f"{name}: not in the manifest" for name in extra]
     return problems
-
-
-def check_output(out: Path, force: bool) -> None:
-    """Refuse an output that is a file, or a non-empty folder unless `force`; `force` replaces only a data set."""
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"output {out} is a file: choose a folder for --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise DatasetError(f"output folder {out} is not empty: choose another --out, or pass --force to replace it")
-        if not (out / MANIFEST).is_file():
-            raise DatasetError(f"output folder {out} is not a data set (it has no {MANIFEST}): --force replaces only "
-                               "a data set; choose another --out")
-
-
-def check_apart(src: Path, out: Path) -> None:
-    """Refuse an output that is the source folder, lies inside it, or holds it."""
-    a, b = src.resolve(), out.resolve()
-    if a == b or a in b.parents or b in a.parents:
-        where = "is" if a == b else "lies inside" if a in b.parents else "holds"
-        raise DatasetError(f"--out {out} {where} the source folder {src}: choose an --out outside the source")
-
-
-def prepare_output(out: Path, force: bool) -> Path:
-    """Check `out` can take a new data set and return a fresh staging folder beside it.
-
-    Writing goes to the staging folder and `publish` moves it into place, so an interrupted run
-    never leaves a half-written data set under `out`, and `--force` replaces the old one only
-    once the new one is complete.
-    """
-    check_output(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    return staging
-
-
-def publish(staging: Path, out: Path) -> None:
-    """Move a complete staging folder to `out`, replacing what `prepare_output` allowed."""
-    if out.is_dir() and any(out.iterdir()):
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old)
-    else:
-        if out.is_dir():
-            out.rmdir()
-        staging.rename(out)
 
 
 # The scoring rule

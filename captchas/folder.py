@@ -20,6 +20,7 @@ from typing import Any
 import PIL
 
 from captchas import dataset as ds
+from captchas import output
 
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
 
@@ -67,8 +68,8 @@ def import_folder(
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise ds.DatasetError(f"source folder {src} does not exist: give a folder of labelled images")
-    ds.check_apart(src, out)
-    ds.check_output(out, force)  # before the long first pass
+    output.check_apart(src, out)
+    output.check_output(out, force)  # before the long first pass
     regex = _compile(pattern)
     table = _read_labels(Path(labels)) if labels is not None else None
     files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -104,7 +105,7 @@ def import_folder(
                               f"{first.reason})")
     random.Random(seed).shuffle(kept)
 
-    staging = ds.prepare_output(out, force)
+    staging = output.prepare_output(out, force)
     try:
         samples: list[ds.Sample] = []
         for done, (path, answer, fmt, sha) in enumerate(kept, 1):
@@ -135,7 +136,7 @@ def import_folder(
             **(info or {}),
             **extra,
         })
-        ds.publish(staging, out)
+        output.publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -25,6 +25,7 @@ from PIL import Image
 from zlib_ng import zlib_ng
 
 from captchas import dataset as ds
+from captchas import output
 from captchas.schemes import Scheme, load
 
 PNG_LEVEL = 1  # deflate level: the fastest; files about 20 % larger than at level 6
@@ -187,13 +188,13 @@ def make_dataset(
     out = Path(out)
     if reuse and (out / ds.MANIFEST).is_file():
         return _reusable(out, scheme, scheme_name, count, seed)
-    staging = ds.prepare_output(out, force)
+    staging = output.prepare_output(out, force)
     try:
         job = Job(scheme, seed, count, staging.resolve())  # absolute: a Dask worker writes there too
         samples = [item.sample(count) for item in make_items(job, range(count), workers, progress, mapper)]
         manifest_hash = ds.write_manifest(staging, samples)
         ds.write_info(staging, generation_info(scheme, scheme_name, preset, count, seed, manifest_hash))
-        ds.publish(staging, out)
+        output.publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from captchas import dataset as ds
+from captchas import output
 from captchas.folder import Skipped, import_folder
 
 # The public TuringPass layout (github.com/amri-tah/TuringPass), paths relative to its root.
@@ -48,8 +49,8 @@ def import_turingpass(
     if not images.is_dir() or not table.is_file():
         raise ds.DatasetError(f"{src} is not a TuringPass folder: expected {TURINGPASS_IMAGES}/ and {TURINGPASS_ANSWERS}")
     for split in ("humans", "train"):
-        ds.check_apart(src, out / split)
-        ds.check_output(out / split, force)
+        output.check_apart(src, out / split)
+        output.check_output(out / split, force)
     rows = _read_turingpass(table)
     names = {p.name for p in images.iterdir() if p.is_file()}
     skipped: list[Skipped] = []

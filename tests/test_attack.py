@@ -60,6 +60,23 @@ def test_attack_refuses_what_cannot_be_measured(sets: tuple[Path, Path], tmp_pat
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize(("args", "message", "code"), [
+    (["--minutes", "0"], "--minutes must be a finite number above 0, got 0.0", 1),
+    (["--minutes", "inf"], "Invalid value for '--minutes': 'inf' is not a finite number", 2),
+    (["--minutes", "nan"], "Invalid value for '--minutes': 'nan' is not a finite number", 2),
+    (["--epochs", "0"], "--epochs must be a finite number above 0, got 0.0", 1),
+    (["--from-scratch", "--init", "x.pt"], "--from-scratch and --init contradict each other", 1),
+])
+def test_attack_checks_every_training_setting_before_it_writes(sets: tuple[Path, Path], tmp_path: Path,
+                                                               args: list[str], message: str, code: int) -> None:
+    train, test = sets
+    out = tmp_path / "a"
+    result = CliRunner().invoke(cli, ["attack", "--dataset", str(train), "--test", str(test), "--labels", "20",
+                                      "--out", str(out), *args])
+    assert result.exit_code == code and message in result.output and "Traceback" not in result.output, result.output
+    assert not out.exists()
+
+
 def test_attack_will_not_mix_two_attacks_in_one_folder(sets: tuple[Path, Path], tmp_path: Path) -> None:
     train, test = sets
     (tmp_path / "busy").mkdir()

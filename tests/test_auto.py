@@ -99,6 +99,7 @@ def test_warnings_say_when_a_model_did_not_learn_or_was_still_learning() -> None
     flat = [{"step": s, "val_accuracy": 0.01} for s in range(10, 110, 10)]
     assert auto.warnings(flat, 100, cut_short=False)[0].startswith("the model did not learn: validation reached 1.0%")
     assert "It started from pre-trained weights: try more labelled" in auto.warnings(flat, 100, False, started=True)[0]
+    assert "It trained on items it rendered: give more --minutes" in auto.warnings(flat, 100, False, generated=True)[0]
     rising = [{"step": s, "val_accuracy": s / 200} for s in range(10, 110, 10)]
     said = auto.warnings(rising, 100, cut_short=False)
     assert len(said) == 1 and "still rising when training stopped: 35.0% to 50.0%" in said[0]

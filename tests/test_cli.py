@@ -168,10 +168,11 @@ def test_non_empty_output_is_refused_then_forced(tmp_path: Path) -> None:
     out.mkdir()
     (out / "mine.txt").write_text("precious")
     result = invoke("generate", "--count", "2", "--out", str(out), *SMALL)
-    assert_one_line_error(result, "is not empty: choose another --out, or pass --force to replace it")
+    assert_one_line_error(result, "is not empty: choose another --out, or pass --force to replace the data set in it")
     assert (out / "mine.txt").read_text() == "precious"
     forced = invoke("generate", "--count", "2", "--out", str(out), "--force", *SMALL)
-    assert_one_line_error(forced, "is not a data set (it has no manifest.csv): --force replaces only a data set")
+    assert_one_line_error(forced, "is not wholly a data set: it holds mine.txt, which is not one of the set's files, "
+                                  "and --force replaces only a data set")
     assert (out / "mine.txt").read_text() == "precious"
     other = tmp_path / "set"
     assert invoke("generate", "--count", "2", "--out", str(other), *SMALL).exit_code == 0
@@ -282,7 +283,13 @@ def test_run_prints_the_table_and_writes_the_csvs(tmp_path: Path, small_set: Pat
         (["--solver", "constant", "-o", "colour"], "-o expects KEY=VALUE, got 'colour'"),
         (["--solver", "constant", "-o", "ocr.psm=7"], "'ocr' is not one of the solvers of this run"),
         (["--solver", "constant", "--solver", "constant"], "solver 'constant' is given twice"),
-        (["--solver", "constant", "--timeout", "0"], "--timeout must be > 0"),
+        (["--solver", "constant", "--timeout", "0"], "--timeout must be a finite number of seconds above 0, got 0.0"),
+        (["--solver", "constant", "--timeout", "inf"], "Invalid value for '--timeout': 'inf' is not a finite number"),
+        (["--solver", "constant", "--timeout", "nan"], "Invalid value for '--timeout': 'nan' is not a finite number"),
+        (["--solver", "constant", "--limit", "0"], "Error: --limit must be at least 1, got 0"),
+        (["--solver", "constant", "--batch-size", "0"], "Error: --batch-size must be at least 1, got 0"),
+        (["--solver", "constant", "--throughput-items", "-1"], "Error: --throughput-items must be 0 (no throughput "
+                                                               "pass) or more, got -1"),
         (["--solver", "constant", "--resume"], "holds no run to resume"),
     ],
 )

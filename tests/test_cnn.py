@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -315,7 +316,7 @@ def test_chunks_read_side_by_side_give_the_answers_one_core_gives_in_order(tmp_p
     challenges = [Challenge(str(i), scheme.render(scheme.sample_answer(random.Random(i)), random.Random(i))) for i in range(11)]
     together = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), batch_size=3)
     alone = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), batch_size=3, parallel=False)
-    assert alone.pool is None and (together.pool is not None or torch.get_num_threads() == 1)
+    assert alone.pool is None and (together.pool is not None or len(os.sched_getaffinity(0)) == 1)
     assert together.solve(challenges) == alone.solve(challenges)  # 4 chunks, the last one short
     assert [together.solve([c])[0] for c in challenges] == alone.solve(challenges)  # batch 1: one chunk
 
@@ -658,7 +659,12 @@ def test_a_shipped_reading_may_name_an_ensemble_without_a_fallback(tmp_path: Pat
     (["--channels", "8,16"], "--channels '8,16': give three or more comma-separated counts"),
     (["--height", "8"], "--height must be 16-256"),
     (["--hidden", "0"], "--hidden must be 1-2048"),
-    (["--count", "0"], "--count, --val-count, --batch-size and --workers must be >= 1"),
+    (["--count", "0"], "--count must be at least 1, got 0"),
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--lr", "0"], "--lr must be a finite number above 0, got 0.0"),
+    (["--minutes", "nan"], "Invalid value for '--minutes': 'nan' is not a finite number"),
+    (["--minutes", "inf"], "Invalid value for '--minutes': 'inf' is not a finite number"),
+    (["--epochs", "-inf"], "Invalid value for '--epochs': '-inf' is not a finite number"),
 ])
 def test_train_refuses_bad_settings_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     from click.testing import CliRunner
@@ -666,7 +672,7 @@ def test_train_refuses_bad_settings_in_one_line(tmp_path: Path, args: list[str],
     from bench.cli import cli
 
     result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "m.pt"), *args])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == (2 if "Invalid value" in message else 1) and "Traceback" not in result.output
     assert message in result.output, result.output
     assert not (tmp_path / "m.pt").exists()
 
@@ -681,3 +687,20 @@ def test_a_model_that_writes_more_characters_decodes_with_the_data_sets_only(tmp
     free = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), engine="torch").solve(images)
     kept = cnn_solver.CNNSolver(checkpoint=str(tmp_path / "m.pt"), charset="AB", engine="torch").solve(images)
     assert set("".join(kept)) <= set("AB") and set("".join(free)) - set("AB")  # two steps write noise: the mask shows
+
+
+def test_minutes_fit_the_rendered_count_or_refuse_before_rendering(tmp_path: Path) -> None:
+    from solvers.cnn.data import COUNT, FEWEST, fit_count
+
+    base = dict(out=tmp_path / "m.pt", preset="medium", workers=1)
+    assert fit_count(TrainConfig(**base)) == COUNT  # type: ignore[arg-type]
+    assert fit_count(TrainConfig(count=500, **base)) == 500  # type: ignore[arg-type]
+    assert fit_count(TrainConfig(minutes=1, **base), resumed=1234) == 1234  # type: ignore[arg-type]
+    fitted = fit_count(TrainConfig(minutes=1, **base))  # type: ignore[arg-type]
+    assert FEWEST <= fitted < COUNT  # a third of a minute renders far fewer than 60,000 on any machine
+    with pytest.raises(ValueError, match="--count 60,000 takes about .* s to render here .* more than half of "
+                                         "--minutes 1"):
+        fit_count(TrainConfig(minutes=1, count=60_000, **base))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="--minutes 0.01 leaves time to render about .* give more --minutes"):
+        fit_count(TrainConfig(minutes=0.01, **base))  # type: ignore[arg-type]
+    assert not (tmp_path / "m.pt").exists()

@@ -144,7 +144,7 @@ def test_force_replaces_only_a_data_set(tmp_path: Path, labelled: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
-    with pytest.raises(ds.DatasetError, match="is not a data set .* --force replaces only a data set"):
+    with pytest.raises(ds.DatasetError, match="is not wholly a data set: it holds thesis.tex.* --force replaces only a data set"):
         import_folder(labelled, mine, force=True)
     assert (mine / "thesis.tex").read_text() == "years of work"
     first = import_folder(labelled, tmp_path / "set").dataset

@@ -240,3 +240,52 @@ def test_versus_pairs_two_machines_on_the_items_both_attempted() -> None:
     assert (strict.second_right, strict.first_only) == (0, 10)
     with pytest.raises(ValueError, match="one attempt per item"):
         versus(first + first[:1], second, case_sensitive=False)
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def test_a_report_keeps_what_it_did_not_write(tmp_path: Path) -> None:
+    write_run(tmp_path / "run", "1" * 64, machine_and_people(30, 0.9, 0.7, 0.01, 5.0))
+    out = tmp_path / "d"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "my-plot.png").write_bytes(b"mine")
+    (out / "figures" / "notes").mkdir()
+    code, output = report_cli(str(tmp_path / "run"), "--out", str(out))
+    assert code == 0, output
+    assert (out / "figures" / "my-plot.png").read_bytes() == b"mine" and (out / "figures" / "notes").is_dir()
+    drawn = {p.name for p in (out / "figures").iterdir()} - {"my-plot.png", "notes"}
+    assert "accuracy.png" in drawn
+    code, output = report_cli(str(tmp_path / "run"), "--out", str(out))  # its own report it replaces
+    assert code == 0, output
+    assert (out / "figures" / "my-plot.png").read_bytes() == b"mine"
+    (out / "figures" / "accuracy.png").write_bytes(b"edited by hand")
+    before = _tree(out)
+    code, output = report_cli(str(tmp_path / "run"), "--out", str(out))
+    assert code == 1 and "holds figures/accuracy.png, which no report of captcha-bench wrote (or which was edited " \
+                         "since)" in output
+    assert _tree(out) == before
+
+
+def test_a_report_does_not_replace_a_users_own_page(tmp_path: Path) -> None:
+    write_run(tmp_path / "run", "2" * 64, machine_and_people(30, 0.9, 0.7, 0.01, 5.0))
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "report.html").write_text("<p>my own page</p>")
+    code, output = report_cli(str(tmp_path / "run"), "--out", str(out))
+    assert code == 1 and "holds report.html, which no report of captcha-bench wrote" in output
+    assert _tree(out) == {"report.html": b"<p>my own page</p>"}
+
+
+@pytest.mark.parametrize("link", ["figures", "report.html"])
+def test_a_report_refuses_a_symlink_where_it_writes(tmp_path: Path, link: str) -> None:
+    write_run(tmp_path / "run", "3" * 64, machine_and_people(30, 0.9, 0.7, 0.01, 5.0))
+    out, elsewhere = tmp_path / "o", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / link).symlink_to(elsewhere if link == "figures" else elsewhere / "page.html")
+    code, output = report_cli(str(tmp_path / "run"), "--out", str(out))
+    assert code == 1 and "Traceback" not in output and link in output, output
+    assert sorted(p.name for p in out.iterdir()) == [link] and list(elsewhere.iterdir()) == []

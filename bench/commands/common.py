@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,24 @@ from typing import Any
 import click
 
 from captchas import dataset as ds
+
+
+class Finite(click.ParamType):
+    """A float that is a number: inf and nan are refused as the option's usage error, in one line."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = Finite()
 
 
 def parse_options(pairs: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from bench.commands.common import (bars, dataset_or_default, default_workers, executor_from, executor_options,
+from bench.commands.common import (FINITE, bars, dataset_or_default, default_workers, executor_from, executor_options,
                                    parse_options, progress_bar, split_pair)
 from bench.listing import default_run_text, run_text, solvers_table
-from captchas import schemes
+from captchas import output, schemes
 from solvers import registry
 
 
@@ -23,7 +23,7 @@ def solver_options(command: Any) -> Any:
                      help="Solver name or module:attr; repeatable [default: every solver that can run here]."),
         click.option("-o", "--option", "pairs", multiple=True, metavar="[SOLVER.]KEY=VALUE",
                      help="Solver option; repeatable."),
-        click.option("--timeout", type=float, default=30.0, show_default=True,
+        click.option("--timeout", type=FINITE, default=30.0, show_default=True,
                      help="Seconds per item before a solver is restarted."),
         click.option("--throughput-items", type=int, default=256, show_default=True,
                      help="Items in each throughput pass; 0 skips it."),
@@ -61,9 +61,11 @@ def run_config(names: tuple[str, ...], pairs: tuple[str, ...], **settings: Any) 
 
 def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: int = 0) -> None:
     """Build the report of these runs into `out` and print its verdict and where it is."""
-    from bench.report import build_report, write_report
+    from bench.report import build_report, check_report_out, write_report
     from bench.tables import verdict_text
 
+    if out not in paths:  # a folder of its own that cannot take the report is refused before the statistics
+        check_report_out(out)
     report = build_report(paths, allow_mixed, seed)
     write_report(report, out)
     click.echo("\n" + verdict_text(report))
@@ -97,6 +99,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 
     dataset, config, out = _request(dataset, names, pairs, out, resume, timeout=timeout, batch_size=batch_size,
                                     throughput_items=throughput_items, limit=limit, case_sensitive=case)
+    output.check_writable(out, what="run")  # before the default set is made or any image is read
     data = dataset_or_default(dataset)  # the generated default set when none is given
     with executor_from(executor_kind, solver_workers, scheduler, images_by) as where, bars() as asking:
         if dataset is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from bench.commands.common import Bars, bars, default_workers
+from bench.commands.common import FINITE, Bars, bars, default_workers
 
 
 @click.command()
@@ -18,16 +18,17 @@ from bench.commands.common import Bars, bars, default_workers
 @click.option("--scheme", default=None, help="...or of this scheme (`mixed`: the general reader's broad mix)...")
 @click.option("--dataset", type=click.Path(path_type=Path), default=None, help="...or on this data set folder.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (the best so far).")
-@click.option("--count", type=int, default=60_000, show_default=True, help="Training items to generate.")
+@click.option("--count", type=int, default=None,
+              help="Training items to generate [default: 60,000, or with --minutes what renders in a third of them].")
 @click.option("--val-count", type=int, default=1_000, show_default=True, help="Validation items (another seed).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=float, default=None,
+@click.option("--epochs", type=FINITE, default=None,
               help="Passes over the training items [default: 8 with --preset; with --dataset, from its size "
                    "(about 200,000 items seen), or as many as --minutes allows].")
-@click.option("--minutes", type=float, default=None,
+@click.option("--minutes", type=FINITE, default=None,
               help="Time for the run: the schedule is fitted to it (from timed steps), and stops there at the latest.")
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
+@click.option("--lr", type=FINITE, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=int, default=default_workers, help="Processes rendering data [default: CPU count].")
 @click.option("--height", type=int, default=None, help="Model input rows [default: 24].")
@@ -51,11 +52,11 @@ from bench.commands.common import Bars, bars, default_workers
 @click.option("--from-scratch", is_flag=True, help="With --dataset: start from random weights, not the general reader.")
 @click.option("--mix", type=click.Path(path_type=Path), default=None,
               help="With --dataset: a second data set (generated images, say) whose items are added to every batch.")
-@click.option("--mix-share", type=float, default=0.25, show_default=True,
+@click.option("--mix-share", type=FINITE, default=0.25, show_default=True,
               help="The share of each batch's items drawn from --mix (the --dataset items per batch stay --batch-size).")
 @click.option("--mix-count", type=int, default=None, help="Read only the first N items of --mix [default: all].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
-def train(preset: str, scheme: str | None, dataset: Path | None, out: Path, count: int, val_count: int, seed: int, epochs: float | None,
+def train(preset: str, scheme: str | None, dataset: Path | None, out: Path, count: int | None, val_count: int, seed: int, epochs: float | None,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
           width: int | None, channels: str | None, hidden: int | None, colour: bool | None, strided: bool | None,
           fit: str | None, crop: bool | None, augment: bool | None, init: Path | None, from_scratch: bool, mix: Path | None,
@@ -100,8 +101,8 @@ def _report(shown: Bars, p: Any) -> None:
               help="Other labelled images to test on (answers the training never saw).")
 @click.option("--labels", default="250,1000,4000", show_default=True, metavar="N,N,...",
               help="Train on the first N images of --dataset, for each N.")
-@click.option("--minutes", type=float, default=None, help="Time for each training run (the schedule fits it).")
-@click.option("--epochs", type=float, default=None, help="Passes over each subset [default: as train chooses].")
+@click.option("--minutes", type=FINITE, default=None, help="Time for each training run (the schedule fits it).")
+@click.option("--epochs", type=FINITE, default=None, help="Passes over each subset [default: as train chooses].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start every run from this checkpoint [default: the shipped general reader, as train does].")
 @click.option("--from-scratch", is_flag=True, help="Start every run from random weights.")

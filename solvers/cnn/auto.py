@@ -75,16 +75,20 @@ def eval_every(total: int) -> int:
     return max(1, min(250, total // CURVE))
 
 
-def warnings(history: Sequence[dict[str, Any]], total: int, cut_short: bool, started: bool = False) -> list[str]:
+def warnings(history: Sequence[dict[str, Any]], total: int, cut_short: bool, started: bool = False,
+             generated: bool = False) -> list[str]:
     """What to say of a finished run, with the figures and what to try: empty when all looks well.
-    `started`: the run began from other weights (--init, or the general reader)."""
+    `started`: the run began from other weights (--init, or the general reader); `generated`: it trained
+    on items it rendered (a preset or scheme), which more time alone can multiply."""
     if not history:
         return []
     said = []
     best = max(h["val_accuracy"] for h in history)
     if best < CHANCE:
         said.append(f"the model did not learn: validation reached {best:.1%} at best (of {len(history)} checks). "
-                    + ("It started from pre-trained weights: try more labelled images, more --minutes, or --colour "
+                    + ("It trained on items it rendered: give more --minutes (more items, more steps), or leave "
+                       "--minutes out for the full run" if generated else
+                       "It started from pre-trained weights: try more labelled images, more --minutes, or --colour "
                        "where the text stands out by colour rather than brightness" if started else
                        "Try more labelled images, more --minutes, or --init a checkpoint trained on similar images"))
     last = history[-1]

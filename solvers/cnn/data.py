@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from solvers.cnn.train import TrainConfig
 
 VAL_SEED_OFFSET = 1_000_003  # validation items come from seed + this: never the training stream
+PROBE_SEED_OFFSET = 2_000_003  # items rendered only to time rendering, from seed + this
+COUNT = 60_000  # training items rendered for a preset or scheme when --count is not given (and --minutes allows)
+RENDER_SHARE = 1 / 3  # of --minutes that rendering may take when the count is fitted to them
+FEWEST = 1_000  # training items below which a fitted count is refused rather than trained on
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,9 @@ class Loaded:
 def load_training_data(cfg: TrainConfig, progress: Callable[[int, int], None] | None = None) -> Loaded:
     """`cfg.dataset` (its first tenth validates), else fresh items of `cfg.scheme` (or preset)."""
     if cfg.dataset is None:
-        name = cfg.scheme or schemes.DEFAULT_SCHEME
-        scheme = schemes.load(name, cfg.preset if name == schemes.DEFAULT_SCHEME else None)
+        name, scheme, model_cfg = _generated(cfg)
         knobs = scheme.knobs()
-        model_cfg = CNNConfig(charset=knobs["charset"], **cfg.model)
+        assert cfg.count is not None, "fit_count gives a generated run its count first"
         x, y = render_items(scheme, cfg.seed, range(cfg.count), model_cfg, cfg.workers, progress)
         x_val, y_val = render_items(scheme, cfg.seed + VAL_SEED_OFFSET, range(cfg.val_count), model_cfg, cfg.workers)
         described: dict[str, Any] = {"kind": "generated", "scheme": scheme.name,
@@ -74,6 +78,45 @@ def load_training_data(cfg: TrainConfig, progress: Callable[[int, int], None] | 
     n_val = max(1, len(y_all) // 10)
     return Loaded(x_all[n_val:], y_all[n_val:], x_all[:n_val], y_all[:n_val], model_cfg, data.case_sensitive, folding,
                   info.get("preset"), data.hash, described)
+
+
+def _generated(cfg: TrainConfig) -> tuple[str, Scheme, CNNConfig]:
+    """The scheme a generated run renders (its name, the scheme) and the model config it renders for."""
+    name = cfg.scheme or schemes.DEFAULT_SCHEME
+    scheme = schemes.load(name, cfg.preset if name == schemes.DEFAULT_SCHEME else None)
+    return name, scheme, CNNConfig(charset=scheme.knobs()["charset"], **cfg.model)
+
+
+def fit_count(cfg: TrainConfig, resumed: int | None = None) -> int | None:
+    """How many items a generated run renders: the count a resumed run had (`resumed`), the --count given,
+    or COUNT; with --minutes, what fits a third of them (COUNT at most) where no --count was given, and a
+    one-line refusal where the --count given would take more than half of them to render. The rate is
+    timed on a few hundred items first. A run on a data set renders nothing (None)."""
+    if cfg.dataset is not None:
+        return cfg.count
+    if resumed is not None:
+        return resumed
+    if cfg.minutes is None:
+        return cfg.count or COUNT
+    _, scheme, model_cfg = _generated(cfg)
+    probe = 64 * max(1, cfg.workers) * 2
+    start = time.perf_counter()
+    render_items(scheme, cfg.seed + PROBE_SEED_OFFSET, range(probe), model_cfg, cfg.workers)
+    rate = probe / max(time.perf_counter() - start, 1e-6)  # items/s with the workers, their start-up included
+    budget = cfg.minutes * 60.0
+    if cfg.count is None:
+        fitted = min(COUNT, int(rate * budget * RENDER_SHARE) - cfg.val_count)
+        if fitted < FEWEST:
+            raise ValueError(f"--minutes {cfg.minutes:g} leaves time to render about {max(0, fitted):,} training items "
+                             f"here ({rate:,.0f} items/s with {cfg.workers} worker(s)), fewer than {FEWEST:,}: give "
+                             "more --minutes")
+        return fitted
+    needed = (cfg.count + cfg.val_count) / rate
+    if needed > budget / 2:
+        raise ValueError(f"--count {cfg.count:,} takes about {needed:,.0f} s to render here ({rate:,.0f} items/s with "
+                         f"{cfg.workers} worker(s)), more than half of --minutes {cfg.minutes:g} ({budget:,.0f} s): "
+                         "leave --count out to fit it to the minutes, give a smaller one, or more --minutes")
+    return cfg.count
 
 
 def render_items(scheme: Scheme, seed: int, indices: Sequence[int], config: CNNConfig, workers: int,

@@ -7,6 +7,7 @@ Deterministic on CPU given the seed (data, initial weights and batch order all d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -18,10 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from captchas import output
 from captchas.dataset import is_correct  # the one scoring rule
 from solvers.cnn.checkpoint import annotate, general_start, initialise, save
 from solvers.cnn import auto
-from solvers.cnn.data import answer_lengths, augment, encode, load_mix, load_training_data
+from solvers.cnn.data import answer_lengths, augment, encode, fit_count, load_mix, load_training_data
 from solvers.cnn.model import FITS, CaptchaNet, decode
 
 CHANNELS_LAST = torch.channels_last  # NHWC: convolutions and pooling run 1.1-1.3x faster per training step on CPU
@@ -35,7 +37,7 @@ class TrainConfig:
     preset: str | None = "medium"  # train on fresh items of this preset (of the image scheme), or
     scheme: str | None = None  # of this scheme (`mixed`: the general reader's), or
     dataset: Path | None = None  # on this data set folder (its first 10 % become validation)
-    count: int = 60_000  # training items to generate (preset mode)
+    count: int | None = None  # training items to generate (preset mode); None: 60,000, or what --minutes allows
     val_count: int = 1_000  # validation items (preset mode)
     seed: int = 0
     epochs: float | None = None  # passes over the training items; None: 8 for a preset, from the size of a data set
@@ -74,8 +76,13 @@ class TrainConfig:
 
         if self.dataset is None and self.scheme in (None, "image") and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
-        if min(self.count, self.val_count, self.batch_size, self.workers) < 1 or (self.epochs or 1) <= 0 or self.lr <= 0:
-            raise ValueError("--count, --val-count, --batch-size and --workers must be >= 1; --epochs and --lr > 0")
+        for option, value in (("--count", self.count), ("--val-count", self.val_count),
+                              ("--batch-size", self.batch_size), ("--workers", self.workers)):
+            if value is not None and value < 1:
+                raise ValueError(f"{option} must be at least 1, got {value}")
+        for option, number in (("--epochs", self.epochs), ("--lr", self.lr), ("--minutes", self.minutes)):
+            if number is not None and not (math.isfinite(number) and number > 0):
+                raise ValueError(f"{option} must be a finite number above 0, got {number}")
         m = self.model
         if not 16 <= m.get("height", 24) <= 256 or not 16 <= m.get("width", 72) <= 1024:
             raise ValueError("--height must be 16-256 and --width 16-1024 pixels")
@@ -91,10 +98,9 @@ class TrainConfig:
             raise ValueError(f"limit: train on the first N items of --dataset, N at least 10, got {self.limit}")
         if self.from_scratch and self.init is not None:
             raise ValueError("--from-scratch and --init contradict each other: give one")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"--minutes must be more than 0, got {self.minutes}")
         if self.out.exists() and not resume:
             raise ValueError(f"{self.out} exists: choose another --out, or pass --resume to continue its training")
+        output.check_writable(self.out, file=True)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    last = Path(str(cfg.out) + ".last")
+    state = torch.load(last, map_location=device, weights_only=True) if resume and last.is_file() else None
+    if resume and state is None:
+        raise ValueError(f"nothing to resume: {last} does not exist")
+    cfg = dataclasses.replace(cfg, count=fit_count(cfg, state.get("count") if state is not None else None))
     loaded = load_training_data(cfg, progress and (lambda done, total: progress(TrainingProgress("data", done, total))))
     x, y, x_val, y_val = loaded.x, loaded.y, loaded.x_val, loaded.y_val
     model_cfg, case_sensitive, folding = loaded.config, loaded.case_sensitive, loaded.folding
@@ -169,10 +180,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         inputs = pixels.to(device).float().div_(255.0).contiguous(memory_format=CHANNELS_LAST)  # (B, C, H, W)
         return (augment(inputs, jitter) if augmenting else inputs), torch.cat(target).to(device), target_lengths.to(device)
 
-    last = Path(str(cfg.out) + ".last")
-    state = torch.load(last, map_location=device, weights_only=True) if resume and last.is_file() else None
-    if resume and state is None:
-        raise ValueError(f"nothing to resume: {last} does not exist")
     epochs = cfg.epochs if cfg.epochs is not None else 8.0 if cfg.dataset is None else auto.epochs_for(len(y))
     most = max(1, math.ceil(epochs * len(y) / cfg.batch_size))
     if state is not None and "total" in state:
@@ -223,12 +230,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
                             history, device, started_from, written, mixed.about if mixed is not None else None, loaded.described)
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "order": order.get_state(), "jitter": jitter.get_state(), "mixing": mixing.get_state(), "permutation": permutation, "step": step, "best": best, "history": history, "seconds": seconds,
-                        "total": total}, last)
+                        "total": total, "count": cfg.count}, last)
             if progress:
                 progress(TrainingProgress("train", step, total, loss.item(), acc, seconds))
         if out_of_time:
             break
-    said = auto.warnings(history, total, cut_short=step < total, started=started_from is not None)
+    said = auto.warnings(history, total, cut_short=step < total, started=started_from is not None,
+                         generated=cfg.dataset is None)
     if said and meta:  # the checkpoint says so too, with the whole curve
         annotate(cfg.out, warnings=said, history=history)
     return {**meta, "warnings": said} if meta else meta
