@@ -413,9 +413,17 @@ def resume_conflicts(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     else:
         found += [f"solver {name}'s options were {old[name]}, now {new[name]}" for name in old if old[name] != new[name]]
     config = before.get("config", {})
-    found += [f"{key.replace('_', '-')} was {config.get(key)}, now {value}"
+    found += [f"it ran with {_setting(key, config.get(key))}, this command asks {_setting(key, value)}"
               for key, value in now["config"].items() if config.get(key) != value]
     return found
+
+
+def _setting(key: str, value: Any) -> str:
+    """A run setting as the command line says it: `--case-sensitive`, `no --limit`, `--timeout 30`."""
+    if key == "case_sensitive":
+        return "the data set's case rule" if value is None else "--case-sensitive" if value else "--case-insensitive"
+    option = "--" + key.replace("_", "-")
+    return f"no {option}" if value is None else f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}"
 
 
 def provenance(dataset: ds.Dataset, config: RunConfig, executor: Executor | None = None) -> dict[str, Any]:
@@ -446,19 +454,25 @@ def _version(distribution: str) -> str:
 
 
 def _solver_files(name: str, options: dict[str, Any]) -> dict[str, str]:
-    """sha256 of every file a solver option names (weights, recorded answers), and of the files the
-    solver says these options make it load (its optional `files(**options)`, e.g. shipped weights
-    chosen by preset), so a result says which."""
+    """sha256 of the files the solver says these options make it load (its `files(**options)` hook:
+    weights, recorded answers, shipped weights chosen by preset), so a result says which. Only those:
+    an option that is a word (an answer, a prompt) is never taken for a file, whatever file shares its name."""
     from solvers.registry import SolverError, resolve
 
     from solvers.base import declared_files
 
-    paths = {key: value for key, value in options.items() if isinstance(value, str) and value}
     try:
-        paths.update(declared_files(resolve(name), options))
+        paths = declared_files(resolve(name), options)
     except SolverError:
-        pass  # the run reports it
-    return {key: ds.sha256_bytes(Path(path).read_bytes()) for key, path in paths.items() if Path(path).is_file()}
+        return {}  # the run reports it
+    hashed = {}
+    for key, path in paths.items():
+        try:
+            if Path(path).is_file():
+                hashed[key] = ds.sha256_bytes(Path(path).read_bytes())
+        except OSError:
+            continue  # a name no file system takes: the solver itself says what is wrong
+    return hashed
 
 
 def _solver_version(name: str) -> str:

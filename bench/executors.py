@@ -234,8 +234,15 @@ class DaskExecutor:
 
 def _absolute(options: dict[str, Any]) -> dict[str, Any]:
     """Options whose text names an existing file or folder here, as absolute paths: a worker's folder is not ours."""
-    return {k: str(Path(v).resolve()) if isinstance(v, str) and v and not os.path.isabs(v) and Path(v).exists()
-            else v for k, v in options.items()}
+    def path(value: Any) -> Any:
+        try:
+            if isinstance(value, str) and value and not os.path.isabs(value) and Path(value).exists():
+                return str(Path(value).resolve())
+        except OSError:  # text no file system takes as a name (too long, say): not a path
+            pass
+        return value
+
+    return {k: path(v) for k, v in options.items()}
 
 
 # On a Dask worker: solver processes kept warm across tasks, one free list per solver and options.

@@ -47,6 +47,11 @@ class HumanSolver:
     name = "human"
     in_default_run = False  # needs recorded answers
 
+    @staticmethod
+    def files(answers: str = "", **_: object) -> dict[str, str]:
+        """The answers file, hashed into a run's provenance."""
+        return {"answers": answers} if answers else {}
+
     def __init__(self, answers: str = "", attempts: str = "all", participants: str = "") -> None:
         if not answers:
             raise ValueError("no recorded answers: give -o answers=FILE (a study database or answers CSV), "
@@ -54,6 +59,8 @@ class HumanSolver:
         if attempts not in ("all", "first"):
             raise ValueError(f"attempts must be 'all' or 'first', got {attempts!r}")
         rows = read_recorded(Path(answers))
+        if not rows:
+            raise ValueError(f"{answers} holds no answers yet: record some first (captcha-bench record)")
         wanted = {p.strip() for p in str(participants).split(",") if p.strip()}
         if wanted:
             unknown = sorted(wanted - {r.participant for r in rows})

@@ -17,6 +17,7 @@ import io
 import itertools
 import json
 import os
+import stat
 import warnings
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -116,8 +117,11 @@ def open_image(data: bytes, limit: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below is ours
             im = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"a decompression bomb: {e}") from None
+    except Image.DecompressionBombError:  # Pillow's own cap (twice its MAX_IMAGE_PIXELS), said in our words
+        cap = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageError(f"a decompression bomb: its header declares more than {cap:,} pixels in {len(data):,} bytes, "
+                         f"over the limit of {limit:,} pixels (raise it with {MAX_PIXELS_ENV} if the image is meant)"
+                         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"not an image ({len(data):,} bytes in no image format Pillow reads)") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -142,12 +146,50 @@ def load_image(dataset: Dataset, sample: Sample, decode: bool = True) -> Image.I
         raise DatasetError(f"{sample.file} (item {sample.id}) is {e}: re-import or regenerate it") from None
 
 
+class NotRegularFile(DatasetError):
+    """A listed path that is not a regular file: `what` says what it is instead (missing, a folder, ...)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(f"{path} is {what}")
+        self.what = what
+
+
+def regular_bytes(path: Path, follow: bool = False) -> bytes:
+    """The bytes of `path` if it is a regular file, never waiting on a FIFO or reading a device without end;
+    NotRegularFile (missing, a symbolic link, a folder, a FIFO, ...) otherwise. For every path that comes
+    from a list (a manifest, a labels file). A data set holds regular files only, so a symbolic link is
+    refused unless `follow` (an import's source folder, which may link to images kept elsewhere: the
+    link's target must then be a regular file)."""
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise NotRegularFile(path, "missing") from None
+    except OSError as e:
+        if path.is_symlink():
+            raise NotRegularFile(path, "a symbolic link, not a file (a data set holds regular files only)") from None
+        raise NotRegularFile(path, f"unreadable ({e.strerror or e})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                    "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                    else "not a regular file")
+            raise NotRegularFile(path, f"{what}, not a file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
 def checked_bytes(folder: Path, item: str, file: str, sha256: str) -> bytes:
-    """An item's file bytes, after checking that the file is there and matches its sha256."""
-    path = folder / file
-    if not path.is_file():
-        raise DatasetError(f"{file} (item {item}) is missing: the data set is incomplete; run captcha-bench verify")
-    data = path.read_bytes()
+    """An item's file bytes, after checking that the file is there (a regular file, not a link) and matches
+    its sha256."""
+    try:
+        data = regular_bytes(folder / file)
+    except NotRegularFile as e:
+        fix = "the data set is incomplete" if e.what == "missing" else "the data set is damaged"
+        raise DatasetError(f"{file} (item {item}) is {e.what}: {fix}; run captcha-bench verify") from None
     if sha256_bytes(data) != sha256:
         raise DatasetError(f"{file} (item {item}) does not match its sha256 in the manifest: run captcha-bench verify")
     return data
@@ -373,17 +415,26 @@ def plain_name(name: str) -> bool:
 
 
 def check_files(dataset: Dataset, progress: Progress | None = None) -> list[str]:
-    """Compare every file with the manifest; return one line per problem (empty: all good)."""
+    """Check every file against the manifest as a run reads it (a regular file, its sha256, an image that
+    decodes within the pixel limit); return one line per problem (empty: all good)."""
     problems = []
     total = len(dataset.samples)
     for done, s in enumerate(dataset.samples, 1):
-        path = dataset.path / s.file
         if not plain_name(s.file):
             problems.append(f"{s.id}: file name {s.file!r} points outside the data set")
-        elif not path.is_file():
-            problems.append(f"{s.id}: {s.file} is missing")
-        elif sha256_bytes(path.read_bytes()) != s.sha256:
-            problems.append(f"{s.id}: {s.file} does not match its sha256 in the manifest")
+        else:
+            try:
+                data = regular_bytes(dataset.path / s.file)
+            except NotRegularFile as e:
+                problems.append(f"{s.id}: {s.file} is {e.what}")
+            else:
+                if sha256_bytes(data) != s.sha256:
+                    problems.append(f"{s.id}: {s.file} does not match its sha256 in the manifest")
+                else:
+                    try:
+                        decode_image(data)
+                    except ImageError as e:
+                        problems.append(f"{s.id}: {s.file} is {e}")
         if progress:
             progress(done, total)
     listed = {s.file for s in dataset.samples} | {MANIFEST, INFO}
@@ -391,9 +442,14 @@ def check_files(dataset: Dataset, progress: Progress | None = None) -> list[str]
     if answers.get("file"):  # recorded human answers shipped with the set (TuringPass's humans split)
         listed.add(answers["file"])
         path = dataset.path / answers["file"]
-        if Path(answers["file"]).name != answers["file"] or not path.is_file():
+        recorded: bytes | None = None
+        try:
+            recorded = regular_bytes(path) if Path(answers["file"]).name == answers["file"] else None
+        except NotRegularFile:
+            pass
+        if recorded is None:
             problems.append(f"{answers['file']}: the recorded answers that dataset.json names are missing")
-        elif answers.get("sha256") and sha256_bytes(path.read_bytes()) != answers["sha256"]:
+        elif answers.get("sha256") and sha256_bytes(recorded) != answers["sha256"]:
             problems.append(f"{answers['file']}: does not match its sha256 in dataset.json")
     extra = sorted(p.name for p in dataset.path.iterdir() if p.name not in listed)
     problems += [f"{name}: not in the manifest" for name in extra]

@@ -72,11 +72,12 @@ def import_folder(
     output.check_output(out, force)  # before the long first pass
     regex = _compile(pattern)
     table = _read_labels(Path(labels)) if labels is not None else None
-    files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+    # the folder's files (or links to files), not its subfolders or hidden files
+    files = sorted(p for p in src.iterdir() if not p.name.startswith(".") and p.is_file())
     if only is not None:
         files = [p for p in files if p.name in only]
-    if table is not None:
-        files += sorted(src / name for name in set(table) - {p.name for p in files})  # listed but absent
+    if table is not None:  # every name the labels list, whatever it is: each is imported or said why not
+        files += sorted(src / name for name in set(table) - {p.name for p in files})
     if not files:
         raise ds.DatasetError(f"source folder {src} holds no files: nothing to import")
 
@@ -111,7 +112,7 @@ def import_folder(
         for done, (path, answer, fmt, sha) in enumerate(kept, 1):
             if progress:
                 progress(len(files) + done * len(files) // len(kept), 2 * len(files))
-            data = path.read_bytes()
+            data = ds.regular_bytes(path, follow=True)
             if ds.sha256_bytes(data) != sha:
                 raise ds.DatasetError(f"{path} changed during the import: import again once the folder is still")
             sample_id = ds.item_id(len(samples), len(kept))
@@ -177,16 +178,20 @@ def _read_labels(path: Path) -> dict[str, str]:
 
 def _label(path: Path, table: dict[str, str] | None, regex: re.Pattern[str] | None) -> tuple[str, str | None]:
     """(answer, None) or ("", why this file has no usable label)."""
+    if path.name.startswith("."):
+        return "", "a hidden file (its name starts with '.'): hidden files are not imported"
     if table is not None:
         if path.name not in table:
             return "", "not in the labels file"
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return "", "listed in the labels file but missing"
         answer = table[path.name]
     elif regex is not None:
         match = regex.fullmatch(path.stem)
         if not match:
             return "", "name does not match --pattern"
+        if match.group(1) is None:
+            return "", "--pattern's first group took no part in the match: make the answer's group the first one"
         answer = match.group(1)
     else:
         answer = path.stem
@@ -201,9 +206,9 @@ def _label(path: Path, table: dict[str, str] | None, regex: re.Pattern[str] | No
 def _read_image(path: Path) -> tuple[bytes, str, str | None]:
     """(bytes, format, None) for a fully decodable image within the pixel limit, else ("", "", reason)."""
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        return b"", "", f"unreadable ({e.strerror or e})"
+        data = ds.regular_bytes(path, follow=True)  # a FIFO or device (or a link to one) would block or never end
+    except ds.NotRegularFile as e:
+        return b"", "", e.what
     try:
         fmt = ds.decode_image(data).format or ""
     except ds.ImageError as e:

@@ -65,10 +65,15 @@ def write_csv(path: Path, rows: Iterable[Recorded], excel_safe: bool = False) ->
     return n
 
 
+MAX_SECONDS = 86_400.0  # a recorded time longer than a day is no solve time (and 1e308 would make a median inf)
+
+
 def read_csv(path: Path) -> list[Recorded]:
     """An answers CSV back as records; a malformed file raises DatasetError naming the row.
 
-    A UTF-8 byte-order mark (as spreadsheets write) is allowed and dropped."""
+    A UTF-8 byte-order mark (as spreadsheets write) is allowed and dropped. Refused too: a file with
+    no answer row, and one person's same try at one item given twice (rows without a participant are
+    anonymous people, and may repeat)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -76,9 +81,22 @@ def read_csv(path: Path) -> list[Recorded]:
             if missing:
                 raise DatasetError(f"{path} is not an answers CSV: it lacks the column(s) {', '.join(missing)} "
                                    f"(expected {','.join(COLUMNS)})")
-            return [_record(row, path, line) for line, row in enumerate(reader, 2)]
+            rows = []
+            seen: dict[tuple[str, str, int], int] = {}
+            for line, row in enumerate(reader, 2):
+                r = _record(row, path, line)
+                if r.participant:
+                    key = (r.participant, r.item_id, r.attempt)
+                    if key in seen:
+                        raise DatasetError(f"{path} line {line}: participant {r.participant!r}'s try {r.attempt} at item "
+                                           f"{r.item_id} is also on line {seen[key]}: keep one of the two rows")
+                    seen[key] = line
+                rows.append(r)
     except (UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"{path} is not a readable UTF-8 CSV ({e})") from None
+    if not rows:
+        raise DatasetError(f"{path} holds no answers, only its header: give a file with recorded answers")
+    return rows
 
 
 TRUE, FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
@@ -125,6 +143,8 @@ def _seconds(text: str) -> float | None:
     value = float(text)
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"time {text!r} is not a non-negative number of seconds")
+    if value > MAX_SECONDS:
+        raise ValueError(f"time {text!r} is more than a day ({MAX_SECONDS:,.0f} s): not a solve time")
     return value
 
 

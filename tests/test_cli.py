@@ -152,7 +152,8 @@ def test_reuse_says_so(tmp_path: Path) -> None:
         (["--scheme", "lined", "--set", "charset=AB日"], "has no glyph for 1 character(s) of the charset (日)"),
         (["--set", "length=(5,)"], "knob length=(5,) needs two values, (low, high)"),
         (["--scheme", "nosuch"], "unknown scheme 'nosuch'"),
-        (["--workers", "0"], "workers must be at least 1"),
+        (["--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1"),
+        (["--workers", "-1"], "Invalid value for '--workers': -1 is not in the range x>=1"),
         (["--set", "height=20", "--set", "font_sizes=(60,)"], "clipped or squeezed in all 100 tries"),
     ],
 )

@@ -660,7 +660,7 @@ def test_a_shipped_reading_may_name_an_ensemble_without_a_fallback(tmp_path: Pat
     (["--height", "8"], "--height must be 16-256"),
     (["--hidden", "0"], "--hidden must be 1-2048"),
     (["--count", "0"], "--count must be at least 1, got 0"),
-    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1"),
     (["--lr", "0"], "--lr must be a finite number above 0, got 0.0"),
     (["--minutes", "nan"], "Invalid value for '--minutes': 'nan' is not a finite number"),
     (["--minutes", "inf"], "Invalid value for '--minutes': 'inf' is not a finite number"),

@@ -176,7 +176,7 @@ def test_resume_refuses_a_different_request(tmp_path: Path, tiny_dataset: ds.Dat
     with pytest.raises(ds.DatasetError, match="cannot resume .*: solver constant's options were {}, now {'answer': 'ZZZ'}"):
         benchmark.run_benchmark(tiny_dataset, other, out, resume=True)
     slower = RunConfig((SolverSpec("constant"),), throughput_items=0, timeout=5.0)
-    with pytest.raises(ds.DatasetError, match="cannot resume .*: timeout was 30.0, now 5.0: give the run's own"):
+    with pytest.raises(ds.DatasetError, match="cannot resume .*: it ran with --timeout 30, this command asks --timeout 5: give the run.s own"):
         benchmark.run_benchmark(tiny_dataset, slower, out, resume=True)
     more = RunConfig((SolverSpec("constant"), SolverSpec(SPY)), throughput_items=0)
     with pytest.raises(ds.DatasetError, match="its solvers are constant, this command's constant, tests.fakes"):

@@ -364,6 +364,43 @@ def test_deep_or_large_bodies_are_refused_with_a_4xx(tmp_path: Path, tiny_datase
     assert reason.status_code == 400 and "reason must be plain text" in reason.json["error"]
 
 
+def _chunked_post(port: int, body: bytes) -> tuple[bytes, float]:
+    """POST `body` in 1,000-byte chunks over a raw socket; the server's reply and how long it took to come."""
+    import socket
+    import time
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /api/participants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        start = time.perf_counter()
+        try:
+            for k in range(0, len(body), 1000):
+                s.sendall(b"%x\r\n" % len(body[k : k + 1000]) + body[k : k + 1000] + b"\r\n")
+            s.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server stopped reading a body over its limit: its answer is already on the way
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            more = s.recv(4096)
+            if not more:
+                break
+            reply += more
+        return reply, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("size", [5_000, 2_000_000])
+def test_a_chunked_body_over_the_limit_gets_413_at_once(tmp_path: Path, tiny_dataset: ds.Dataset, size: int) -> None:
+    server = serve(create_app(tiny_dataset, str(tmp_path / "s.db")), "127.0.0.1", 0, background=True)
+    try:
+        reply, seconds = _chunked_post(server.server.server_port, b'{"consent": true, "x": "' + b"a" * size + b'"}')
+        assert reply.startswith(b"HTTP/1.1 413"), reply[:100]
+        assert seconds < 5  # neither cut at 4 KB and parsed, nor held until the client gives up
+        small, _ = _chunked_post(server.server.server_port, b'{"consent": true}')
+        assert small.startswith(b"HTTP/1.1 201") or small.startswith(b"HTTP/1.1 200"), small[:100]
+    finally:
+        server.close()
+
+
 def test_new_participants_are_rate_limited_per_client(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
     client = create_app(tiny_dataset, str(tmp_path / "s.db"), joins_per_hour=2).test_client()
     join(client)

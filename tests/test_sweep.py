@@ -90,8 +90,43 @@ def test_a_point_with_a_study_of_its_data_set_gets_the_people(tmp_path: Path) ->
 
 
 def test_a_bad_knob_value_fails_before_anything_is_written(tmp_path: Path) -> None:
-    with pytest.raises(SchemeError, match="noise_dots=-5 is out of range"):
+    with pytest.raises(ds.DatasetError, match=r"--vary noise_dots=-5 \(point 2 of 2\): noise_dots=-5 is out of range"):
         run_sweep(sweep(tmp_path, vary=(("noise_dots", (0, -5)),)), (SOLVER,), config(), tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_value_whose_items_cannot_be_drawn_is_named_before_anything_is_written(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["sweep", "--vary", "width=96,16", *[a for k, v in SMALL.items() if k != "width"
+                                                                          for a in ("--set", f"{k}={v}")],
+                                      "--count", "4", "--solver", SOLVER.name, "--out", str(tmp_path / "s")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: --vary width=16 (point 2 of 2): its items cannot be drawn" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_sweep_states_its_cost_first_and_a_resume_names_what_differs(tmp_path: Path) -> None:
+    sets = [arg for knob, value in SMALL.items() for arg in ("--set", f"{knob}={value}")]
+    args = ["sweep", "--vary", "rotate=(-10,10),(-40,40)", *sets, "--solver", SOLVER.name, "--throughput-items", "0",
+            "--workers", "1", "--studies", str(tmp_path / "none"), "--out", str(tmp_path / "s")]
+    first = CliRunner().invoke(cli, [*args, "--count", "4"])
+    assert first.exit_code == 0, first.output
+    said = next(line for line in first.output.splitlines() if line.startswith("sweep: "))
+    assert said.startswith("sweep: 2 point(s) x 4 items: about ") and "of images and" in said
+    again = CliRunner().invoke(cli, [*args, "--count", "5", "--resume"])
+    assert again.exit_code == 1 and "--count was 4, now 5" in again.output
+    other = CliRunner().invoke(cli, [*args[:2], "rotate=(-10,10)", *args[3:], "--count", "4", "--resume"])
+    assert other.exit_code == 1 and "--vary was rotate=(-10,10),(-40,40), now rotate=(-10,10)" in other.output
+
+
+def test_a_sweep_bigger_than_the_free_disk_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collections
+
+    import bench.sweep
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(bench.sweep.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    with pytest.raises(ds.DatasetError, match="would take about .* has 1.0 KB free: give fewer --vary values"):
+        run_sweep(sweep(tmp_path, vary=(("noise_dots", (0, 5)),)), (SOLVER,), config(), tmp_path / "sweep")
     assert not (tmp_path / "sweep").exists()
 
 

@@ -23,7 +23,7 @@ from captchas.spec import PRESETS
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed: the same seed gives the same bytes.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create (must be empty).")
 @click.option("--set", "knobs", multiple=True, metavar="KNOB=VALUE", help="Override a knob; repeatable.")
-@click.option("--workers", type=int, default=default_workers,
+@click.option("--workers", type=click.IntRange(1), default=default_workers,
               help="Worker processes [default: CPU count; with --executor dask, the LocalCluster's workers].")
 @click.option("--force", is_flag=True, help="Replace a non-empty --out once the new set is complete.")
 @click.option("--reuse", is_flag=True, help="Keep --out if it already holds exactly this data set.")
@@ -75,7 +75,7 @@ def presets(measure: int) -> None:
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--regenerate/--no-regenerate", default=True, show_default=True,
               help="For generated sets, render every item again from the seed and compare hashes.")
-@click.option("--workers", type=int, default=default_workers, help="Worker processes [default: CPU count].")
+@click.option("--workers", type=click.IntRange(1), default=default_workers, help="Worker processes [default: CPU count].")
 def verify(dataset: Path, regenerate: bool, workers: int) -> None:
     """Check every file of a data set against its manifest, and regenerate it from its seed.
 

@@ -179,7 +179,7 @@ def report(runs: tuple[Path, ...], out: Path | None, allow_mixed: bool, seed: in
 @click.option("--resume", is_flag=True, help="Continue the sweep in --out.")
 @click.option("--studies", type=click.Path(path_type=Path), default=Path("results/studies"), show_default=True,
               help="Where `record` keeps study databases: a point whose data set has one gets the people too.")
-@click.option("--workers", type=int, default=default_workers,
+@click.option("--workers", type=click.IntRange(1), default=default_workers,
               help="Processes generating data [default: CPU count; with --executor dask, the cluster's workers].")
 def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, ...], names: tuple[str, ...],
           pairs: tuple[str, ...], count: int, seed: int, out: Path, resume: bool, studies: Path,
@@ -193,15 +193,18 @@ def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, .
     \b
     Example: captcha-bench sweep --vary 'rotate=(-15,15),(-45,45),(-75,75)' --solver cnn --out results/sweep-rotate
     """
-    from bench.sweep import Sweep, parse_values, run_sweep
+    from bench.sweep import Sweep, parse_values, plan_sweep, plan_text, run_sweep
 
     axes = tuple((key, parse_values(text)) for key, text in (split_pair(v, "--vary") for v in varies))
     config = run_config(names, pairs, timeout=timeout, throughput_items=throughput_items)
-    plan = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
+    asked = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
+    with progress_bar("Checking points") as checking:
+        plan = plan_sweep(asked, out, resume, checking)  # every point drawn before anything is written
+    click.echo(plan_text(plan, workers, len(config.solvers)), err=True)
     with executor_from(executor_kind, solver_workers, scheduler, images_by) as where, \
             progress_bar("Generating") as generating, bars() as asking:
-        run_sweep(plan, config.solvers, config, out, resume=resume, workers=workers, studies=studies,
-                  progress=asking, generating=generating, executor=where)
+        run_sweep(asked, config.solvers, config, out, resume=resume, workers=workers, studies=studies,
+                  progress=asking, generating=generating, executor=where, plan=plan)
     echo_report([out], out)
 
 

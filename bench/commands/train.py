@@ -30,7 +30,7 @@ from bench.commands.common import FINITE, Bars, bars, default_workers
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=FINITE, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--workers", type=int, default=default_workers, help="Processes rendering data [default: CPU count].")
+@click.option("--workers", type=click.IntRange(1), default=default_workers, help="Processes rendering data [default: CPU count].")
 @click.option("--height", type=int, default=None, help="Model input rows [default: 24].")
 @click.option("--width", type=int, default=None, help="Model input columns [default: 72]; the model reads width/4 steps.")
 @click.option("--channels", default=None, help="Conv stages' channels, e.g. 24,48,64,96 [default: 16,32,48,64].")

@@ -12,6 +12,7 @@ import io
 import ipaddress
 import json
 import math
+import socket
 import threading
 import time
 import unicodedata
@@ -22,7 +23,7 @@ from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bench.study.store import JOINS_PER_HOUR, StudyError, Store
@@ -184,8 +185,29 @@ class _RateLimit:
             return True
 
 
+def _body() -> bytes:
+    """The request body, at most MAX_BODY bytes: 413 for more, whether its length was declared or it came
+    in chunks (werkzeug would cut a chunked body at the limit and hand on the rest as if it were all)."""
+    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return request.get_data(cache=False)  # a declared length over MAX_BODY is refused (413) by werkzeug
+    stream = request.environ["wsgi.input"]  # chunked: the server ends this stream at the last chunk
+    data = b""
+    while len(data) <= MAX_BODY:
+        more = stream.read(MAX_BODY + 1 - len(data))
+        if not more:
+            return data
+        data += more
+    connection = request.environ.get("werkzeug.socket")
+    if connection is not None:  # read no more of it: werkzeug would otherwise wait for the whole body
+        try:
+            connection.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+    raise RequestEntityTooLarge()
+
+
 def _json() -> dict[str, Any]:
-    raw = request.get_data(cache=False)
+    raw = _body()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -281,8 +303,6 @@ def serve(app: Flask | Callable[..., Any], host: str = "127.0.0.1", port: int = 
     Raises OSError when it cannot listen (a busy port, an address this machine does not have).
     """
     if port:  # werkzeug would print and exit on a busy port; raise OSError instead, for a one-line message
-        import socket
-
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -157,7 +157,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     x, y, x_val, y_val = loaded.x, loaded.y, loaded.x_val, loaded.y_val
     model_cfg, case_sensitive, folding = loaded.config, loaded.case_sensitive, loaded.folding
     if not y:
-        raise ValueError("no training items: give a larger --count or data set")
+        raise ValueError(f"--dataset {cfg.dataset} has {len(y_val)} item(s) to read, all of which validate (its first "
+                         "tenth, at least one): give a data set of 2 items or more" if cfg.dataset is not None else
+                         "no training items: give a larger --count")
     mixed = load_mix(cfg, model_cfg, folding) if cfg.mix is not None else None
     written = answer_lengths(y + y_val)  # the answer lengths the solver will keep to
 
