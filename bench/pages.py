@@ -228,7 +228,21 @@ def _provenance_rows(run: Run) -> list[list[str]]:
             ["solvers (options, version)", solvers], ["files solvers loaded (sha256)", files or "-"],
             ["libraries", libraries], ["git", f"{git.get('commit', '?')}{' (dirty tree)' if git.get('dirty') else ''}"],
             ["machine", f"{machine.get('node', '?')}: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs"],
+            ["load while it ran", _load(r("load") or [])],
             ["started", str(r("started") or "?")], ["command", " ".join(map(str, r("command") or []))]]
+
+
+def _load(sessions: list[dict[str, object]]) -> str:
+    """Each session's record of what else the machine ran (bench.load), with its warning where it had one."""
+    from bench.load import warning
+
+    said = []
+    for s in sessions:
+        others = f"other processes {s['others_cores']} cores" if "others_cores" in s else "no CPU counters"
+        line = f"{s.get('seconds')} s on {s.get('cores')} cores: this run {s.get('own_cores')} cores, {others}, load " \
+               f"average {s.get('loadavg_start')} to {s.get('loadavg_end')}"
+        said.append(line + (f" ({warning(s)})" if warning(s) else ""))
+    return "; ".join(said) or "not recorded (a run from before 2026-12-06)"
 
 
 STYLE = """

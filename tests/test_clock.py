@@ -146,3 +146,5 @@ def test_a_run_records_each_session_of_load_and_warns_after_its_table(tmp_path: 
     table_end = max(k for k, line in enumerate(lines) if line.startswith("constant"))
     assert lines[table_end + 1] == "warning: the machine was busy (a test says so)"
     assert len(json.loads((out / "run.json").read_text())["provenance"]["load"]) == 2
+    assert invoke("report", str(out)).exit_code == 0
+    assert "load while it ran" in (out / "report.html").read_text()

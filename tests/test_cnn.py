@@ -698,8 +698,8 @@ def test_minutes_fit_the_rendered_count_or_refuse_before_rendering(tmp_path: Pat
     assert fit_count(TrainConfig(minutes=1, **base), resumed=1234) == 1234  # type: ignore[arg-type]
     fitted = fit_count(TrainConfig(minutes=1, **base))  # type: ignore[arg-type]
     assert FEWEST <= fitted < COUNT  # a third of a minute renders far fewer than 60,000 on any machine
-    with pytest.raises(ValueError, match="--count 60,000 takes about .* s to render here .* more than half of "
-                                         "--minutes 1"):
+    with pytest.raises(ValueError, match="--count 60,000 takes about .* s to render here .* more than three "
+                                         "quarters of --minutes 1"):
         fit_count(TrainConfig(minutes=1, count=60_000, **base))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="--minutes 0.01 leaves time to render about .* give more --minutes"):
         fit_count(TrainConfig(minutes=0.01, **base))  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ VAL_SEED_OFFSET = 1_000_003  # validation items come from seed + this: never the
 PROBE_SEED_OFFSET = 2_000_003  # items rendered only to time rendering, from seed + this
 COUNT = 60_000  # training items rendered for a preset or scheme when --count is not given (and --minutes allows)
 RENDER_SHARE = 1 / 3  # of --minutes that rendering may take when the count is fitted to them
+RENDER_MOST = 0.75  # of --minutes that rendering a --count given may take, leaving a quarter at least to train
 FEWEST = 1_000  # training items below which a fitted count is refused rather than trained on
 
 
@@ -90,8 +91,9 @@ def _generated(cfg: TrainConfig) -> tuple[str, Scheme, CNNConfig]:
 def fit_count(cfg: TrainConfig, resumed: int | None = None) -> int | None:
     """How many items a generated run renders: the count a resumed run had (`resumed`), the --count given,
     or COUNT; with --minutes, what fits a third of them (COUNT at most) where no --count was given, and a
-    one-line refusal where the --count given would take more than half of them to render. The rate is
-    timed on a few hundred items first. A run on a data set renders nothing (None)."""
+    one-line refusal where the --count given would take more than three quarters of them to render
+    (the shipped cards' commands took up to 43 %). The rate is timed on a few hundred items first. A
+    run on a data set renders nothing (None)."""
     if cfg.dataset is not None:
         return cfg.count
     if resumed is not None:
@@ -112,10 +114,11 @@ def fit_count(cfg: TrainConfig, resumed: int | None = None) -> int | None:
                              "more --minutes")
         return fitted
     needed = (cfg.count + cfg.val_count) / rate
-    if needed > budget / 2:
+    if needed > budget * RENDER_MOST:
         raise ValueError(f"--count {cfg.count:,} takes about {needed:,.0f} s to render here ({rate:,.0f} items/s with "
-                         f"{cfg.workers} worker(s)), more than half of --minutes {cfg.minutes:g} ({budget:,.0f} s): "
-                         "leave --count out to fit it to the minutes, give a smaller one, or more --minutes")
+                         f"{cfg.workers} worker(s)), more than three quarters of --minutes {cfg.minutes:g} "
+                         f"({budget:,.0f} s), leaving too little to train: leave --count out to fit it to the minutes, "
+                         "give a smaller one, or more --minutes")
     return cfg.count
 
 
