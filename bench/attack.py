@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.benchmark import RunResult, git_state, run_benchmark, with_dataset_options
+from bench.benchmark import RunResult, run_benchmark, with_dataset_options
+from bench.provenance import git_state
 from bench.run import RunConfig, SolverSpec
 from captchas import dataset as ds
 from captchas import output

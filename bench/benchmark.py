@@ -11,40 +11,29 @@ import dataclasses
 import itertools
 import json
 import math
-import os
-import platform
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from bench.executors import DaskExecutor, LocalExecutor
+from bench.provenance import now, provenance
 from bench.replay import Replayer, replays
 from bench.summary import Summary, Tally
 from bench import load
-from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, Timing, attempt_row,
-                           iter_attempts, read_timings, repair_cut_row, timing_line)
+from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, Timing, add_session,
+                           attempt_row, iter_attempts, read_timings, repair_cut_row, timing_line)
 from bench.run import SHARD, RunConfig, SolverHost, SolverSpec, replayed, scored
 from captchas import dataset as ds
 from captchas import output
 from solvers.registry import check_options
 
-LIBRARIES = ("captcha", "pillow", "click", "numpy", "scipy", "statsmodels", "tesserocr", "ddddocr", "onnxruntime",
-             "torch", "torchvision")
 
 RunProgress = Callable[[str, int, int], None]  # (label: a solver, or a stage of the run, done, total)
 STARTING = "starting solvers"
 CHECKING = "checking images"
 Executor = LocalExecutor | DaskExecutor
-
-# The embedded default: what `captcha-bench run` with no arguments (and `make bench`) uses.
-DEFAULT_DATASET = Path("results/datasets/default-medium-s7-n300")
-DEFAULT_PRESET, DEFAULT_COUNT, DEFAULT_SEED = "medium", 300, 7
 
 
 @dataclass(frozen=True)
@@ -164,7 +153,7 @@ def _run_all(out: Path, config: RunConfig, runner: Executor, started: dict[str, 
                 timing = _ask(out.name, spec, runner, solver, dataset, samples, finished, config, case,
                               lambda row: writer.writerow(attempt_row(row)), wrote, progress)
             with (out / TIMING).open("a", encoding="utf-8") as t:
-                t.write(timing_line(timing, _now()))
+                t.write(timing_line(timing, now()))
             _close(solver)  # its memory back before the next solver
 
 
@@ -217,16 +206,6 @@ def check_new_run(out: Path, allowed: tuple[str, ...] = ()) -> None:
         raise ds.DatasetError(f"--out {out} is a data set, not a run folder: give a new folder for the run "
                               "(the data set goes in --dataset)")
     raise ds.DatasetError(f"--out {out} holds other files, not a run: choose an empty or new folder")
-
-
-def default_dataset(workers: int = 1, progress: ds.Progress | None = None) -> ds.Dataset:
-    """Generate the default data set, or reuse it if it is already there and intact."""
-    from captchas.generate import make_dataset
-    from captchas.schemes import image_scheme
-
-    scheme = image_scheme(DEFAULT_PRESET)
-    return make_dataset(scheme, DEFAULT_COUNT, DEFAULT_SEED, DEFAULT_DATASET, workers=workers, reuse=True,
-                        preset=DEFAULT_PRESET, progress=progress)
 
 
 def case_sensitive(dataset: ds.Dataset, config: RunConfig) -> bool:
@@ -307,16 +286,6 @@ def write_summaries(out: Path, total: int | None = None, notes: dict[str, list[s
         for s in made]}
     (out / SUMMARY_JSON).write_text(json.dumps(report, indent=2) + "\n")
     return made
-
-
-def add_session(out: Path, session: dict[str, Any]) -> None:
-    """Add one session's record of the machine's load (`bench.load.between`) to run.json's provenance."""
-    document = json.loads((out / RUN).read_text(encoding="utf-8"))
-    provenance = document.setdefault("provenance", {})
-    provenance["load"] = [*provenance.get("load", []), session]
-    tmp = out / f".{RUN}.tmp"
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / RUN)
 
 
 def _cell(value: Any) -> Any:
@@ -424,77 +393,3 @@ def _setting(key: str, value: Any) -> str:
         return "the data set's case rule" if value is None else "--case-sensitive" if value else "--case-insensitive"
     option = "--" + key.replace("_", "-")
     return f"no {option}" if value is None else f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}"
-
-
-def provenance(dataset: ds.Dataset, config: RunConfig, executor: Executor | None = None) -> dict[str, Any]:
-    """Where a result comes from: data set, solvers, libraries, code, machine, time, and where it ran."""
-    return {
-        "started": _now(),
-        "command": sys.argv,
-        "executor": (executor or LocalExecutor()).describe(),
-        "dataset": {k: dataset.info.get(k) for k in ("kind", "scheme", "preset", "seed", "count", "source",
-                                                      "source_name", "split", "case_sensitive")},
-        "recorded_solvers": [s.name for s in config.solvers if replays(s.name)],  # people, not machines
-        "solver_versions": {s.name: _solver_version(s.name) for s in config.solvers},
-        "solver_threads": {s.name: (executor or LocalExecutor()).threads(s) for s in config.solvers if not replays(s.name)},
-        "solver_files": {s.name: files for s in config.solvers if (files := _solver_files(s.name, s.options))},
-        "libraries": {name: _version(name) for name in LIBRARIES},
-        "python": platform.python_version(),
-        "git": git_state(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "node": platform.node()},
-    }
-
-
-def _version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
-def _solver_files(name: str, options: dict[str, Any]) -> dict[str, str]:
-    """sha256 of the files the solver says these options make it load (its `files(**options)` hook:
-    weights, recorded answers, shipped weights chosen by preset), so a result says which. Only those:
-    an option that is a word (an answer, a prompt) is never taken for a file, whatever file shares its name."""
-    from solvers.registry import SolverError, resolve
-
-    from solvers.base import declared_files
-
-    try:
-        paths = declared_files(resolve(name), options)
-    except SolverError:
-        return {}  # the run reports it
-    hashed = {}
-    for key, path in paths.items():
-        try:
-            if Path(path).is_file():
-                hashed[key] = ds.sha256_bytes(Path(path).read_bytes())
-        except OSError:
-            continue  # a name no file system takes: the solver itself says what is wrong
-    return hashed
-
-
-def _solver_version(name: str) -> str:
-    from solvers.registry import available
-
-    ep = available().get(name)
-    if ep is not None and ep.dist is not None:
-        return f"{ep.dist.name} {ep.dist.version}"
-    return f"{name} (module:attr, not installed)"
-
-
-def git_state() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return {"commit": "unknown"}
-    if commit.returncode != 0:
-        return {"commit": "unknown"}
-    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

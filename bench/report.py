@@ -27,7 +27,7 @@ from typing import Any
 from bench import stats
 from bench.compare import Comparison, adjust, first_answers, plans, rescore
 from bench.results import COLLECTION, Attempt, Run, RunError, Timing, read_runs
-from bench.benchmark import git_state
+from bench.provenance import git_state
 from bench.results import RUN
 from bench.summary import Glyph, Summary, glyph_readings, summarize
 

@@ -170,6 +170,16 @@ def check_scores(attempts: list[Attempt], case_sensitive: bool, path: Path) -> N
                            f"which the {rule} scoring rule does not give: the file was edited; run it again")
 
 
+def add_session(out: Path, session: dict[str, Any]) -> None:
+    """Add one session's record of the machine's load (`bench.load.between`) to run.json's provenance."""
+    document = json.loads((out / RUN).read_text(encoding="utf-8"))
+    provenance = document.setdefault("provenance", {})
+    provenance["load"] = [*provenance.get("load", []), session]
+    tmp = out / f".{RUN}.tmp"
+    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / RUN)
+
+
 def timing_line(t: Timing, time: str) -> str:
     """One line of timing.jsonl: the record and when it was written."""
     return json.dumps({**dataclasses.asdict(t), "time": time}) + "\n"

@@ -24,6 +24,10 @@ from bench.benchmark import (Executor, RunProgress, RunResult, check_new_run, ru
                              with_dataset_options)
 from captchas import dataset as ds
 
+# The embedded default: what `captcha-bench run` with no arguments (and `make bench`) uses.
+DEFAULT_DATASET = Path("results/datasets/default-medium-s7-n300")
+DEFAULT_PRESET, DEFAULT_COUNT, DEFAULT_SEED = "medium", 300, 7
+
 PEOPLE = "human"  # the solver that replays recorded answers, added wherever a data set has them
 DATASETS = "datasets"  # a sweep's generated data sets, inside its folder
 
@@ -37,6 +41,16 @@ class Part:
     solvers: tuple[SolverSpec, ...]
     label: str  # what the report calls its data set
     point: dict[str, Any] = field(default_factory=dict)  # a sweep's point: knob, value, label
+
+
+def default_dataset(workers: int = 1, progress: ds.Progress | None = None) -> ds.Dataset:
+    """Generate the default data set, or reuse it if it is already there and intact."""
+    from captchas.generate import make_dataset
+    from captchas.schemes import image_scheme
+
+    scheme = image_scheme(DEFAULT_PRESET)
+    return make_dataset(scheme, DEFAULT_COUNT, DEFAULT_SEED, DEFAULT_DATASET, workers=workers, reuse=True,
+                        preset=DEFAULT_PRESET, progress=progress)
 
 
 def default_parts(machines: Sequence[SolverSpec], generated: ds.Dataset) -> list[Part]:

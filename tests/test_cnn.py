@@ -127,19 +127,19 @@ def test_shipped_medium_weights_read_fresh_items(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not cnn_plan.shipped("medium").is_file(), reason="no shipped medium weights")
 def test_a_run_records_which_shipped_weights_the_preset_chose(tmp_path: Path) -> None:
-    from bench import benchmark
+    from bench import benchmark, provenance
     from bench.run import RunConfig, SolverSpec
     from captchas.dataset import sha256_bytes
     from captchas.generate import make_dataset
 
     data = make_dataset(image_scheme("medium"), 2, 5, tmp_path / "d", preset="medium")
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn"),)), data)
-    files = benchmark.provenance(data, config)["solver_files"]
+    files = provenance.provenance(data, config)["solver_files"]
     assert files == {"cnn": {"checkpoint": sha256_bytes(cnn_plan.shipped("medium").read_bytes())}}
     mine = tmp_path / "mine.pt"
     mine.write_bytes(b"other weights")
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn", {"checkpoint": str(mine)}),)), data)
-    assert benchmark.provenance(data, config)["solver_files"] == {"cnn": {"checkpoint": sha256_bytes(b"other weights")}}
+    assert provenance.provenance(data, config)["solver_files"] == {"cnn": {"checkpoint": sha256_bytes(b"other weights")}}
 
 
 def test_training_from_a_data_set_folder(tmp_path: Path) -> None:
@@ -450,7 +450,7 @@ def test_the_engine_option_is_checked_and_auto_picks_onnx_runtime_on_the_cpu(tmp
 def test_the_shipped_hard_cascade_reads_fresh_items_and_a_run_records_its_three_files(tmp_path: Path) -> None:
     from PIL import Image
 
-    from bench import benchmark
+    from bench import benchmark, provenance
     from bench.run import RunConfig, SolverSpec
     from captchas.dataset import is_correct
     from captchas.dataset import sha256_bytes
@@ -464,7 +464,7 @@ def test_the_shipped_hard_cascade_reads_fresh_items_and_a_run_records_its_three_
     assert sum(is_correct(s.answer, a) for s, a in zip(data.samples, answers)) / len(answers) >= 0.95
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn"),)), data)
     weights = cnn_plan.WEIGHTS
-    assert benchmark.provenance(data, config)["solver_files"]["cnn"] == {
+    assert provenance.provenance(data, config)["solver_files"]["cnn"] == {
         "checkpoint": sha256_bytes((weights / "hard-fast.pt").read_bytes()),
         "fallback": sha256_bytes((weights / "hard.pt").read_bytes()),
         "cascade": sha256_bytes((weights / "hard.cascade.json").read_bytes()),

@@ -57,7 +57,7 @@ def split_pair(text: str, flag: str) -> tuple[str, str]:
 
 def dataset_or_default(dataset: Path | None) -> ds.Dataset:
     """The data set folder given, or the embedded default (generated, or reused once its hashes check)."""
-    from bench.benchmark import default_dataset
+    from bench.suite import default_dataset
 
     if dataset is not None:
         return ds.read_dataset(dataset)
