@@ -77,7 +77,8 @@ def presets(measure: int) -> None:
               help="For generated sets, render every item again from the seed and compare hashes.")
 @click.option("--workers", type=click.IntRange(1), default=default_workers, help="Worker processes [default: CPU count].")
 def verify(dataset: Path, regenerate: bool, workers: int) -> None:
-    """Check every file of a data set against its manifest, and regenerate it from its seed.
+    """Check every file of a data set as a run reads it (a regular file, its sha256, a full decode), and
+    regenerate it from its seed.
 
     \b
     Example: captcha-bench verify results/datasets/hard-7
