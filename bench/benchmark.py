@@ -24,7 +24,8 @@ from bench.summary import Summary, Tally
 from bench import load
 from bench.results import (ATTEMPTS, COLUMNS, RUN, SUMMARY_CSV, SUMMARY_JSON, TIMING, Attempt, Timing, add_session,
                            attempt_row, iter_attempts, read_timings, repair_cut_row, timing_line)
-from bench.run import SHARD, RunConfig, SolverHost, SolverSpec, replayed, scored
+from bench.host import SolverHost
+from bench.run import SHARD, RunConfig, SolverSpec, replayed, scored
 from captchas import dataset as ds
 from captchas import output
 from solvers.registry import check_options

@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.run import (ConfigError, Encoded, HostError, ShardDone, SolverHost, SolverSpec, attempt_shard, read_shard,
-                       solver_threads, start_error, throughput)
+from bench.host import Encoded, HostError, SolverHost, solver_threads
+from bench.run import ConfigError, ShardDone, SolverSpec, attempt_shard, read_shard, start_error, throughput
 
 Item = tuple[str, str, str]  # id, file, sha256: what a worker needs to read an image, never its answer
 Progress = Callable[[int, int], None]
