@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from bench import stats
 from bench.results import Attempt
-from captchas.dataset import cer, is_correct
+from captchas.scoring import cer, is_correct
 
 
 @dataclass(frozen=True)

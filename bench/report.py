@@ -317,7 +317,7 @@ def _turingpass_reference() -> PeopleReference | None:
     from captchas import recorded
     from captchas import dataset as ds
     from captchas.turingpass import EMBEDDED_HUMANS
-    from captchas.dataset import is_correct
+    from captchas.scoring import is_correct
 
     try:
         data = ds.read_dataset(EMBEDDED_HUMANS)

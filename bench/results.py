@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.replay import replays
 from captchas import dataset as ds
-from captchas.dataset import cer, is_correct
+from captchas.scoring import cer, is_correct
 
 RUN, ATTEMPTS, TIMING = "run.json", "attempts.csv", "timing.jsonl"
 SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"

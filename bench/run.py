@@ -4,7 +4,7 @@ Work goes in shards of items (`attempt_shard`): the image bytes of a shard, read
 (`read_shard`), go to a solver process, which decodes them, is asked each item alone, and forgets
 them before the next shard, so memory does not grow with the data set. `bench.executors` decides
 where shards run (local processes, or Dask workers). Scoring is the data set's rule
-(`captchas.dataset.is_correct`, `cer`), applied by the caller, which alone holds the answers.
+(`captchas.scoring.is_correct`, `cer`), applied by the caller, which alone holds the answers.
 Timing follows DESIGN.md: latency is each item alone (batch size 1) with the solver warm;
 throughput is batched (`throughput`); cold start is apart.
 
@@ -25,7 +25,7 @@ from bench.host import Encoded, SolverHost
 from bench.results import SKIPPED, Attempt
 from bench.replay import Replayer
 from captchas import dataset as ds
-from captchas.dataset import cer, is_correct
+from captchas.scoring import cer, is_correct
 
 SHARD = 64  # items per shard: a unit of work, and of memory (about 64 images, decoded, in a solver process)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bench.results import SKIPPED, Attempt, Timing
-from captchas.dataset import edit_table
+from captchas.scoring import edit_table
 from bench.stats import wilson
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def test_model_shapes() -> None:
 @pytest.mark.skipif(not cnn_plan.shipped("medium").is_file(), reason="no shipped medium weights")
 def test_shipped_medium_weights_read_fresh_items(tmp_path: Path) -> None:
     from captchas.generate import make_dataset
-    from captchas.dataset import is_correct
+    from captchas.scoring import is_correct
 
     data = make_dataset(image_scheme("medium"), 200, 31337, tmp_path / "fresh", workers=2)  # a seed never trained on
     solver = cnn_solver.CNNSolver(preset="medium", charset=data.info["charset"])
@@ -452,7 +452,7 @@ def test_the_shipped_hard_cascade_reads_fresh_items_and_a_run_records_its_three_
 
     from bench import benchmark, provenance
     from bench.run import RunConfig, SolverSpec
-    from captchas.dataset import is_correct
+    from captchas.scoring import is_correct
     from captchas.dataset import sha256_bytes
     from captchas.generate import make_dataset
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from bench.commands.common import parse_options
-from captchas.dataset import cer, is_correct, normalise
+from captchas.scoring import cer, is_correct, normalise
 from captchas import recorded
 from captchas import dataset as ds
 from captchas.folder import import_folder

@@ -15,7 +15,7 @@ from bench.compare import first_answers
 from bench.report import build_report, write_report
 from bench.tables import verdict_text
 from bench.run import Attempt
-from captchas.dataset import cer, is_correct
+from captchas.scoring import cer, is_correct
 from bench.stats import holm
 from tests.fakes import write_run
 

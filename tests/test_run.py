@@ -12,7 +12,7 @@ import pytest
 from bench import benchmark, results
 from bench.summary import glyph_accuracy, glyph_table, percentile, summarize, wilson
 from bench.run import Attempt, RunConfig, SolverSpec
-from captchas.dataset import cer, is_correct
+from captchas.scoring import cer, is_correct
 from captchas import dataset as ds
 from tests.fakes import edit_manifest
 
@@ -276,7 +276,7 @@ def test_relative_paths_in_options_mean_the_callers_folder(tmp_path: Path, tiny_
 def test_edit_table_matches_the_textbook_recurrence() -> None:
     import random
 
-    from captchas.dataset import edit_table
+    from captchas.scoring import edit_table
 
     def reference(a: str, b: str) -> list[list[int]]:
         d = [[max(i, j) if min(i, j) == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]

@@ -18,7 +18,7 @@ import torch
 from captchas import dataset as ds
 from captchas.generate import item_rng
 from captchas import schemes
-from captchas.dataset import normalise
+from captchas.scoring import normalise
 from captchas.schemes import Scheme
 from solvers.cnn import auto
 from solvers.cnn.model import CNNConfig, input_bytes, stack

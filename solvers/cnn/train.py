@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from captchas import output
-from captchas.dataset import is_correct  # the one scoring rule
+from captchas.scoring import is_correct  # the one scoring rule
 from solvers.cnn.checkpoint import annotate, general_start, initialise, save
 from solvers.cnn import auto
 from solvers.cnn.data import answer_lengths, augment, encode, fit_count, load_mix, load_training_data
