@@ -130,10 +130,11 @@ def plan_sweep(sweep: Sweep, out: Path, resume: bool = False, progress: ds.Progr
             if progress:
                 progress(len(points), total)
     plan = Plan(tuple(points), sweep.count, min(PROBE, sweep.count))
-    free = shutil.disk_usage(_existing(out)).free
+    disk = output.nearest_existing(out)
+    free = shutil.disk_usage(disk).free
     if plan.bytes * 1.1 > free and not resume:
-        raise ds.DatasetError(f"the sweep's {plan.items:,} images would take about {_size(plan.bytes)}, and "
-                              f"{_existing(out)} has {_size(free)} free: give fewer --vary values or a smaller --count")
+        raise ds.DatasetError(f"the sweep's {plan.items:,} images would take about {_size(plan.bytes)}, and {disk} "
+                              f"has {_size(free)} free: give fewer --vary values or a smaller --count")
     return plan
 
 
@@ -219,12 +220,6 @@ def _shown(key: str, value: Any) -> str:
 
 def _literal(value: Any) -> str:
     return f"({','.join(str(v) for v in value)})" if isinstance(value, (list, tuple)) else str(value)
-
-
-def _existing(path: Path) -> Path:
-    while not path.exists() and path.parent != path:
-        path = path.parent
-    return path
 
 
 def _size(n: float) -> str:

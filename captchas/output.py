@@ -25,11 +25,7 @@ def check_writable(out: Path, option: str = "--out", file: bool = False, what: s
         if out.is_dir():
             raise ds.DatasetError(f"{option} {out} is a folder: give a file name")
         out = out.parent
-    here = out
-    while not here.exists() and not here.is_symlink():
-        if here.parent == here:
-            break
-        here = here.parent
+    here = nearest_existing(out)
     if here.exists() and not here.is_dir():
         where = "is a file" if here == out else f"lies under {here}, which is a file"
         raise ds.DatasetError(f"{option} {out} {where}: give a folder for the {what}")
@@ -40,6 +36,13 @@ def check_writable(out: Path, option: str = "--out", file: bool = False, what: s
                               "you can write to") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the nearest folder above it that exists (or a link there): where it would be made."""
+    while not path.exists() and not path.is_symlink() and path.parent != path:
+        path = path.parent
+    return path
 
 
 def check_not_working_folder(out: Path, option: str = "--out") -> None:
@@ -122,7 +125,7 @@ def prepare_output(out: Path, force: bool) -> Path:
 
 def publish(staging: Path, out: Path) -> None:
     """Move a complete staging folder to `out`, replacing what `prepare_output` allowed (checked again
-    here: a file added to the old set meanwhile stops the replacement, and the new set stays staged)."""
+    here: a file added to the old set meanwhile stops the replacement, which leaves `out` as it was)."""
     out = out.absolute()
     if out.is_dir() and any(out.iterdir()):
         stranger = foreign_entry(out)

@@ -28,10 +28,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bench.study.store import JOINS_PER_HOUR, StudyError, Store
 from captchas import dataset as ds
+from captchas import recorded
 
 MAX_ANSWER = 32  # characters; longer answers are refused (the text box stops there too)
 MAX_BODY = 4096  # bytes of a request body
-MAX_CLIENT_SECONDS = 86_400.0
+MAX_CLIENT_SECONDS = recorded.MAX_SECONDS  # what a replay accepts as a solve time
 MAX_REASON = 100  # characters of a skip's reason
 RULES = {
     True: "Case matters: type capital letters as capitals and small letters as small ones.",
