@@ -38,3 +38,29 @@ def test_ddddocr_reads_clean_text_and_prints_nothing(capfd: pytest.CaptureFixtur
     answers = solver.solve([_clean("K7MP")])
     assert [a.upper() for a in answers] == ["K7MP"]
     assert capfd.readouterr().out == ""
+
+
+@pytest.mark.skipif(registry.problem("ddddocr") is not None, reason=f"ddddocr cannot run here: {registry.problem('ddddocr')}")
+def test_ddddocr_is_held_to_the_data_sets_characters() -> None:
+    import contextlib
+    import io
+
+    import ddddocr
+
+    batch = [_clean("K7MP"), _clean("XY3A"), _clean("w8Hd")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        theirs = ddddocr.DdddOcr(show_ad=False)
+    shipped = [theirs.classification(c.image) for c in batch]
+    assert registry.load("ddddocr", charset="KMPXYA", hold="off").solve(batch) == shipped  # as it ships
+    assert registry.load("ddddocr").solve(batch) == shipped  # no charset given: nothing to hold to
+    assert any(set(a.upper()) - set("KMPXYA") for a in shipped)  # the digits the set has not
+    held = registry.load("ddddocr", charset="KMPXYA", case_sensitive=False).solve(batch)
+    assert all(set(a.upper()) <= set("KMPXYA") for a in held)
+    assert held[1].upper() == "XYA"
+    # hold=filter is ddddocr's own set_ranges: argmax over every class, then the set's characters kept
+    theirs.set_ranges("KMPXYA")
+    expected = [theirs.ocr_engine.predict(c.image, charset_range="KMPXYA") for c in batch]
+    assert registry.load("ddddocr", charset="KMPXYA", case_sensitive=True, hold="filter").solve(batch) == expected
+    assert registry.accepts("ddddocr", "charset") and registry.accepts("ddddocr", "case_sensitive")  # a run gives both
+    with pytest.raises(registry.SolverError, match="hold is how ddddocr keeps to the data set's characters"):
+        registry.load("ddddocr", charset="AB", hold="strict")
