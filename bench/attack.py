@@ -1,10 +1,11 @@
 """The attack-cost curve: how many labelled images, and how many CPU minutes, break a scheme.
 
 `run_attack` trains the CNN on growing subsets of a labelled data set (its first N items), each run
-with the same settings, and tests every model on the same test set, beside the people where the
-test set has recorded answers. Each point is written as it finishes (`attack.csv`), so an
-interrupted attack resumes where it stopped; `attack.json` holds the request and provenance, and
-`attack.png` draws accuracy against labels.
+with the same settings, from each starting point asked for (random weights, the general reader,
+ddddocr's published model, or a checkpoint), and tests every model on the same test set, beside the
+people where the test set has recorded answers. Each point is written as it finishes
+(`attack.csv`), so an interrupted attack resumes where it stopped; `attack.json` holds the request
+and provenance, and `attack.png` draws one curve of accuracy against labels per start.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ CSV = "attack.csv"
 REQUEST = "attack.json"
 FIGURE = "attack.png"
 LABELS = (250, 1000, 4000)
+WITH_UNLABELLED = "+unlabelled"  # a start's second curve, trained with --unlabelled too
+STARTS = ("scratch", "general", "ddddocr")  # random weights; the shipped general reader (train's default); ddddocr's model
 
 
 @dataclass(frozen=True)
 class Point:
-    """One subset: the model trained on its first `labels` items, tested."""
+    """One subset: the model trained on its first `labels` items from one start, tested."""
 
+    start: str  # scratch, general, ddddocr, or a checkpoint's path
     labels: int  # labelled items given to training (its first tenth validates)
     accuracy: float  # on the test set, exact match
     low: float  # Wilson 95 % interval
@@ -54,13 +58,16 @@ class Attack:
 
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
+START_NAMES = {"scratch": "random weights", "general": "the general reader", "ddddocr": "ddddocr's model"}
 
 
 def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABELS, minutes: float | None = None,
-               init: Path | None = None, seed: int = 0, epochs: float | None = None,
-               progress: Progress | None = None, from_scratch: bool = False) -> Attack:
-    """Train on the first N items of `train` for each N of `labels`, test each model on `test`; write
-    everything under `out`. Points already in `out`'s attack.csv are kept, not redone."""
+               starts: Sequence[str] = ("general",), seed: int = 0, epochs: float | None = None,
+               progress: Progress | None = None, unlabelled: Path | None = None) -> Attack:
+    """Train on the first N items of `train` for each N of `labels` and each start of `starts` (STARTS,
+    or a checkpoint's path), test each model on `test`; write everything under `out`. With `unlabelled` (a
+    folder of the scheme's images without answers), each start is measured without and with them: a
+    second curve, "<start>+unlabelled". Points already in `out`'s attack.csv are kept, not redone."""
     from solvers.cnn.checkpoint import load_checkpoint
     from solvers.cnn.train import train as run_training
 
@@ -73,45 +80,86 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
         raise ValueError(f"--labels {sizes[-1]}: {train} holds only {len(data.samples)} labelled images")
     if data.hash == held_out.hash:
         raise ValueError("--test is the training set: test on other images, with answers the training never saw")
-    for n in sizes:  # every training run's settings, checked before the folder is touched
-        _config(out, train, n, minutes, init, seed, epochs, from_scratch).check(resume=True)  # done points stay
+    starts = list(dict.fromkeys(starts))
+    if not starts or not all(starts) or any(s.endswith(WITH_UNLABELLED) for s in starts):
+        raise ValueError(f"--init: give one or more of {', '.join(STARTS)} (or a checkpoint), comma-separated")
+    if unlabelled is not None:
+        starts = [s + suffix for s in starts for suffix in ("", WITH_UNLABELLED)]
+    for start in starts:
+        for n in sizes:  # every training run's settings, checked before the folder is touched
+            config = _config(out, train, n, minutes, start, seed, epochs, unlabelled, test)
+            config.check(resume=True)  # done points stay
+    if unlabelled is not None:  # refused here, before anything is written, if it shares an image with the test set
+        from solvers.cnn.data import unlabelled_for
+
+        unlabelled_for(config, None)
     request = {"train": str(train), "train_sha256": data.hash, "test": str(test), "test_sha256": held_out.hash,
-               "labels": sizes, "minutes": minutes, "init": str(init) if init else None, "seed": seed, "epochs": epochs,
-               "from_scratch": from_scratch}
+               "labels": sizes, "minutes": minutes, "starts": starts, "seed": seed, "epochs": epochs,
+               "unlabelled": str(unlabelled) if unlabelled else None}
     done = _check_out(out, request)
     people = _people(held_out, out / "people", progress)
-    for n in sizes:
-        if n in done:
+    for start, n in ((start, n) for start in starts for n in sizes):
+        if (start, n) in done:
             continue
-        where = out / f"labels-{n}"
+        where = _folder(out, start, n)
         where.mkdir(parents=True, exist_ok=True)
-        config = _config(out, train, n, minutes, init, seed, epochs, from_scratch)
+        config = _config(out, train, n, minutes, start, seed, epochs, unlabelled, test)
         cpu, wall = time.process_time(), time.perf_counter()
-        report = (lambda p: progress(f"train {n}", p.done, p.total)) if progress else None
+        report = (lambda p: progress(f"train {start} {n}", p.done, p.total)) if progress else None
         meta = run_training(config, resume=(where / "model.pt.last").is_file(), progress=report)  # an interrupted one goes on
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         solver = SolverSpec("cnn", {"checkpoint": str(where / "model.pt")})
         result = _test(held_out, solver, where / "test", progress)
         s = result.summaries[0]
         best = max(h["val_accuracy"] for h in (meta.get("history") or load_checkpoint(where / "model.pt")["history"]))
-        point = Point(n, s.accuracy, s.accuracy_low, s.accuracy_high, s.items, cpu / 60, wall / 60, best,
+        point = Point(start, n, s.accuracy, s.accuracy_low, s.accuracy_high, s.items, cpu / 60, wall / 60, best,
                       str(where / "model.pt"))
         _append(out / CSV, point)
-        done[n] = point
-        (out / FIGURE).write_bytes(figure([done[k] for k in sorted(done)], people))
-    return Attack([done[k] for k in sorted(done)], people, out)
+        done[(start, n)] = point
+        (out / FIGURE).write_bytes(figure(_ordered(done, starts), people))
+    return Attack(_ordered(done, starts), people, out)
 
 
-def _config(out: Path, train: Path, n: int, minutes: float | None, init: Path | None, seed: int,
-            epochs: float | None, from_scratch: bool) -> Any:
-    """The TrainConfig of the point trained on the first `n` labels."""
-    from solvers.cnn.train import TrainConfig
-
-    return TrainConfig(out=out / f"labels-{n}" / "model.pt", preset=None, dataset=train, seed=seed, epochs=epochs,
-                       minutes=minutes, init=init, limit=n, from_scratch=from_scratch)
+def _ordered(done: dict[tuple[str, int], Point], starts: Sequence[str]) -> list[Point]:
+    return sorted(done.values(), key=lambda p: (starts.index(p.start) if p.start in starts else len(starts), p.labels))
 
 
-def _check_out(out: Path, request: dict[str, Any]) -> dict[int, Point]:
+def _folder(out: Path, start: str, n: int) -> Path:
+    """Where the point's model and test run go: <start>/labels-<n>, a checkpoint's start by its file name."""
+    base = start.removesuffix(WITH_UNLABELLED)
+    name = (base if base in STARTS else f"init-{Path(base).stem}") + start[len(base):]
+    return out / name / f"labels-{n}"
+
+
+def _config(out: Path, train: Path, n: int, minutes: float | None, start: str, seed: int, epochs: float | None,
+            unlabelled: Path | None = None, test: Path | None = None) -> Any:
+    """The TrainConfig of the point trained on the first `n` labels from `start` (with the unlabelled images
+    where it ends in +unlabelled)."""
+    from solvers.cnn.config import DDDDOCR, TrainConfig
+
+    base = start.removesuffix(WITH_UNLABELLED)
+    init = None if base in ("scratch", "general") else Path(DDDDOCR) if base == "ddddocr" else Path(base)
+    return TrainConfig(out=_folder(out, start, n) / "model.pt", preset=None, dataset=train, seed=seed, epochs=epochs,
+                       minutes=minutes, init=init, limit=n, from_scratch=base == "scratch",
+                       unlabelled=unlabelled if start != base else None, held_out=test)
+
+
+def cheapest(attack: Attack) -> str | None:
+    """Which start reaches the people's accuracy with the fewest labels (then the fewest CPU minutes), in
+    words; None where the test set has no people."""
+    if attack.people is None:
+        return None
+    reaching = [p for p in attack.points if p.accuracy >= attack.people[0]]
+    if not reaching:
+        best = max(attack.points, key=lambda p: p.accuracy)
+        return (f"no start reached the people's {attack.people[0]:.1%}: the best was {best.start} with {best.labels:,} "
+                f"labels, {best.accuracy:.1%}")
+    p = min(reaching, key=lambda q: (q.labels, q.cpu_minutes))
+    return (f"cheapest: {p.start}, {p.labels:,} labels and {p.cpu_minutes:.1f} CPU minutes read {p.accuracy:.1%}, "
+            f"the people {attack.people[0]:.1%}")
+
+
+def _check_out(out: Path, request: dict[str, Any]) -> dict[tuple[str, int], Point]:
     """The points already measured in `out` for this same request; a new folder otherwise."""
     if (out / REQUEST).is_file():
         before = json.loads((out / REQUEST).read_text(encoding="utf-8"))
@@ -122,7 +170,8 @@ def _check_out(out: Path, request: dict[str, Any]) -> dict[int, Point]:
         with (out / CSV).open(encoding="utf-8", newline="") as f:
             rows = list(csv.DictReader(f))
         fields = dataclasses.fields(Point)
-        return {int(r["labels"]): Point(**{f.name: _cast(f.type, r[f.name]) for f in fields}) for r in rows}
+        points = [Point(**{f.name: _cast(f.type, r[f.name]) for f in fields}) for r in rows]
+        return {(p.start, p.labels): p for p in points}
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} is not an empty folder and holds no attack: give a new or empty --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -167,13 +216,18 @@ def figure(points: Sequence[Point], people: tuple[float, float, float] | None) -
 
     fig = Figure(figsize=(5.2, 3.6))
     ax = fig.add_subplot()
-    x = [p.labels for p in points]
-    y = [p.accuracy for p in points]
-    errors = [[max(0.0, p.accuracy - p.low) for p in points], [max(0.0, p.high - p.accuracy) for p in points]]
-    ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label="cnn, trained on the first N labels")
-    for p in points:
-        ax.annotate(f"{p.cpu_minutes:.0f} CPU-min", (p.labels, p.high), xytext=(0, 6), ha="center",
-                    textcoords="offset points", fontsize=7)
+    for i, start in enumerate(dict.fromkeys(p.start for p in points)):
+        line = [p for p in points if p.start == start]
+        errors = [[max(0.0, p.accuracy - p.low) for p in line], [max(0.0, p.high - p.accuracy) for p in line]]
+        base = start.removesuffix(WITH_UNLABELLED)
+        label = f"cnn from {START_NAMES.get(base, base)}" + (", with unlabelled images" if start != base else "")
+        bars = ax.errorbar([p.labels for p in line], [p.accuracy for p in line], yerr=errors, marker="o", capsize=3,
+                           label=label)
+        for p in line:  # each curve's minutes a line above the last's, in its colour
+            ax.annotate(f"{p.cpu_minutes:.0f} CPU-min", (p.labels, max(q.high for q in points if q.labels == p.labels)),
+                        xytext=(0, 6 + 9 * i), ha="center", textcoords="offset points", fontsize=7,
+                        color=bars.lines[0].get_color())
+    x = sorted({p.labels for p in points})
     if people is not None:
         ax.axhspan(people[1], people[2], color="0.85", zorder=0)
         ax.axhline(people[0], color="black", linestyle="--", label="people (all answers)")
@@ -190,10 +244,10 @@ def figure(points: Sequence[Point], people: tuple[float, float, float] | None) -
 
 
 def table(attack: Attack) -> list[list[str]]:
-    """The points as rows for the terminal: labels, accuracy [interval], CPU and wall minutes."""
-    rows = [[f"{p.labels:,}", f"{p.accuracy:.1%} [{p.low:.1%}, {p.high:.1%}]", f"{p.cpu_minutes:.1f}",
+    """The points as rows for the terminal: start, labels, accuracy [interval], CPU and wall minutes."""
+    rows = [[p.start, f"{p.labels:,}", f"{p.accuracy:.1%} [{p.low:.1%}, {p.high:.1%}]", f"{p.cpu_minutes:.1f}",
              f"{p.wall_minutes:.1f}", f"{p.validation:.1%}"] for p in attack.points]
     if attack.people is not None:
         a, low, high = attack.people
-        rows.append(["people", f"{a:.1%} [{low:.1%}, {high:.1%}]", "-", "-", "-"])
+        rows.append(["people", "-", f"{a:.1%} [{low:.1%}, {high:.1%}]", "-", "-", "-"])
     return rows

@@ -26,7 +26,8 @@ from bench.commands.common import FINITE, Bars, bars, default_workers
               help="Passes over the training items [default: 8 with --preset; with --dataset, from its size "
                    "(about 200,000 items seen), or as many as --minutes allows].")
 @click.option("--minutes", type=FINITE, default=None,
-              help="Time for the run: the schedule is fitted to it (from timed steps), and stops there at the latest.")
+              help="A budget of wall time, loading included: the learning rate follows the share of it spent, and "
+                   "the run ends within it, quiet machine or busy.")
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=FINITE, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -47,8 +48,15 @@ from bench.commands.common import FINITE, Bars, bars, default_workers
               help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from this checkpoint's weights (fine-tune; same --channels, --colour, --fit and --crop; input "
-                   "size, charset, --strided and --hidden may differ) [default with --dataset: the shipped general "
-                   "reader, where the model options allow].")
+                   "size, charset, --strided and --hidden may differ), or from ddddocr's published model: the word "
+                   "ddddocr (with --dataset) [default with --dataset: the shipped general reader, where the model "
+                   "options allow].")
+@click.option("--unlabelled", type=click.Path(path_type=Path), default=None,
+              help="With --dataset: a folder of the scheme's images without answers, learnt from by confident "
+                   "pseudo-labels in rounds (refused if it shares an image with the validation items).")
+@click.option("--freeze", type=FINITE, default=0.5, show_default=True,
+              help="With --init ddddocr: the share of the run that trains its LSTM and head on convolutional "
+                   "features computed once per image, before every layer trains.")
 @click.option("--from-scratch", is_flag=True, help="With --dataset: start from random weights, not the general reader.")
 @click.option("--mix", type=click.Path(path_type=Path), default=None,
               help="With --dataset: a second data set (generated images, say) whose items are added to every batch.")
@@ -59,8 +67,9 @@ from bench.commands.common import FINITE, Bars, bars, default_workers
 def train(preset: str, scheme: str | None, dataset: Path | None, out: Path, count: int | None, val_count: int, seed: int, epochs: float | None,
           minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
           width: int | None, channels: str | None, hidden: int | None, colour: bool | None, strided: bool | None,
-          fit: str | None, crop: bool | None, augment: bool | None, init: Path | None, from_scratch: bool, mix: Path | None,
-          mix_share: float, mix_count: int | None, resume: bool) -> None:
+          fit: str | None, crop: bool | None, augment: bool | None, init: Path | None, unlabelled: Path | None,
+          freeze: float, from_scratch: bool,
+          mix: Path | None, mix_share: float, mix_count: int | None, resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
@@ -75,8 +84,8 @@ def train(preset: str, scheme: str | None, dataset: Path | None, out: Path, coun
         config = TrainConfig(out=out, preset=None if dataset else preset, scheme=scheme, dataset=dataset, count=count,
                              val_count=val_count, seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size,
                              lr=lr, device=device, workers=workers, model=model, augment=augment, init=init,
-                             from_scratch=from_scratch, mix=mix,
-                             mix_share=mix_share, mix_count=mix_count)
+                             from_scratch=from_scratch, mix=mix, mix_share=mix_share, mix_count=mix_count, freeze=freeze,
+                             unlabelled=unlabelled)
         with bars() as shown:
             meta = run_training(config, resume=resume, progress=functools.partial(_report, shown))
     except ValueError as e:
@@ -91,8 +100,8 @@ def _report(shown: Bars, p: Any) -> None:
     if p.phase == "data":
         return shown("Rendering data", p.done, p.total)
     shown.close()
-    click.echo(f"step {p.done}/{p.total}  loss {p.loss:.3f}  validation exact {p.val_accuracy:.1%}  "
-               f"{p.seconds:.0f} s", err=True)
+    loss = "-" if p.loss is None else f"{p.loss:.3f}"  # None: the check before the first step
+    click.echo(f"step {p.done}/{p.total}  loss {loss}  validation exact {p.val_accuracy:.1%}  {p.seconds:.0f} s", err=True)
 
 
 @click.command()
@@ -101,34 +110,45 @@ def _report(shown: Bars, p: Any) -> None:
               help="Other labelled images to test on (answers the training never saw).")
 @click.option("--labels", default="250,1000,4000", show_default=True, metavar="N,N,...",
               help="Train on the first N images of --dataset, for each N.")
-@click.option("--minutes", type=FINITE, default=None, help="Time for each training run (the schedule fits it).")
+@click.option("--minutes", type=FINITE, default=None, help="Wall time for each training run, spent as train spends it.")
 @click.option("--epochs", type=FINITE, default=None, help="Passes over each subset [default: as train chooses].")
-@click.option("--init", type=click.Path(path_type=Path), default=None,
-              help="Start every run from this checkpoint [default: the shipped general reader, as train does].")
-@click.option("--from-scratch", is_flag=True, help="Start every run from random weights.")
+@click.option("--init", default="general", show_default=True, metavar="START,...",
+              help="Where each run starts, one curve each: scratch (random weights), general (the shipped general "
+                   "reader, as train does), ddddocr (its published model), or a checkpoint's path; comma-separated.")
+@click.option("--from-scratch", is_flag=True, help="The same as --init scratch.")
+@click.option("--unlabelled", type=click.Path(path_type=Path), default=None,
+              help="A folder of the scheme's images without answers (none of --test's): each start is measured "
+                   "without and with them, a second curve.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the models, test runs, attack.csv and attack.png [default: results/attack-<time>]; "
                    "the same --out and settings continue an interrupted attack.")
-def attack(dataset: Path, test: Path, labels: str, minutes: float | None, epochs: float | None, init: Path | None,
-           from_scratch: bool, seed: int, out: Path | None) -> None:
+def attack(dataset: Path, test: Path, labels: str, minutes: float | None, epochs: float | None, init: str,
+           from_scratch: bool, unlabelled: Path | None, seed: int, out: Path | None) -> None:
     """The attack-cost curve: how many labelled images, and CPU minutes, does the CNN need to read a scheme?
 
     \b
     Example: captcha-bench attack --dataset results/datasets/turingpass/train --test captchas/data/turingpass/humans --labels 250,1000 --minutes 3
     """
-    from bench.attack import CSV, FIGURE, run_attack, table
+    from bench.attack import CSV, FIGURE, cheapest, run_attack, table
     from bench.summary import format_table
 
     try:
         counts = [int(n) for n in labels.split(",")]
     except ValueError:
         raise click.ClickException(f"--labels {labels!r}: give comma-separated counts, e.g. 250,1000,4000") from None
+    if from_scratch and init not in ("general", "scratch"):
+        raise click.ClickException(f"--from-scratch and --init {init} contradict each other: give --init scratch,...")
+    starts = ["scratch"] if from_scratch else [s.strip() for s in init.split(",")]
     out = out or Path("results") / f"attack-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         with bars() as shown:
-            result = run_attack(dataset, test, out, counts, minutes, init, seed, epochs, shown, from_scratch)
+            result = run_attack(dataset, test, out, counts, minutes, starts, seed, epochs, shown, unlabelled)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    click.echo(format_table(["labels", "test accuracy [95% CI]", "CPU min", "wall min", "validation"], table(result)))
+    click.echo(format_table(["start", "labels", "test accuracy [95% CI]", "CPU min", "wall min", "validation"],
+                            table(result)))
+    said = cheapest(result)
+    if said:
+        click.echo(f"\n{said}")
     click.echo(f"\n{out / CSV}, {out / FIGURE}")

@@ -1,5 +1,5 @@
 """Training that needs no tuning: the input size from the data, the length of training from its
-size or from the minutes given, validation often enough to draw a curve, and plain words when the
+size (or the minutes given: schedule.py), validation often enough to draw a curve, and plain words when the
 model did not learn or was still learning when training stopped.
 
 Pure functions; train.py calls them where its options were left out.
@@ -19,6 +19,7 @@ from solvers.cnn.model import ink_box
 HEIGHT = 32  # input rows for a data set: glyphs of 20-30 rows, as the shipped presets have
 PIXELS_PER_CHARACTER = 16  # input columns per character of the longest answer, at least
 MAX_WIDTH = 320  # input columns, at most: 80 columns for CTC
+DDDDOCR_HEIGHT, DDDDOCR_STRIDE = 64, 8  # ddddocr's recognizer: 64 rows in, a column out per 8 (dddd.py)
 MODEL = {"channels": (16, 32, 64, 96), "hidden": 96}  # for data sets: the TuringPass weights' size
 SAMPLE = 300  # images whose ink is measured
 ITEMS_SEEN = 200_000  # without --epochs: about this many items are trained on, 3 to 60 epochs
@@ -29,10 +30,15 @@ RISING = 0.02  # validation gained at least this over the last quarter of the ru
 
 def geometry(images: Sequence[Image.Image], longest: int, given: dict[str, Any]) -> dict[str, Any]:
     """The model options for a data set, where `given` (the options set on the command line) leaves
-    them out. With neither height nor width given: crop to the ink, keep its aspect (padding), 32
+    them out. With ddddocr's recognizer (arch "ddddocr"): 64 rows and the whole image's median aspect,
+    as ddddocr resizes an image, with two columns per character at least. With neither height nor width given: crop to the ink, keep its aspect (padding), 32
     rows, and as many columns as the ink's median aspect asks, but at least 16 per character; and
     the TuringPass weights' size of model. With either given, nothing: the model's own defaults, as
     before this module."""
+    if given.get("arch") == "ddddocr":  # its 64 rows, the whole image as ddddocr reads it, aspect kept
+        aspect = statistics.median(im.width / max(1, im.height) for im in images) if images else 3.0
+        width = max(DDDDOCR_HEIGHT * aspect, DDDDOCR_STRIDE * (2 * longest + 1))
+        return {"height": DDDDOCR_HEIGHT, "width": min(MAX_WIDTH * 2, DDDDOCR_STRIDE * round(width / DDDDOCR_STRIDE))}
     if "height" in given or "width" in given:
         return {}
     chosen = {k: v for k, v in MODEL.items() if k not in given}
@@ -57,26 +63,12 @@ def epochs_for(items: int) -> float:
     return min(60.0, max(3.0, ITEMS_SEEN / max(1, items)))
 
 
-def steps_in(minutes: float, spent: float, step_seconds: float, eval_seconds: float, most: int | None) -> int:
-    """Training steps that fit in `minutes` (`spent` seconds of them gone already), with the validation
-    passes `eval_every` asks for and one more at the end, 3 % held back for the checkpoints; at most
-    `most` (from --epochs) where that is given."""
-    budget = 0.97 * minutes * 60.0 - spent
-    step_seconds = max(step_seconds, 1e-6)
-    steps = (budget - (CURVE + 1) * eval_seconds) / step_seconds  # ten passes, one every tenth of the run
-    if steps > CURVE * 250:  # a longer run validates every 250 steps
-        steps = (budget - eval_seconds) / (step_seconds + eval_seconds / 250)
-    steps = max(1, int(steps))
-    return min(steps, most) if most else steps
-
-
 def eval_every(total: int) -> int:
     """Steps between validation passes: every 250, or often enough for ten points on a shorter run."""
     return max(1, min(250, total // CURVE))
 
 
-def warnings(history: Sequence[dict[str, Any]], total: int, cut_short: bool, started: bool = False,
-             generated: bool = False) -> list[str]:
+def warnings(history: Sequence[dict[str, Any]], started: bool = False, generated: bool = False) -> list[str]:
     """What to say of a finished run, with the figures and what to try: empty when all looks well.
     `started`: the run began from other weights (--init, or the general reader); `generated`: it trained
     on items it rendered (a preset or scheme), which more time alone can multiply."""
@@ -97,7 +89,4 @@ def warnings(history: Sequence[dict[str, Any]], total: int, cut_short: bool, sta
         before = max(h["val_accuracy"] for h in early)
         said.append(f"validation was still rising when training stopped: {before:.1%} to {best:.1%} over the last "
                     f"quarter of the run. Train longer (more --minutes or --epochs), or continue with --init OUT")
-    if cut_short:
-        said.append(f"--minutes stopped training at step {last['step']} of {total}, before its learning rate had "
-                    "come down: give more --minutes, or fewer --epochs")
     return said

@@ -13,7 +13,8 @@ from solvers.cnn.data import VAL_SEED_OFFSET
 def model_card(meta: dict[str, Any], command: str) -> str:
     """The training half of a model card (markdown); evaluation figures are added by whoever measures them."""
     best = max(meta["history"], key=lambda h: h["val_accuracy"])
-    rows = "\n".join(f"| {h['step']} | {h['seconds']:.0f} | {h['loss']:.3f} | {h['val_accuracy']:.1%} |" for h in meta["history"])
+    rows = "\n".join(f"| {h['step']} | {h['seconds']:.0f} | {'-' if h['loss'] is None else format(h['loss'], '.3f')} | "
+                     f"{h['val_accuracy']:.1%} |" for h in meta["history"])  # loss None: the check before step 1
     data = meta["data"]
     source = (f"data set `{data['dataset']}`" if data["dataset"] else f"preset `{meta['preset']}`, fresh items"
               if meta["preset"] else f"scheme `{data.get('scheme')}`, fresh items")
@@ -40,7 +41,16 @@ def model_card(meta: dict[str, Any], command: str) -> str:
         folded += (f"\n- Every batch also held {mix['per_batch']} items drawn from `{mix['dataset']}` (its first "
                    f"{mix['items']:,} items, data sha256 `{mix['sha256'][:16]}...`; {mix['share']:.0%} of each batch)")
     init = meta.get("init")
-    if init:
+    if init and "ddddocr" in init:  # --init ddddocr
+        folded += (f"\n- Started from ddddocr {init['ddddocr']}'s published recognizer, `{init['path']}` (sha256 "
+                   f"`{init['sha256'][:16]}...`), its head cut to this charset; the checkpoint stores the tensors that "
+                   "differ from it and refuses to load over another. ddddocr (by sml2h3) is under the MIT License, "
+                   "\"Copyright © 2022 <copyright holders>\" as its LICENSE reads; the notice goes with any copy of "
+                   "its weights")
+        if init.get("fresh"):
+            folded += f"; started from random weights: {', '.join(init['fresh'])}"
+        folded += "\n"
+    elif init:
         data0 = init["data"] or {}
         folded += (f"\n- Started from `{init['path']}` (sha256 `{init['sha256'][:16]}...`: {data0.get('train_items') or 0:,} "
                    f"items of seed {data0.get('seed', '?')}, best validation {init['val_accuracy']:.1%}; its own model card "

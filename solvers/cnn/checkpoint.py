@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from captchas import dataset as ds
 from solvers.cnn.data import answer_lengths
 from solvers.cnn.model import CaptchaNet, CNNConfig
 
 if TYPE_CHECKING:
-    from solvers.cnn.train import TrainConfig
+    from solvers.cnn.config import TrainConfig
 
 CHECKPOINT_FORMAT = 1
 
@@ -43,10 +44,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
+def save(cfg: TrainConfig, model: nn.Module, model_cfg: CNNConfig, preset: str | None, case_sensitive: bool,
           folded: bool, data_hash: str, n_train: int, n_val: int, history: list[dict[str, Any]], device: torch.device,
           started_from: dict[str, Any] | None = None, lengths: tuple[int, int] | None = None,
-          mixed: dict[str, Any] | None = None, described: dict[str, Any] | None = None) -> dict[str, Any]:
+          mixed: dict[str, Any] | None = None, described: dict[str, Any] | None = None,
+          tensors: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Write the checkpoint atomically; return its metadata. `tensors`: what it stores where not the whole
+    state_dict (a ddddocr-based model stores the layers that differ from ddddocr's: dddd.changed), with
+    `init` naming the base they go on (its sha256 is checked when it loads)."""
     import PIL
 
     meta = {
@@ -66,7 +71,9 @@ def save(cfg: TrainConfig, model: CaptchaNet, model_cfg: CNNConfig, preset: str 
         "versions": {"torch": str(torch.__version__), "pillow": PIL.__version__, "python": platform.python_version()},
         "hardware": f"{device.type}: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
     }
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = tensors if tensors is not None else {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if tensors is not None:
+        meta["base"] = started_from
     tmp = Path(str(cfg.out) + ".tmp")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     torch.save({**meta, "state_dict": state}, tmp)
@@ -80,6 +87,49 @@ def annotate(path: Path, **fields: Any) -> None:
     tmp = Path(str(path) + ".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def network(state: dict[str, Any], name: str) -> nn.Module:
+    """The trained network of a checkpoint's `state` (load_checkpoint), in eval mode."""
+    config = CNNConfig.from_dict(state["config"])
+    if config.arch == "ddddocr":
+        from solvers.cnn import dddd
+
+        return dddd.load(config, state, name)
+    model = CaptchaNet(config)
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
+def check_export(path: Path, x_val: torch.Tensor, count: int = 512) -> dict[str, Any]:
+    """Read up to `count` validation items (uint8 pixels) with the checkpoint at `path` in PyTorch and
+    through its ONNX graph in ONNX Runtime, as the solver would, and record in the checkpoint how many
+    answers differ (`export`). Users of ddddocr's own trainer report models at 93-98 % in training that
+    read "" once exported (ddddocr issues #285 and #303): a graph that reads otherwise is caught here,
+    and the solver refuses it (`exported`). Nothing is checked where ONNX Runtime is not installed."""
+    from solvers.cnn import runtime
+    from solvers.cnn.model import decode, for_inference
+
+    if not runtime.available():
+        return {}
+    state = load_checkpoint(path)
+    fast = for_inference(network(state, path.name))
+    x = x_val[:count].float().div(255.0).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        theirs = [a for k in range(0, len(x), 128) for a in decode(fast(x[k : k + 128]), state["charset"])]
+    session = runtime.Session(fast)
+    ours = [a for k in range(0, len(x), 128) for a in decode(session(x[k : k + 128]), state["charset"])]
+    record = {"items": len(x), "differ": sum(a != b for a, b in zip(theirs, ours)), "runtime": runtime.version()}
+    annotate(path, export=record)
+    return record
+
+
+def exported(state: dict[str, Any], name: str) -> None:
+    """Refuse, with the figures, a checkpoint whose ONNX graph read its validation items otherwise (check_export)."""
+    record = state.get("export") or {}
+    if record.get("differ"):
+        raise ValueError(f"checkpoint {name}: its ONNX graph read {record['differ']} of {record['items']} validation items "
+                         "otherwise than PyTorch did when it was trained: read it with -o engine=torch, and report it")
 
 
 def initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path, folded: bool = False) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,7 +25,7 @@ from solvers.cnn import auto
 from solvers.cnn.model import CNNConfig, input_bytes, stack
 
 if TYPE_CHECKING:
-    from solvers.cnn.train import TrainConfig
+    from solvers.cnn.config import TrainConfig
 
 VAL_SEED_OFFSET = 1_000_003  # validation items come from seed + this: never the training stream
 PROBE_SEED_OFFSET = 2_000_003  # items rendered only to time rendering, from seed + this
@@ -237,3 +238,62 @@ def load_mix(cfg: TrainConfig, model_cfg: CNNConfig, folding: bool) -> Mix:
     about = {"dataset": str(cfg.mix), "sha256": data.hash, "items": len(answers), "share": cfg.mix_share,
              "per_batch": per_batch}
     return Mix(x, list(flat.split(sizes.tolist())), per_batch, about)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
+
+
+def unlabelled_files(folder: Path, barred: dict[str, str]) -> list[tuple[str, bytes]]:
+    """The image files of `folder` (a plain folder of images, or a data set, whose answers are ignored), name
+    and bytes, each read as a data set's file is (a regular file). `barred` maps image sha256s that must not
+    be among them (the test set's, the validation items') to what they are: any shared image is refused,
+    named, since an unlabelled copy of a test item would leak it into training."""
+    if not folder.is_dir():
+        raise ValueError(f"--unlabelled {folder} is not a folder: give a folder of images (or a data set)")
+    if (folder / ds.MANIFEST).is_file():
+        scraped = ds.read_dataset(folder)
+        blobs = [(s.file, ds.checked_bytes(scraped.path, s.id, s.file, s.sha256)) for s in scraped.samples]
+    else:
+        blobs = []
+        for p in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                blobs.append((p.name, ds.regular_bytes(p)))
+            except ds.NotRegularFile as e:
+                raise ValueError(f"--unlabelled: {p.name} is {e.what}: give regular image files") from None
+    if not blobs:
+        raise ValueError(f"--unlabelled {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}): give a folder of "
+                         "images of the same scheme")
+    shared = [(name, barred[h]) for name, blob in blobs if (h := ds.sha256_bytes(blob)) in barred]
+    if shared:
+        name, what = shared[0]
+        raise ValueError(f"--unlabelled {folder} shares {len(shared)} image(s) with the items training must not see "
+                         f"({name} is {what}): remove them; unlabelled images must never include test items")
+    return blobs
+
+
+def unlabelled_for(cfg: TrainConfig, config: CNNConfig | None) -> torch.Tensor | None:
+    """cfg.unlabelled's images: what an attacker scrapes for free, as model input for `config` (fully decoded,
+    within the pixel limit). Refused where any is a validation item of cfg.dataset or an item of
+    cfg.held_out (the test set an attack measures on). None without --unlabelled; with `config` None, the
+    files are checked and nothing is decoded."""
+    if cfg.unlabelled is None:
+        return None
+    barred: dict[str, str] = {}
+    if cfg.dataset is not None:
+        data = ds.read_dataset(cfg.dataset)
+        items = data.samples[: cfg.limit] if cfg.limit else data.samples
+        barred.update({s.sha256: f"validation item {s.id} of {data.path}" for s in items[: max(1, len(items) // 10)]})
+    if cfg.held_out is not None:
+        test = ds.read_dataset(cfg.held_out)
+        barred.update({s.sha256: f"test item {s.id} of {test.path}" for s in test.samples})
+    blobs = unlabelled_files(cfg.unlabelled, barred)
+    if config is None:
+        return None
+    images = []
+    for name, blob in blobs:
+        try:
+            image = ds.decode_image(blob)
+        except ds.ImageError as e:
+            raise ValueError(f"--unlabelled: {name} is {e}") from None
+        images.append(input_bytes(image if image.mode in ("RGB", "L") else image.convert("RGB"), config))
+    return stack(images, config)

@@ -27,6 +27,7 @@ class CNNConfig:
     strided: bool = False  # first stage: one stride-2 convolution instead of a convolution then 2x2 max pooling
     fit: str = "stretch"  # image to input: "stretch" resizes to width x height; "pad" keeps the aspect, pads with the background
     crop: bool = False  # first crop the image to its ink's bounding box (ink_box): for text in a band of a larger image
+    arch: str = "crnn"  # "crnn": CaptchaNet; "ddddocr": ddddocr's recognizer (dddd.py: 64 rows, channels and hidden fixed)
 
     @property
     def planes(self) -> int:
@@ -36,7 +37,7 @@ class CNNConfig:
     @property
     def steps(self) -> int:
         """Columns the GRU reads: the most characters CTC can emit is about half of this."""
-        return self.width // 4
+        return self.width // (8 if self.arch == "ddddocr" else 4)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "channels": list(self.channels)}
@@ -44,6 +45,19 @@ class CNNConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CNNConfig:
         return cls(**{**d, "channels": tuple(d["channels"])})
+
+
+ARCHES = ("crnn", "ddddocr")
+
+
+def build(config: CNNConfig) -> nn.Module:
+    """The untrained network a config describes: CaptchaNet, or ddddocr's recognizer with a head of the
+    config's charset (random; dddd.start gives it ddddocr's weights)."""
+    if config.arch == "ddddocr":
+        from solvers.cnn.dddd import DdddNet  # onnx is read only when ddddocr's weights are
+
+        return DdddNet(len(config.charset) + 1)
+    return CaptchaNet(config)
 
 
 class CaptchaNet(nn.Module):
@@ -73,16 +87,19 @@ class CaptchaNet(nn.Module):
         return self.head(y)  # (B, T, classes): logits
 
 
-def for_inference(model: CaptchaNet) -> CaptchaNet:
+def for_inference(model: nn.Module) -> nn.Module:
     """An eval-mode copy that computes the same function faster on CPU: each BatchNorm folded into
     the convolution before it, each max pooling moved before its ReLU (the same numbers, since ReLU
     keeps order, on a quarter of the values) and, where its windows are 2x2 or 2x1, done by
     PairwiseMax; Identity layers dropped, and parameters in NHWC (channels_last) layout, where
     oneDNN's convolution is quickest. Feed it `preprocess(...)` output, which is NHWC too. The copy
-    has no BatchNorm modules, so its state_dict is not a checkpoint's: save the original."""
+    has no BatchNorm modules, so its state_dict is not a checkpoint's: save the original. ddddocr's
+    recognizer has nothing to fold: an eval-mode NHWC copy."""
     import copy
 
     fast = copy.deepcopy(model).eval()
+    if not isinstance(fast, CaptchaNet):
+        return fast.to(memory_format=torch.channels_last)
     folded: list[nn.Module] = []
     for layer in fast.features:
         if isinstance(layer, nn.BatchNorm2d) and folded and isinstance(folded[-1], nn.Conv2d):

@@ -30,9 +30,19 @@ def available() -> bool:
     return True
 
 
-def to_onnx(fast: CaptchaNet) -> bytes:
+def version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
+def to_onnx(fast: nn.Module) -> bytes:
     """The serialized ONNX model of an inference copy (`for_inference`): input "x" (B, C, H, W),
-    output "logits" (B, T, classes)."""
+    output "logits" (B, T, classes). ddddocr's recognizer is written by dddd.to_onnx."""
+    if not isinstance(fast, CaptchaNet):
+        from solvers.cnn import dddd
+
+        return dddd.to_onnx(fast, OPSET)  # type: ignore[arg-type]
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -105,7 +115,7 @@ class Session:
     """An ONNX Runtime session of one model, one thread per call: callers run chunks side by side
     from their own threads (a session may be run from several threads at once)."""
 
-    def __init__(self, fast: CaptchaNet) -> None:
+    def __init__(self, fast: nn.Module) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
