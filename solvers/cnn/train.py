@@ -236,7 +236,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         if budget is not None:
             lr, beta = schedule.one_cycle(budget.fraction(step + 1, took), cfg.lr)  # where this step will end
             for group in optimizer.param_groups:
-                group["lr"], group["betas"] = lr * group["scale"], (beta, group["betas"][1])
+                group["lr"], group["betas"] = lr * group.get("scale", 1.0), (beta, group["betas"][1])
         k = (step % per_epoch) * cfg.batch_size
         if threads is not None:
             threads.before()
