@@ -67,7 +67,7 @@ def model_card(meta: dict[str, Any], command: str) -> str:
 - Command: `{command}`
 - Data: {source}, seed {data['seed']}: {data['train_items']:,} training items, {data['val_items']:,} validation items
   ({held_out}, never trained on); data sha256 `{data['sha256'][:16]}...`{folded}
-- Model: {meta['config']}
+- Model: {_model(meta['config'])}
 - Hardware: {meta['hardware']}; versions: {meta['versions']}
 - Best validation exact match: **{best['val_accuracy']:.1%}** at step {best['step']}, {best['seconds']:.0f} s of wall time
   (data rendering included)
@@ -86,3 +86,10 @@ def write_card(out: Path, meta: dict[str, Any], command: str) -> str:
     best = max(meta["history"], key=lambda h: h["val_accuracy"])
     return (f"best validation exact match {best['val_accuracy']:.1%} at step {best['step']} "
             f"({best['seconds']:.0f} s); checkpoint {out}, model card {out.with_suffix('.md')}")
+
+
+def _model(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the card shows it: ddddocr's recognizer has its own layers, not CaptchaNet's channels and GRU."""
+    if config.get("arch") == "ddddocr":
+        return {k: v for k, v in config.items() if k not in ("channels", "hidden", "colour", "strided")}
+    return config
