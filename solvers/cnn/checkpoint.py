@@ -9,6 +9,7 @@ import pickle
 import platform
 from dataclasses import asdict
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -174,7 +175,7 @@ def fits(model_cfg: CNNConfig, config: dict[str, Any]) -> bool:
     return theirs == {k: v for k, v in model_cfg.to_dict().items() if k not in FREE}
 
 
-def _head_rows(theirs: str, ours: str, folded: bool) -> dict[int, list[int]]:
+def _head_rows(theirs: Sequence[str], ours: str, folded: bool) -> dict[int, list[int]]:
     """Our head's classes (blank 0, character i at i + 1) mapped to the checkpoint's classes that write
     the same character, or (`folded`, or where it writes only the other case) the same letter in either
     case; characters it does not write are left out."""

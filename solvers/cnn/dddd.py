@@ -186,13 +186,13 @@ def keep_rows(net: DdddNet, rows: Sequence[Sequence[int]]) -> DdddNet:
 
 
 def head_rows(classes: Sequence[str], charset: str, folded: bool) -> list[list[int]]:
-    """For the blank and each character of `charset`, ddddocr's classes that write it: the same character
-    or, where `folded` (or where it has only the other case), the letter in either case."""
-    rows = [[0]]
-    for c in charset:
-        either = [k for k, t in enumerate(classes) if k and t.casefold() == c.casefold()]
-        rows.append(either if folded else [k for k, t in enumerate(classes) if k and t == c] or either)
-    return rows
+    """For the blank and each character of `charset`, ddddocr's classes that write it (none: []), by the
+    rule `--init CHECKPOINT` keeps rows by (checkpoint._head_rows): the same character or, where `folded`
+    (or where it has only the other case), the letter in either case."""
+    from solvers.cnn.checkpoint import _head_rows
+
+    rows = _head_rows(classes[1:], charset, folded)
+    return [rows.get(k, []) for k in range(len(charset) + 1)]
 
 
 def version() -> str:

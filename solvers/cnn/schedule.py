@@ -75,10 +75,6 @@ class Budget:
             spent = max(spent, step / self.steps)
         return min(1.0, max(0.0, spent))
 
-    def left(self) -> float:
-        """Seconds to the deadline."""
-        return self.deadline - self.clock()
-
 
 class Threads:
     """Training's CPU threads, chosen by timing the run's own steps, again at every tenth of the budget.

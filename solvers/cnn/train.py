@@ -197,7 +197,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
                     "jitter": jitter.get_state(), "mixing": mixing.get_state(), "permutation": permutation, "step": step,
                     "best": best, "history": history, "seconds": seconds, "total": total, "count": cfg.count,
                     "trained": budget.trained() if budget is not None else None, "pseudo": pseudo,
-                    "fraction": fraction if budget is not None else step / max(1, total),
+                    "fraction": done(),
                     "rounds": loaded.described.get("unlabelled", {}).get("rounds", [])}, last)
         if budget is not None:
             budget.measured(clock() - began)
@@ -210,9 +210,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         threads.check()
     cache: dict[str, torch.Tensor] = {}  # the trunk's features of every item, while it is frozen (dddd.py)
 
+    def done() -> float:
+        """The share of the run done: of the budget, or of the steps."""
+        return fraction if budget is not None else step / max(1, total)
+
     def frozen() -> bool:
         """Whether this step trains ddddocr's LSTM and head only; the trunk is (un)frozen to match."""
-        now = base is not None and (fraction if budget is not None else step / max(1, total)) < cfg.freeze
+        now = base is not None and done() < cfg.freeze
         if now and not cache:
             for p in model.convs.parameters():  # type: ignore[union-attr]
                 p.requires_grad_(False)
@@ -264,9 +268,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
             validate()
             if threads is not None:
                 threads.check()
-        share = fraction if budget is not None else step / max(1, total)
-        if rounds and share >= rounds[0] and unlabelled is not None:  # a round of pseudo-labels (PSEUDO_ROUNDS)
-            while rounds and share >= rounds[0]:
+        if rounds and done() >= rounds[0] and unlabelled is not None:  # a round of pseudo-labels (PSEUDO_ROUNDS)
+            while rounds and done() >= rounds[0]:
                 rounds.pop(0)
             answers, sure = _read(model, unlabelled, device, written, cache.get("unlabelled"))
             kept = [i for i, (a, c) in enumerate(zip(answers, sure)) if c >= CONFIDENT and a]
