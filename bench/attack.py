@@ -1,7 +1,7 @@
 """The attack-cost curve: how many labelled images, and how many CPU minutes, break a scheme.
 
 `run_attack` trains the CNN on growing subsets of a labelled data set (its first N items), each run
-with the same settings, from each starting point asked for (random weights, the general reader,
+with the same settings, from each starting point asked for (random weights, the general CNN,
 ddddocr's published model, or a checkpoint), and tests every model on the same test set, beside the
 people where the test set has recorded answers. Each point is written as it finishes
 (`attack.csv`), so an interrupted attack resumes where it stopped; `attack.json` holds the request
@@ -31,7 +31,7 @@ REQUEST = "attack.json"
 FIGURE = "attack.png"
 LABELS = (250, 1000, 4000)
 WITH_UNLABELLED = "+unlabelled"  # a start's second curve, trained with --unlabelled too
-STARTS = ("scratch", "general", "ddddocr")  # random weights; the shipped general reader (train's default); ddddocr's model
+STARTS = ("scratch", "general", "ddddocr")  # random weights; the shipped general CNN (train's default); ddddocr's model
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Attack:
 
 
 Progress = Callable[[str, int, int], None]  # (label, done, total)
-START_NAMES = {"scratch": "random weights", "general": "the general reader", "ddddocr": "ddddocr's model"}
+START_NAMES = {"scratch": "random weights", "general": "the general CNN", "ddddocr": "ddddocr's model"}
 
 
 def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABELS, minutes: float | None = None,

@@ -74,9 +74,12 @@ def test_case_insensitive_sets_read_a_letters_two_cases_as_one() -> None:
 
 def test_a_set_that_names_no_preset_reads_with_the_general_reader(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    assert cnn_plan.plan("", "").checkpoint == cnn_plan.WEIGHTS / "general.pt"
+    assert cnn_plan.plan("", "").checkpoint == Path("ddddocr")  # general.cascade.json: ddddocr's recognizer, the word
     assert cnn_plan.plan("", "medium").checkpoint == cnn_plan.WEIGHTS / "medium.pt"
     monkeypatch.setattr(cnn_plan, "WEIGHTS", tmp_path)
+    (tmp_path / "general.pt").write_bytes(b"")
+    assert cnn_plan.plan("", "").checkpoint == tmp_path / "general.pt"  # no cascade file: the general.pt it names
+    (tmp_path / "general.pt").unlink()
     monkeypatch.setattr(cnn_solver, "WEIGHTS", tmp_path)
     with pytest.raises(ValueError, match=r"no general reader shipped \(general.pt\): train it as docs/cnn.md shows"):
         cnn_solver.CNNSolver()

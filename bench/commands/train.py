@@ -15,7 +15,7 @@ from bench.commands.common import FINITE, Bars, bars, default_workers
 
 @click.command()
 @click.option("--preset", default="medium", show_default=True, help="Train on fresh items of this preset...")
-@click.option("--scheme", default=None, help="...or of this scheme (`mixed`: the general reader's broad mix)...")
+@click.option("--scheme", default=None, help="...or of this scheme (`mixed`: the general CNN's broad mix)...")
 @click.option("--dataset", type=click.Path(path_type=Path), default=None, help="...or on this data set folder.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint to write (the best so far).")
 @click.option("--count", type=int, default=None,
@@ -49,7 +49,7 @@ from bench.commands.common import FINITE, Bars, bars, default_workers
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from this checkpoint's weights (fine-tune; same --channels, --colour, --fit and --crop; input "
                    "size, charset, --strided and --hidden may differ), or from ddddocr's published model: the word "
-                   "ddddocr (with --dataset) [default with --dataset: the shipped general reader, where the model "
+                   "ddddocr (with --dataset) [default with --dataset: the shipped general CNN, where the model "
                    "options allow].")
 @click.option("--unlabelled", type=click.Path(path_type=Path), default=None,
               help="With --dataset: a folder of the scheme's images without answers, learnt from by confident "
@@ -57,7 +57,7 @@ from bench.commands.common import FINITE, Bars, bars, default_workers
 @click.option("--freeze", type=FINITE, default=0.5, show_default=True,
               help="With --init ddddocr: the share of the run that trains its LSTM and head on convolutional "
                    "features computed once per image, before every layer trains.")
-@click.option("--from-scratch", is_flag=True, help="With --dataset: start from random weights, not the general reader.")
+@click.option("--from-scratch", is_flag=True, help="With --dataset: start from random weights, not the general CNN.")
 @click.option("--mix", type=click.Path(path_type=Path), default=None,
               help="With --dataset: a second data set (generated images, say) whose items are added to every batch.")
 @click.option("--mix-share", type=FINITE, default=0.25, show_default=True,
@@ -114,7 +114,7 @@ def _report(shown: Bars, p: Any) -> None:
 @click.option("--epochs", type=FINITE, default=None, help="Passes over each subset [default: as train chooses].")
 @click.option("--init", default="general", show_default=True, metavar="START,...",
               help="Where each run starts, one curve each: scratch (random weights), general (the shipped general "
-                   "reader, as train does), ddddocr (its published model), or a checkpoint's path; comma-separated.")
+                   "CNN, where train starts), ddddocr (its published model), or a checkpoint's path; comma-separated.")
 @click.option("--from-scratch", is_flag=True, help="The same as --init scratch.")
 @click.option("--unlabelled", type=click.Path(path_type=Path), default=None,
               help="A folder of the scheme's images without answers (none of --test's): each start is measured "

@@ -70,7 +70,7 @@ def eval_every(total: int) -> int:
 
 def warnings(history: Sequence[dict[str, Any]], started: bool = False, generated: bool = False) -> list[str]:
     """What to say of a finished run, with the figures and what to try: empty when all looks well.
-    `started`: the run began from other weights (--init, or the general reader); `generated`: it trained
+    `started`: the run began from other weights (--init, or the general CNN); `generated`: it trained
     on items it rendered (a preset or scheme), which more time alone can multiply."""
     if not history:
         return []

@@ -34,6 +34,20 @@ def model_card(meta: dict[str, Any], command: str) -> str:
         folded += f"\n- Images: median {shape[0]}x{shape[1]} pixels" + (f", scheme `{data['scheme']}`" if data.get("scheme") else "")
     if chosen:
         folded += f"\n- Chosen from the data, not given: {', '.join(f'`{k}`' for k in chosen)}"
+    frozen = [h for h in meta["history"] if h.get("frozen")]
+    if frozen and frozen[-1] is not meta["history"][-1]:
+        folded += (f"\n- The trunk was frozen (its features computed once) to step {frozen[-1]['step']}, "
+                   f"{frozen[-1]['seconds']:.0f} s; then every layer trained")
+    elif frozen:
+        folded += "\n- The trunk stayed frozen, as ddddocr ships it (its features computed once); the LSTM and head trained"
+    stored, export = meta.get("compact") or {}, meta.get("export") or {}
+    if stored:
+        folded += (f"\n- Stored in {stored['dtype']}: the float16 copy read {stored['items']:,} validation items "
+                   + ("exactly as the float32 model did" if not stored["differ"] else
+                      f"otherwise in {stored['differ']}, so the weights stay float32"))
+    if export:
+        folded += (f"\n- Export check: ONNX Runtime {export['runtime']} read {export['items']:,} validation items "
+                   + ("as PyTorch did" if not export["differ"] else f"otherwise in {export['differ']}: refused"))
     for line in meta.get("warnings") or ():
         folded += f"\n- **Warning:** {line}"
     mix = meta.get("mix")

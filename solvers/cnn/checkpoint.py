@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from solvers.cnn.config import TrainConfig
 
 CHECKPOINT_FORMAT = 1
+SHIPPABLE = 15_000_000  # bytes: the most a weights file may weigh; a heavier one is stored in float16 where that reads
+# the same (compact): a ddddocr-based model's LSTM and head are 17 MB in float32
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -125,6 +127,35 @@ def check_export(path: Path, x_val: torch.Tensor, count: int = 512) -> dict[str,
     return record
 
 
+def compact(path: Path, x_val: torch.Tensor, count: int = 512) -> dict[str, Any]:
+    """Where the checkpoint at `path` weighs more than SHIPPABLE, store its weights in float16 if that copy
+    reads up to `count` validation items (uint8 pixels) exactly as the float32 one does, answer for
+    answer; else keep float32. Either way record it (`compact`: items read, answers that differ, the
+    dtype kept). Weights load back into float32 layers, so only the rounding differs. Nothing is done,
+    and {} returned, for a lighter file."""
+    from solvers.cnn.model import decode, for_inference
+
+    if path.stat().st_size <= SHIPPABLE:
+        return {}
+    state = load_checkpoint(path)
+    halved = {**state, "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()}}
+    x = x_val[:count].float().div(255.0).contiguous(memory_format=torch.channels_last)
+    read = []
+    for version in (state, halved):
+        fast = for_inference(network(version, path.name))
+        with torch.inference_mode():
+            read.append([a for k in range(0, len(x), 128) for a in decode(fast(x[k : k + 128]), state["charset"])])
+    differ = sum(a != b for a, b in zip(*read))
+    record = {"items": len(x), "differ": differ, "dtype": "float32" if differ else "float16"}
+    if differ:
+        annotate(path, compact=record)
+    else:
+        tmp = Path(str(path) + ".tmp")
+        torch.save({**halved, "compact": record}, tmp)
+        tmp.replace(path)
+    return record
+
+
 def exported(state: dict[str, Any], name: str) -> None:
     """Refuse, with the figures, a checkpoint whose ONNX graph read its validation items otherwise (check_export)."""
     record = state.get("export") or {}
@@ -189,7 +220,7 @@ def _head_rows(theirs: Sequence[str], ours: str, folded: bool) -> dict[int, list
 
 
 def general_start(model_cfg: CNNConfig) -> Path | None:
-    """The shipped general reader, where a run of `model_cfg` can start from it; else None."""
+    """The shipped general CNN (general.pt, no longer the general reader: plan.py), where a run of `model_cfg` can start from it; else None."""
     from solvers.cnn.plan import GENERAL, shipped
 
     path = shipped(GENERAL)

@@ -12,10 +12,11 @@ from typing import Any
 from captchas import output
 from solvers.cnn.dddd import HEIGHT
 from solvers.cnn.model import ARCHES, FITS
+from solvers.cnn.plan import DDDDOCR
 
 PSEUDO_ROUNDS = (0.4, 0.7)  # with --unlabelled: at these shares of the run, the model labels the unlabelled images ...
 CONFIDENT = 0.9  # ... and those whose weakest character it is this sure of join the training items, until the next round
-DDDDOCR = "ddddocr"  # --init's word for ddddocr's published recognizer (dddd.py); a checkpoint so named: ./ddddocr
+# DDDDOCR: --init's word for ddddocr's published recognizer (dddd.py), as -o checkpoint's (plan.py)
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class TrainConfig:
 
     out: Path  # the best checkpoint goes here; `out` + ".last" holds the resumable state
     preset: str | None = "medium"  # train on fresh items of this preset (of the image scheme), or
-    scheme: str | None = None  # of this scheme (`mixed`: the general reader's), or
+    scheme: str | None = None  # of this scheme (`mixed`: the general CNN's), or
     dataset: Path | None = None  # on this data set folder (its first 10 % become validation)
     count: int | None = None  # training items to generate (preset mode); None: 60,000, or what --minutes allows
     val_count: int = 1_000  # validation items (preset mode)
@@ -42,8 +43,8 @@ class TrainConfig:
     augment: bool | None = None  # random affine, polarity and contrast per item; None: on for --dataset only
     init: Path | None = None  # start from this checkpoint's weights (fine-tuning; "ddddocr": ddddocr's model, model arch
     # "ddddocr"); see initialise for what may differ;
-    # None with a data set: the shipped general reader where the model options allow (general_start)
-    from_scratch: bool = False  # with a data set and no init: random weights, not the general reader
+    # None with a data set: the shipped general CNN (general.pt) where the model options allow (general_start)
+    from_scratch: bool = False  # with a data set and no init: random weights, not the general CNN
     mix: Path | None = None  # with `dataset`: a second data set (generated, say) whose items are added to every batch
     mix_share: float = 0.25  # the share of each batch's items that come from `mix`; the real items per batch stay batch_size
     mix_count: int | None = None  # read only the first this many of `mix`'s items (all: None)

@@ -107,6 +107,9 @@ def charset() -> list[str]:
     return manager.get_charset()
 
 
+_classes = charset  # for functions whose argument is called charset
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -193,6 +196,56 @@ def head_rows(classes: Sequence[str], charset: str, folded: bool) -> list[list[i
 
     rows = _head_rows(classes[1:], charset, folded)
     return [rows.get(k, []) for k in range(len(charset) + 1)]
+
+
+NATIVE = "native"  # a CNNConfig fit: each image resized to 64 rows, its aspect kept, as ddddocr reads; read only
+
+
+def native_input(image: Any) -> torch.Tensor:
+    """(1, 1, 64, W) in [0, 1]: the image as ddddocr feeds its recognizer (Lanczos to 64 rows, aspect kept
+    and the width rounded down, then grey)."""
+    from PIL import Image
+
+    width = max(1, int(image.size[0] * (HEIGHT / image.size[1])))
+    grey = image.resize((width, HEIGHT), Image.Resampling.LANCZOS).convert("L")
+    return torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(1, 1, HEIGHT, width).float().div_(255.0)
+
+
+def read_native(model: Any, images: Sequence[Any], device: Any) -> torch.Tensor:
+    """(B, T, classes) logits of `model` for images read each at its own width (native_input), on the CPU.
+    Images of one width go through together; an item with fewer columns than the widest is padded with
+    columns that are surely blank (log-probability 0 for the blank, minus infinity for the rest), which
+    change neither its greedy answer nor how sure it is."""
+    inputs = [native_input(image) for image in images]
+    by_width: dict[int, list[int]] = {}
+    for k, x in enumerate(inputs):
+        by_width.setdefault(x.shape[3], []).append(k)
+    read: dict[int, torch.Tensor] = {}
+    for keys in by_width.values():
+        logits = model(torch.cat([inputs[k] for k in keys]).to(device)).cpu()
+        read.update(zip(keys, logits))
+    steps = max(r.shape[0] for r in read.values())
+    out = torch.full((len(inputs), steps, next(iter(read.values())).shape[1]), -torch.inf)
+    out[:, :, 0] = 0.0
+    for k, logits in read.items():
+        out[k, : logits.shape[0]] = logits.log_softmax(-1)
+    return out
+
+
+def reader(charset: str, case_sensitive: bool) -> tuple[DdddNet, str]:
+    """ddddocr's float recognizer, untrained, as a reader for a data set of `charset` (either case of a
+    letter where `case_sensitive` is False; digits and both cases where the set declares none, as the
+    general CNN writes): its head cut to those classes, which the logits then list in ddddocr's order,
+    and the characters they write. Read with read_native, it answers as the `ddddocr` solver does with
+    beta=True, hold=argmax."""
+    import string
+
+    from solvers.ddddocr import allowed
+
+    classes = _classes()
+    keep = allowed(classes, charset or string.digits + string.ascii_letters, case_sensitive).tolist()
+    net = keep_rows(from_onnx(), [[k] for k in keep])
+    return net, "".join(classes[k] for k in keep[1:])
 
 
 def version() -> str:

@@ -16,7 +16,9 @@ ENGINES = ("auto", "torch", "onnxruntime")  # auto: ONNX Runtime on the CPU wher
 MERGES = ("vote", "mean")  # how an image's readings become one answer: their answers vote, or their probabilities average
 
 
-GENERAL = "general"  # the general reader, pre-trained on the `mixed` scheme: the weights for sets that name no preset
+GENERAL = "general"  # the general reader: what reads a set that names no preset (general.cascade.json says which weights)
+DDDDOCR = "ddddocr"  # as a checkpoint: ddddocr's float recognizer, untrained, held to the set's characters and read as
+# ddddocr reads (dddd.reader); a file so named is given by its absolute path
 
 
 def shipped(preset: str) -> Path:
@@ -59,9 +61,9 @@ def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: 
         files = [named["checkpoint"]] if isinstance(named["checkpoint"], str) else named["checkpoint"]
         if threshold is not None and "fallback" not in named:
             raise ValueError(f"preset {preset!r} reads without a fallback: drop threshold, or give -o fallback=PATH")
-        return Plan(WEIGHTS / files[0], WEIGHTS / named["fallback"] if "fallback" in named else None,
+        return Plan(_weights(files[0]), _weights(named["fallback"]) if "fallback" in named else None,
                     named.get("threshold", 0.0) if threshold is None else float(threshold), shipped_cascade(preset),
-                    named.get("views", 1) if views is None else views, tuple(WEIGHTS / f for f in files[1:]),
+                    named.get("views", 1) if views is None else views, tuple(_weights(f) for f in files[1:]),
                     named.get("merge", "vote") if merge is None else merge)
     files = [f.strip() for f in checkpoint.split(",")] if checkpoint else [str(shipped(preset))]
     if not all(files):
@@ -74,6 +76,16 @@ def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: 
     if threshold is None:
         raise ValueError("a fallback needs -o threshold=T (0-1): answers less sure than T are read again")
     return Plan(first, Path(fallback), float(threshold), views=views or 1, also=also, merge=merge or "vote")
+
+
+def _weights(name: str) -> Path:
+    """A shipped cascade's file name as a path in the weights folder; the word `ddddocr` as itself."""
+    return Path(DDDDOCR) if name == DDDDOCR else WEIGHTS / name
+
+
+def is_ddddocr(path: Path) -> bool:
+    """Whether a plan's checkpoint is the word `ddddocr` rather than a file."""
+    return str(path) == DDDDOCR
 
 
 def _read_cascade(path: Path) -> dict[str, Any]:

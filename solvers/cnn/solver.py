@@ -20,7 +20,7 @@ from PIL import Image
 
 from captchas.dataset import Challenge
 from solvers.cnn.checkpoint import exported, load_checkpoint, mismatch, network
-from solvers.cnn.plan import ENGINES, WEIGHTS, plan
+from solvers.cnn.plan import ENGINES, WEIGHTS, is_ddddocr, plan
 from solvers.cnn.views import view, vote
 
 class CNNSolver:
@@ -48,6 +48,10 @@ class CNNSolver:
             return {}  # the solver itself says what is wrong
         named = {"checkpoint": chosen.checkpoint, **{f"checkpoint{k}": p for k, p in enumerate(chosen.also, 2)},
                  "fallback": chosen.fallback, "cascade": chosen.cascade}
+        if any(p is not None and is_ddddocr(p) for p in named.values()):  # the word: ddddocr's own file is what it reads
+            from solvers.cnn.dddd import onnx_path
+
+            named = {k: onnx_path() if p is not None and is_ddddocr(p) else p for k, p in named.items()}
         return {key: path for key, path in named.items() if path is not None}
 
     @staticmethod
@@ -65,8 +69,8 @@ class CNNSolver:
             return []  # the solver itself says what is wrong
         said: list[str] = []
         for path in (chosen.checkpoint, *chosen.also, chosen.fallback):
-            try:
-                said += mismatch(path.name, load_checkpoint(path), about) if path is not None else []
+            try:  # ddddocr's recognizer (the word) is meant for any set, as ddddocr is
+                said += mismatch(path.name, load_checkpoint(path), about) if path and not is_ddddocr(path) else []
             except ValueError:
                 pass  # the solver itself says what is wrong
         return said
@@ -80,7 +84,7 @@ class CNNSolver:
         from solvers.cnn import runtime
 
         chosen = plan(checkpoint, preset, fallback, threshold, views, merge)
-        if not checkpoint and not chosen.checkpoint.is_file():
+        if not checkpoint and not chosen.checkpoint.is_file() and not is_ddddocr(chosen.checkpoint):
             raise ValueError(f"no shipped weights for preset {preset!r}: train with "
                              f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH" if preset else
                              f"no general reader shipped ({chosen.checkpoint.name}): train it as docs/cnn.md shows, "
@@ -160,6 +164,8 @@ class _Net:
         from solvers.cnn import runtime
         from solvers.cnn.model import CNNConfig, for_inference
 
+        if is_ddddocr(path):
+            return cls._ddddocr(charset, device, engine, case_sensitive)
         state = load_checkpoint(path)
         if preset and state.get("preset") and state["preset"] != preset and not any_preset:
             raise ValueError(f"checkpoint {path.name} was trained on preset {state['preset']!r}, the data set is "
@@ -178,6 +184,21 @@ class _Net:
                    _trained_lengths(state) if fit_length else None, barred(state["charset"], charset, fold),
                    case_pairs(state["charset"], charset) if case_sensitive is False else ())
 
+    @classmethod
+    def _ddddocr(cls, charset: str, device: Any, engine: str, case_sensitive: bool | None) -> _Net:
+        """ddddocr's float recognizer, untrained: its head cut to the set's characters (either case where
+        the set is case-insensitive, the two then merged as for any checkpoint), each image read at its
+        own width as ddddocr reads it (dddd.reader)."""
+        from solvers.cnn import dddd, runtime
+        from solvers.cnn.model import CNNConfig, for_inference
+
+        net, writes = dddd.reader(charset, case_sensitive is not False)
+        config = CNNConfig(charset=writes, height=dddd.HEIGHT, width=dddd.HEIGHT, arch="ddddocr", fit=dddd.NATIVE)
+        net.config = config
+        fast = for_inference(net)
+        return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device, None, (),
+                   case_pairs(writes, charset) if case_sensitive is False else ())
+
     @property
     def input(self) -> tuple[Any, ...]:
         """What `preprocess` makes of an image for this model: checkpoints alike here share one input."""
@@ -190,11 +211,16 @@ class _Net:
 
         from solvers.cnn.model import preprocess
 
+        from solvers.cnn.dddd import NATIVE, read_native
+
         inputs = {} if inputs is None else inputs
-        if self.input not in inputs:
+        if self.input not in inputs and self.config.fit != NATIVE:
             inputs[self.input] = preprocess(images, self.config)
         with torch.inference_mode():
-            logits = self.model(inputs[self.input].to(self.device)).cpu()
+            if self.config.fit == NATIVE:  # each image at its own width, as ddddocr reads
+                logits = read_native(self.model, images, self.device)
+            else:
+                logits = self.model(inputs[self.input].to(self.device)).cpu()
             if self.merged:  # P(A) + P(a) in A's column: the case is not scored, so neither splits a letter's vote
                 keep, drop = [k for k, _ in self.merged], [d for _, d in self.merged]
                 logits[..., keep] = torch.logaddexp(logits[..., keep], logits[..., drop])

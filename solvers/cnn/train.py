@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from captchas.scoring import is_correct  # the one scoring rule
-from solvers.cnn.checkpoint import annotate, check_export, general_start, initialise, load_checkpoint, save
+from solvers.cnn.checkpoint import annotate, check_export, compact, general_start, initialise, load_checkpoint, save
 from solvers.cnn import auto, schedule
 from solvers.cnn.data import answer_lengths, augment, encode, fit_count, load_mix, load_training_data, unlabelled_for
 from solvers.cnn import dddd
@@ -186,7 +186,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         acc = accuracy(model, x_val, y_val, device, case_sensitive, features=cache.get("val"))
         seconds = clock() - start
         history.append({"step": step, "seconds": round(seconds, 1), "loss": round(loss.item(), 4) if loss is not None
-                        else None, "val_accuracy": acc, **({"threads": threads.current} if threads is not None else {})})
+                        else None, "val_accuracy": acc, **({"threads": threads.current} if threads is not None else {}),
+                        **({"frozen": True} if cache else {})})
         if acc > best:
             best = acc
             meta = save(cfg, model, model_cfg, loaded.preset, case_sensitive, folding, loaded.data_hash, len(y), len(y_val),
@@ -292,7 +293,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     if meta and unlabelled is not None:  # every round, those after the best checkpoint too
         meta["data"] = {**meta["data"], "unlabelled": loaded.described["unlabelled"]}
         annotate(cfg.out, data=meta["data"])
-    if meta:  # the best checkpoint's ONNX graph must read as it does (the solver refuses one that does not)
+    if meta:  # a file too heavy to ship is halved where that reads the same; then its ONNX graph must read as it does
+        meta["compact"] = compact(cfg.out, x_val)  # (the solver refuses one that does not)
         meta["export"] = check_export(cfg.out, x_val)
         if meta["export"].get("differ"):
             raise ValueError(f"{cfg.out}: its ONNX graph read {meta['export']['differ']} of {meta['export']['items']} "
