@@ -111,17 +111,14 @@ def check_export(path: Path, x_val: torch.Tensor, count: int = 512) -> dict[str,
     read "" once exported (ddddocr issues #285 and #303): a graph that reads otherwise is caught here,
     and the solver refuses it (`exported`). Nothing is checked where ONNX Runtime is not installed."""
     from solvers.cnn import runtime
-    from solvers.cnn.model import decode, for_inference
+    from solvers.cnn.model import for_inference
 
     if not runtime.available():
         return {}
     state = load_checkpoint(path)
     fast = for_inference(network(state, path.name))
     x = x_val[:count].float().div(255.0).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        theirs = [a for k in range(0, len(x), 128) for a in decode(fast(x[k : k + 128]), state["charset"])]
-    session = runtime.Session(fast)
-    ours = [a for k in range(0, len(x), 128) for a in decode(session(x[k : k + 128]), state["charset"])]
+    theirs, ours = _answers(fast, x, state["charset"]), _answers(runtime.Session(fast), x, state["charset"])
     record = {"items": len(x), "differ": sum(a != b for a, b in zip(theirs, ours)), "runtime": runtime.version()}
     annotate(path, export=record)
     return record
@@ -133,18 +130,14 @@ def compact(path: Path, x_val: torch.Tensor, count: int = 512) -> dict[str, Any]
     answer; else keep float32. Either way record it (`compact`: items read, answers that differ, the
     dtype kept). Weights load back into float32 layers, so only the rounding differs. Nothing is done,
     and {} returned, for a lighter file."""
-    from solvers.cnn.model import decode, for_inference
+    from solvers.cnn.model import for_inference
 
     if path.stat().st_size <= SHIPPABLE:
         return {}
     state = load_checkpoint(path)
     halved = {**state, "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in state["state_dict"].items()}}
     x = x_val[:count].float().div(255.0).contiguous(memory_format=torch.channels_last)
-    read = []
-    for version in (state, halved):
-        fast = for_inference(network(version, path.name))
-        with torch.inference_mode():
-            read.append([a for k in range(0, len(x), 128) for a in decode(fast(x[k : k + 128]), state["charset"])])
+    read = [_answers(for_inference(network(version, path.name)), x, state["charset"]) for version in (state, halved)]
     differ = sum(a != b for a, b in zip(*read))
     record = {"items": len(x), "differ": differ, "dtype": "float32" if differ else "float16"}
     if differ:
@@ -154,6 +147,14 @@ def compact(path: Path, x_val: torch.Tensor, count: int = 512) -> dict[str, Any]
         torch.save({**halved, "compact": record}, tmp)
         tmp.replace(path)
     return record
+
+
+def _answers(model: Any, x: torch.Tensor, charset: str) -> list[str]:
+    """Greedy answers of `model` (a module or an ONNX Runtime session) to inputs `x`, 128 at a time."""
+    from solvers.cnn.model import decode
+
+    with torch.inference_mode():
+        return [a for k in range(0, len(x), 128) for a in decode(model(x[k : k + 128]), charset)]
 
 
 def exported(state: dict[str, Any], name: str) -> None:

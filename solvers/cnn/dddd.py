@@ -107,9 +107,6 @@ def charset() -> list[str]:
     return manager.get_charset()
 
 
-_classes = charset  # for functions whose argument is called charset
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -232,8 +229,8 @@ def read_native(model: Any, images: Sequence[Any], device: Any) -> torch.Tensor:
     return out
 
 
-def reader(charset: str, case_sensitive: bool) -> tuple[DdddNet, str]:
-    """ddddocr's float recognizer, untrained, as a reader for a data set of `charset` (either case of a
+def reader(wanted: str, case_sensitive: bool) -> tuple[DdddNet, str]:
+    """ddddocr's float recognizer, untrained, as a reader for a data set of characters `wanted` (either case of a
     letter where `case_sensitive` is False; digits and both cases where the set declares none, as the
     general CNN writes): its head cut to those classes, which the logits then list in ddddocr's order,
     and the characters they write. Read with read_native, it answers as the `ddddocr` solver does with
@@ -242,8 +239,8 @@ def reader(charset: str, case_sensitive: bool) -> tuple[DdddNet, str]:
 
     from solvers.ddddocr import allowed
 
-    classes = _classes()
-    keep = allowed(classes, charset or string.digits + string.ascii_letters, case_sensitive).tolist()
+    classes = charset()
+    keep = allowed(classes, wanted or string.digits + string.ascii_letters, case_sensitive).tolist()
     net = keep_rows(from_onnx(), [[k] for k in keep])
     return net, "".join(classes[k] for k in keep[1:])
 
