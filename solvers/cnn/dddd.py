@@ -195,9 +195,6 @@ def head_rows(classes: Sequence[str], charset: str, folded: bool) -> list[list[i
     return [rows.get(k, []) for k in range(len(charset) + 1)]
 
 
-NATIVE = "native"  # a CNNConfig fit: each image resized to 64 rows, its aspect kept, as ddddocr reads; read only
-
-
 def native_input(image: Any) -> torch.Tensor:
     """(1, 1, 64, W) in [0, 1]: the image as ddddocr feeds its recognizer (Lanczos to 64 rows, aspect kept
     and the width rounded down, then grey)."""

@@ -146,6 +146,7 @@ class PairwiseMax(nn.Module):
 
 
 FITS = ("stretch", "pad")
+NATIVE = "native"  # a fit for reading only: each image to the model's rows, its aspect kept, as ddddocr reads (dddd.read_native)
 
 
 def input_bytes(image: Image.Image, config: CNNConfig) -> bytes:

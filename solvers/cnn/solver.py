@@ -190,10 +190,10 @@ class _Net:
         the set is case-insensitive, the two then merged as for any checkpoint), each image read at its
         own width as ddddocr reads it (dddd.reader)."""
         from solvers.cnn import dddd, runtime
-        from solvers.cnn.model import CNNConfig, for_inference
+        from solvers.cnn.model import NATIVE, CNNConfig, for_inference
 
         net, writes = dddd.reader(charset, case_sensitive is not False)
-        config = CNNConfig(charset=writes, height=dddd.HEIGHT, width=dddd.HEIGHT, arch="ddddocr", fit=dddd.NATIVE)
+        config = CNNConfig(charset=writes, height=dddd.HEIGHT, width=dddd.HEIGHT, arch="ddddocr", fit=NATIVE)
         net.config = config
         fast = for_inference(net)
         return cls(config, runtime.Session(fast) if engine == "onnxruntime" else fast.to(device), device, None, (),
@@ -209,15 +209,15 @@ class _Net:
         next checkpoint of the same input, so an ensemble converts and resizes each image once."""
         import torch
 
-        from solvers.cnn.model import preprocess
-
-        from solvers.cnn.dddd import NATIVE, read_native
+        from solvers.cnn.model import NATIVE, preprocess
 
         inputs = {} if inputs is None else inputs
         if self.input not in inputs and self.config.fit != NATIVE:
             inputs[self.input] = preprocess(images, self.config)
         with torch.inference_mode():
             if self.config.fit == NATIVE:  # each image at its own width, as ddddocr reads
+                from solvers.cnn.dddd import read_native
+
                 logits = read_native(self.model, images, self.device)
             else:
                 logits = self.model(inputs[self.input].to(self.device)).cpu()
