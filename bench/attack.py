@@ -22,7 +22,8 @@ from typing import Any
 
 from bench.benchmark import RunResult, run_benchmark, with_dataset_options
 from bench.provenance import git_state
-from bench.run import RunConfig, SolverSpec
+from bench.runfolder.files import RunError
+from bench.run import ConfigError, RunConfig, SolverSpec
 from captchas import dataset as ds
 from captchas import output
 
@@ -75,14 +76,14 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
     data, held_out = ds.read_dataset(train), ds.read_dataset(test)
     sizes = sorted(set(labels))
     if not sizes or sizes[0] < 10:
-        raise ValueError("--labels: give one or more counts of 10 labelled images or more, e.g. 250,1000,4000")
+        raise ConfigError("--labels: give one or more counts of 10 labelled images or more, e.g. 250,1000,4000")
     if sizes[-1] > len(data.samples):
-        raise ValueError(f"--labels {sizes[-1]}: {train} holds only {len(data.samples)} labelled images")
+        raise ConfigError(f"--labels {sizes[-1]}: {train} holds only {len(data.samples)} labelled images")
     if data.hash == held_out.hash:
-        raise ValueError("--test is the training set: test on other images, with answers the training never saw")
+        raise ConfigError("--test is the training set: test on other images, with answers the training never saw")
     starts = list(dict.fromkeys(starts))
     if not starts or not all(starts) or any(s.endswith(WITH_UNLABELLED) for s in starts):
-        raise ValueError(f"--init: give one or more of {', '.join(STARTS)} (or a checkpoint), comma-separated")
+        raise ConfigError(f"--init: give one or more of {', '.join(STARTS)} (or a checkpoint), comma-separated")
     if unlabelled is not None:
         starts = [s + suffix for s in starts for suffix in ("", WITH_UNLABELLED)]
     for start in starts:
@@ -164,7 +165,7 @@ def _check_out(out: Path, request: dict[str, Any]) -> dict[tuple[str, int], Poin
     if (out / REQUEST).is_file():
         before = json.loads((out / REQUEST).read_text(encoding="utf-8"))
         if {k: v for k, v in before.items() if k != "provenance"} != request:
-            raise ValueError(f"{out} holds another attack: give a new --out, or the same settings to continue it")
+            raise RunError(f"{out} holds another attack: give a new --out, or the same settings to continue it")
         if not (out / CSV).is_file():  # stopped before its first point was written
             _header(out / CSV)
         with (out / CSV).open(encoding="utf-8", newline="") as f:
@@ -173,7 +174,7 @@ def _check_out(out: Path, request: dict[str, Any]) -> dict[tuple[str, int], Poin
         points = [Point(**{f.name: _cast(f.type, r[f.name]) for f in fields}) for r in rows]
         return {(p.start, p.labels): p for p in points}
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out} is not an empty folder and holds no attack: give a new or empty --out")
+        raise RunError(f"{out} is not an empty folder and holds no attack: give a new or empty --out")
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     (out / REQUEST).write_text(json.dumps({**request, "provenance": {"git": git_state(), "time": now}}, indent=2) + "\n")
@@ -212,7 +213,7 @@ def figure(points: Sequence[Point], people: tuple[float, float, float] | None) -
     """Accuracy on the test set against labelled images (log), with intervals; the people as a band."""
     from matplotlib.figure import Figure
 
-    from bench.figures import png
+    from bench.report.figures import png
 
     fig = Figure(figsize=(5.2, 3.6))
     ax = fig.add_subplot()

@@ -18,6 +18,7 @@ answers). At most a few shards per worker are in flight, so memory does not grow
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import queue
@@ -25,19 +26,62 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.host import Encoded, HostError, SolverHost, solver_threads
 from bench.run import ConfigError, ShardDone, SolverSpec, attempt_shard, read_shard, start_error, throughput
+from captchas.generate import Mapper
+from solvers.base import resources_for
+from solvers.registry import SolverError, resolve
 
 Item = tuple[str, str, str]  # id, file, sha256: what a worker needs to read an image, never its answer
 Progress = Callable[[int, int], None]
+Throughput = tuple[float, int, float, int]  # seconds, items answered, cold start, restarts of the batched pass
 IMAGES_BY = ("path", "bytes")
 # A LocalCluster shares the cores with the solver processes, so its own upkeep is slowed down: the
 # workers' statistical profiler (every thread, every 10 ms), the event-loop health tick (20 ms) and
 # the memory monitor (100 ms). The dashboard still shows tasks, workers and memory.
 QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
          "distributed.worker.memory.monitor-interval": "1s", "distributed.admin.system-monitor.interval": "2s"}
+
+
+class Executor(Protocol):
+    """Where a run's solvers are started and its shards answered. A solver is started once (`start`), asked
+    shard by shard (`attempts`) and in batches (`throughput`), then stopped (`stop`); the executor keeps
+    whatever it started, so the runner holds nothing of it but the spec."""
+
+    kind: str
+    workers: int
+
+    def describe(self) -> dict[str, Any]:
+        """What the run's provenance records of it."""
+
+    def threads(self, spec: SolverSpec) -> int:
+        """The threads each of the solver's processes runs with."""
+
+    def start(self, spec: SolverSpec) -> float:
+        """Start the solver now, so that one that cannot start stops the run before it writes (SolverError);
+        the seconds its first process took to start."""
+
+    def cold_start(self, spec: SolverSpec) -> float:
+        """The seconds the started solver's (latest) process took to start."""
+
+    def attempts(self, spec: SolverSpec, folder: Path, shards: Iterable[Sequence[Item]],
+                 timeout: float) -> Iterator[ShardDone]:
+        """Each shard's answers, in the order the shards were given."""
+
+    def throughput(self, spec: SolverSpec, folder: Path, items: Sequence[Item], batch_size: int, timeout: float,
+                   progress: Progress | None = None) -> Throughput:
+        """The batched pass over `items`."""
+
+    def stop(self, spec: SolverSpec) -> None:
+        """The solver is done with: what it holds here is given back (a warm cluster worker may keep it)."""
+
+    def mapper(self) -> Mapper | None:
+        """Where `generate` makes a data set's chunks: None for its own local processes."""
+
+    def close(self) -> None:
+        """Stop everything started."""
 
 
 class LocalExecutor:
@@ -51,6 +95,7 @@ class LocalExecutor:
         self.workers = workers
         # several processes share the cores: none gets more threads than its share
         self.most_threads = max(1, (os.cpu_count() or 1) // workers)
+        self._first: dict[str, SolverHost] = {}  # each started solver's first process, kept warm until stopped
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "workers": self.workers, "most_threads_per_process": self.most_threads}
@@ -59,25 +104,29 @@ class LocalExecutor:
         """The threads each of the solver's processes gets: what it is meant to have, at most a share of the cores."""
         return min(solver_threads(spec.name, spec.options), self.most_threads)
 
-    def start(self, spec: SolverSpec) -> SolverHost:
-        """The first solver process, started now so that a solver that cannot start stops the run before it
-        writes; it runs with `threads(spec)` threads."""
-        from solvers.registry import SolverError
-
+    def _spawn(self, spec: SolverSpec) -> SolverHost:
+        """A solver process with `threads(spec)` threads; SolverError if it cannot start."""
         try:
             return SolverHost(spec.name, spec.options, self.threads(spec))
         except HostError as e:
             raise SolverError(start_error(spec.name, str(e))) from None
 
-    def attempts(self, spec: SolverSpec, started: Any, folder: Path, shards: Iterable[Sequence[Item]],
+    def start(self, spec: SolverSpec) -> float:
+        host = self._first[_key(spec.name, spec.options)] = self._spawn(spec)
+        return host.cold_start
+
+    def cold_start(self, spec: SolverSpec) -> float:
+        return self._first[_key(spec.name, spec.options)].cold_start
+
+    def attempts(self, spec: SolverSpec, folder: Path, shards: Iterable[Sequence[Item]],
                  timeout: float) -> Iterator[ShardDone]:
         """Each shard's answers, in shard order, from `workers` solver processes (the others start first, together)."""
         free: queue.Queue[SolverHost] = queue.Queue()
-        free.put(started)
+        free.put(self._first[_key(spec.name, spec.options)])
         made: list[SolverHost] = []
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="shard") as pool:
-                for host in pool.map(lambda _: self.start(spec), range(self.workers - 1)):
+                for host in pool.map(lambda _: self._spawn(spec), range(self.workers - 1)):
                     made.append(host)
                     free.put(host)
 
@@ -93,15 +142,26 @@ class LocalExecutor:
             for host in made:
                 host.close()
 
-    def throughput(self, spec: SolverSpec, started: Any, folder: Path, items: Sequence[Item], batch_size: int,
-                   timeout: float, progress: Progress | None = None) -> tuple[float, int, float, int]:
+    def throughput(self, spec: SolverSpec, folder: Path, items: Sequence[Item], batch_size: int, timeout: float,
+                   progress: Progress | None = None) -> Throughput:
         """(seconds, answered, cold start, restarts) of the batched pass, on the first solver process."""
-        restarts = started.restarts
-        seconds, answered = throughput(started, read_shard(folder, items), batch_size, timeout, progress)
-        return seconds, answered, started.cold_start, started.restarts - restarts
+        host = self._first[_key(spec.name, spec.options)]
+        restarts = host.restarts
+        seconds, answered = throughput(host, read_shard(folder, items), batch_size, timeout, progress)
+        return seconds, answered, host.cold_start, host.restarts - restarts
+
+    def stop(self, spec: SolverSpec) -> None:
+        host = self._first.pop(_key(spec.name, spec.options), None)
+        if host is not None:
+            host.close()
+
+    def mapper(self) -> Mapper | None:
+        return None  # generate's own process pool
 
     def close(self) -> None:
-        pass
+        for host in self._first.values():
+            host.close()
+        self._first.clear()
 
 
 def _in_order(futures: Iterator[Any], window: int) -> Iterator[Any]:
@@ -136,6 +196,7 @@ class DaskExecutor:
             raise ConfigError(f"--workers must be at least 1, got {workers}")
         self.scheduler, self.cluster = scheduler, None
         self._needs: dict[str, dict[str, float]] = {}
+        self._cold: dict[str, float] = {}  # each started solver's first cold start
         self.images_by = images_by or ("bytes" if scheduler else "path")
         if scheduler:
             try:
@@ -160,9 +221,6 @@ class DaskExecutor:
 
     def _wanted(self, spec: SolverSpec) -> tuple[dict[str, float], list[str]]:
         """What the solver needs of a worker, and the workers that offer it (ConfigError: none does)."""
-        from solvers.base import resources_for
-        from solvers.registry import resolve
-
         wanted = resources_for(resolve(spec.name), spec.options)
         workers = self.client.scheduler_info()["workers"]
         able = [a for a, w in workers.items() if all(w.get("resources", {}).get(k, 0) >= v for k, v in wanted.items())]
@@ -187,22 +245,24 @@ class DaskExecutor:
     def start(self, spec: SolverSpec) -> float:
         """Start the solver on every worker that can hold it, now (it stays there, warm); the first cold
         start. SolverError if it cannot start."""
-        from solvers.registry import SolverError
-
         _, able = self._wanted(spec)
         cold = []
         for kind, value in self.client.gather([self._submit(spec, _start_task, on=a) for a in able]):
             if kind != "ok":
                 raise SolverError(start_error(spec.name, value))
             cold.append(float(value))
+        self._cold[_key(spec.name, spec.options)] = cold[0]
         return cold[0]
+
+    def cold_start(self, spec: SolverSpec) -> float:
+        return self._cold[_key(spec.name, spec.options)]
 
     def _images(self, folder: Path, items: Sequence[Item]) -> tuple[str | None, list[Encoded] | None]:
         if self.images_by == "path":
             return str(folder.resolve()), None
         return None, read_shard(folder, items)
 
-    def attempts(self, spec: SolverSpec, started: Any, folder: Path, shards: Iterable[Sequence[Item]],
+    def attempts(self, spec: SolverSpec, folder: Path, shards: Iterable[Sequence[Item]],
                  timeout: float) -> Iterator[ShardDone]:
         def submitted() -> Iterator[Any]:
             for shard in shards:
@@ -211,14 +271,20 @@ class DaskExecutor:
 
         yield from _in_order(submitted(), 2 * self.workers + 2)
 
-    def throughput(self, spec: SolverSpec, started: Any, folder: Path, items: Sequence[Item], batch_size: int,
-                   timeout: float, progress: Progress | None = None) -> tuple[float, int, float, int]:
+    def throughput(self, spec: SolverSpec, folder: Path, items: Sequence[Item], batch_size: int, timeout: float,
+                   progress: Progress | None = None) -> Throughput:
         where, encoded = self._images(folder, items)
-        result: tuple[float, int, float, int] = self._submit(spec, _throughput_task, where, list(items), encoded,
+        result: Throughput = self._submit(spec, _throughput_task, where, list(items), encoded,
                                                              batch_size, timeout).result()
         if progress:
             progress(len(items), len(items))
         return result
+
+    def stop(self, spec: SolverSpec) -> None:
+        pass  # a worker keeps its solver processes warm, for the next run on this cluster
+
+    def mapper(self) -> Mapper | None:
+        return self.map_ordered
 
     def map_ordered(self, function: Callable[[Any, Any], Any], shared: Any, chunks: Sequence[Any]) -> Iterator[Any]:
         """function(shared, chunk) for each chunk on the workers, results in order (`generate` uses it)."""
@@ -252,8 +318,6 @@ _hosts_lock = threading.Lock()
 
 
 def _key(name: str, options: dict[str, Any]) -> str:
-    import json
-
     return json.dumps([name, options], sort_keys=True, default=str)
 
 
@@ -285,8 +349,6 @@ def _encoded(where: str | None, items: list[Item], encoded: list[Encoded] | None
 
 def _shard_task(name: str, options: dict[str, Any], where: str | None, items: list[Item],
                 encoded: list[Encoded] | None, timeout: float) -> ShardDone:
-    from solvers.registry import SolverError
-
     try:
         host = _take(name, options)
     except HostError as e:
@@ -298,7 +360,7 @@ def _shard_task(name: str, options: dict[str, Any], where: str | None, items: li
 
 
 def _throughput_task(name: str, options: dict[str, Any], where: str | None, items: list[Item],
-                     encoded: list[Encoded] | None, batch_size: int, timeout: float) -> tuple[float, int, float, int]:
+                     encoded: list[Encoded] | None, batch_size: int, timeout: float) -> Throughput:
     host = _take(name, options)
     try:
         restarts = host.restarts
@@ -309,7 +371,7 @@ def _throughput_task(name: str, options: dict[str, Any], where: str | None, item
 
 
 def executor(kind: str = "local", workers: int = 1, scheduler: str | None = None,
-             images_by: str | None = None) -> LocalExecutor | DaskExecutor:
+             images_by: str | None = None) -> Executor:
     """The executor the command line asks for; ConfigError, in one line, for one that cannot be."""
     if kind == "local":
         if scheduler or images_by:

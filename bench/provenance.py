@@ -1,5 +1,7 @@
 """Where a result comes from: the data set, the solvers (their versions, threads and the files they
-load), the libraries, the code, the machine and the time, as a run's run.json records them."""
+load), the libraries, the code, the machine and the time, as a run's run.json records them; the code
+(`git_state`), the versions and the time also go into a report and an attack. A floor: it imports no
+runner and no report."""
 
 from __future__ import annotations
 
@@ -12,30 +14,30 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.executors import DaskExecutor, LocalExecutor
-from bench.replay import replays
 from bench.run import RunConfig
 from captchas import dataset as ds
+from solvers.base import declared_files
+from solvers.registry import SolverError, available, resolve
 
 LIBRARIES = ("captcha", "pillow", "click", "numpy", "scipy", "statsmodels", "tesserocr", "ddddocr", "onnxruntime",
              "torch", "torchvision")
 
 
-def provenance(dataset: ds.Dataset, config: RunConfig, executor: LocalExecutor | DaskExecutor | None = None
-               ) -> dict[str, Any]:
-    """Where a result comes from: data set, solvers, libraries, code, machine, time, and where it ran."""
-    runner = executor or LocalExecutor()
+def provenance(dataset: ds.Dataset, config: RunConfig, executor: dict[str, Any], threads: dict[str, int],
+               recorded: list[str]) -> dict[str, Any]:
+    """Where a result comes from: data set, solvers, libraries, code, machine, time, and where it ran
+    (`executor`: its description; `threads`: each machine solver's; `recorded`: the solvers that replay people)."""
     return {
         "started": now(),
         "command": sys.argv,
-        "executor": runner.describe(),
+        "executor": executor,
         "dataset": {k: dataset.info.get(k) for k in ("kind", "scheme", "preset", "seed", "count", "source",
                                                       "source_name", "split", "case_sensitive")},
-        "recorded_solvers": [s.name for s in config.solvers if replays(s.name)],  # people, not machines
+        "recorded_solvers": recorded,  # people, not machines
         "solver_versions": {s.name: _solver_version(s.name) for s in config.solvers},
-        "solver_threads": {s.name: runner.threads(s) for s in config.solvers if not replays(s.name)},
+        "solver_threads": threads,
         "solver_files": {s.name: files for s in config.solvers if (files := _solver_files(s.name, s.options))},
-        "libraries": {name: _version(name) for name in LIBRARIES},
+        "libraries": versions(LIBRARIES),
         "python": platform.python_version(),
         "git": git_state(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -43,21 +45,21 @@ def provenance(dataset: ds.Dataset, config: RunConfig, executor: LocalExecutor |
     }
 
 
-def _version(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "absent"
+def versions(distributions: tuple[str, ...]) -> dict[str, str]:
+    """Each installed distribution's version, or "absent"."""
+    found = {}
+    for name in distributions:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
 
 
 def _solver_files(name: str, options: dict[str, Any]) -> dict[str, str]:
     """sha256 of the files the solver says these options make it load (its `files(**options)` hook:
     weights, recorded answers, shipped weights chosen by preset), so a result says which. Only those:
     an option that is a word (an answer, a prompt) is never taken for a file, whatever file shares its name."""
-    from solvers.registry import SolverError, resolve
-
-    from solvers.base import declared_files
-
     try:
         paths = declared_files(resolve(name), options)
     except SolverError:
@@ -73,8 +75,6 @@ def _solver_files(name: str, options: dict[str, Any]) -> dict[str, str]:
 
 
 def _solver_version(name: str) -> str:
-    from solvers.registry import available
-
     ep = available().get(name)
     if ep is not None and ep.dist is not None:
         return f"{ep.dist.name} {ep.dist.version}"

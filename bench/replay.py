@@ -9,17 +9,17 @@ data set names its answers file itself).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from bench.run import SolverSpec
+from bench.runfolder.records import SKIPPED, Attempt, scored
+from bench.study.store import Store
 from captchas import recorded
-from captchas.dataset import Challenge, Dataset, DatasetError
+from captchas.dataset import Challenge, Dataset, DatasetError, Sample
 from solvers import base
 from solvers.base import Replaying
-
-if TYPE_CHECKING:
-    from bench.run import SolverSpec
+from solvers.registry import SolverError, load, resolve
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -33,8 +33,6 @@ def read_recorded(path: Path) -> list[recorded.Recorded]:
         head = f.read(len(SQLITE_MAGIC))
     try:
         if head == SQLITE_MAGIC:
-            from bench.study.store import Store
-
             return Store.open_existing(path).export()
         return recorded.read_csv(path)
     except DatasetError as e:
@@ -91,14 +89,11 @@ class HumanSolver:
 
 
 class Replayer:
-    """A replay solver (recorded human answers), loaded in process and checked against the data set."""
-
-    cold_start = None
-    restarts = 0
+    """A replay solver (recorded human answers), loaded in this process (no solver process: it reads no
+    image) and checked against the data set: its answers are this data set's."""
 
     def __init__(self, spec: SolverSpec, dataset: Dataset) -> None:
-        from solvers.registry import SolverError, load
-
+        self.spec = spec
         solver = load(spec.name, **spec.options)
         lacking = [hook for hook in ("dataset_sha256", "item_ids") if not hasattr(solver, hook)]
         if lacking:
@@ -113,14 +108,20 @@ class Replayer:
             raise SolverError(f"solver {spec.name!r}: {len(unknown)} recorded answer(s) name items this data set does "
                               f"not have (e.g. {unknown[0]!r}): give the answers recorded on this data set")
 
-    def close(self) -> None:
-        pass
+    def attempts(self, run_id: str, samples: Iterable[Sample], case_sensitive: bool,
+                 done: Collection[str]) -> Iterator[Attempt]:
+        """Recorded answers as attempts: the solver sees item ids and nothing else."""
+        todo = [s for s in samples if s.id not in done]
+        answers = self.solver.replay([s.id for s in todo])
+        for sample in todo:
+            for r in answers.get(sample.id, ()):
+                yield scored(run_id, self.spec.name, sample, r.answer,
+                             r.seconds if r.seconds is not None else float("nan"), SKIPPED if r.skipped else "",
+                             case_sensitive, r.participant, r.attempt)
 
 
 def replays(name: str) -> bool:
     """Whether a solver replays recorded human answers (it has `replay(ids)`) rather than reading images."""
-    from solvers.registry import SolverError, resolve
-
     try:
         return base.replays(resolve(name))
     except SolverError:

@@ -4,7 +4,7 @@ Work goes in shards of items (`attempt_shard`): the image bytes of a shard, read
 (`read_shard`), go to a solver process, which decodes them, is asked each item alone, and forgets
 them before the next shard, so memory does not grow with the data set. `bench.executors` decides
 where shards run (local processes, or Dask workers). Scoring is the data set's rule
-(`captchas.scoring.is_correct`, `cer`), applied by the caller, which alone holds the answers.
+(`bench.runfolder.records.scored`), applied by the caller, which alone holds the answers.
 Timing follows DESIGN.md: latency is each item alone (batch size 1) with the solver warm;
 throughput is batched (`throughput`); cold start is apart.
 
@@ -16,16 +16,14 @@ measured inside it: from decoded image in to answer out.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.host import Encoded, SolverHost
-from bench.results import SKIPPED, Attempt
-from bench.replay import Replayer
 from captchas import dataset as ds
-from captchas.scoring import cer, is_correct
+from captchas.errors import UserError
 
 SHARD = 64  # items per shard: a unit of work, and of memory (about 64 images, decoded, in a solver process)
 
@@ -61,7 +59,7 @@ class RunConfig:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """Run settings that cannot work; the message names the option and what it takes."""
 
 
@@ -131,21 +129,3 @@ def start_error(name: str, message: str) -> str:
     return message if message.startswith("solver ") else f"solver {name!r} cannot start: {message}"
 
 
-def scored(run_id: str, solver: str, sample: ds.Sample, predicted: str, seconds: float, error: str,
-           case_sensitive: bool, participant: str = "", attempt: int = 1) -> Attempt:
-    """One attempt, scored by the one rule: wrong whenever there is an error (a fault, or a skip)."""
-    return Attempt(run_id=run_id, solver=solver, item_id=sample.id, expected=sample.answer, predicted=predicted,
-                   correct=not error and is_correct(sample.answer, predicted, case_sensitive),
-                   cer=cer(sample.answer, predicted, case_sensitive), seconds=seconds, error=error,
-                   participant=participant, attempt=attempt)
-
-
-def replayed(run_id: str, spec: SolverSpec, started: Replayer, samples: Iterable[ds.Sample], case_sensitive: bool,
-             done: Collection[str]) -> Iterator[Attempt]:
-    """Recorded answers as attempts, in process: the solver sees item ids and nothing else."""
-    todo = [s for s in samples if s.id not in done]
-    answers = started.solver.replay([s.id for s in todo])
-    for sample in todo:
-        for r in answers.get(sample.id, ()):
-            yield scored(run_id, spec.name, sample, r.answer, r.seconds if r.seconds is not None else float("nan"),
-                         SKIPPED if r.skipped else "", case_sensitive, r.participant, r.attempt)

@@ -10,18 +10,17 @@ solver on the generated default set.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.benchmark import RunProgress, RunResult, run_benchmark, with_dataset_options
+from bench.executors import Executor
 from bench.replay import replays
 from bench.run import RunConfig, SolverSpec
-from bench.results import COLLECTION
-from bench.results import RUN
-from bench.benchmark import (Executor, RunProgress, RunResult, check_new_run, run_benchmark,
-                             with_dataset_options)
+from bench.runfolder.files import COLLECTION, RUN, write_collection
+from bench.runfolder.resume import check_collection_resumable, check_new_run
 from captchas import dataset as ds
 
 # The embedded default: what `captcha-bench run` with no arguments (and `make bench`) uses.
@@ -87,12 +86,12 @@ def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request:
                           for p in parts]}
     made = False
     if resume:
-        check_resumable(out, document)
+        check_collection_resumable(out, document)
     else:
         check_new_run(out, allowed=(DATASETS,))  # a sweep generates its data sets first
         made = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        (out / COLLECTION).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        write_collection(out, document)
     results = []
     try:
         for part in parts:
@@ -117,16 +116,3 @@ def _labelled(progress: RunProgress | None, folder: str) -> RunProgress | None:
     return lambda solver, done, total: report(f"{solver} @ {folder}", done, total)
 
 
-def check_resumable(out: Path, document: dict[str, Any], keys: tuple[str, ...] = ("kind", "request", "parts")) -> None:
-    """Refuse to resume `out` unless it holds a collection made by the same request (and parts)."""
-    if not (out / COLLECTION).is_file():
-        raise ds.DatasetError(f"{out} holds no collection of runs to resume: drop --resume to start one")
-    try:
-        before = json.loads((out / COLLECTION).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ds.DatasetError(f"{out / COLLECTION} is damaged ({e}): start a new run instead of --resume") from None
-    same = json.loads(json.dumps(document))
-    for key in keys:
-        if before.get(key) != same[key]:
-            raise ds.DatasetError(f"cannot resume {out}: its {key} differ from this command's (another kind of run, "
-                                  "other settings or other data sets): start a new run instead")

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bench.results import SKIPPED, Attempt, Timing
+from bench.runfolder.records import SKIPPED, Attempt, Timing
 from captchas.scoring import edit_table
 from bench.stats import wilson
 

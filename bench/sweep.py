@@ -9,6 +9,7 @@ data set exists (`<studies>/<sha256 prefix>.sqlite` or `.csv`, as `captcha-bench
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import time
@@ -17,11 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.run import RunConfig, SolverSpec
-from bench.benchmark import Executor, RunProgress, RunResult
-from bench.suite import DATASETS, PEOPLE, Part, check_resumable, run_collection
+from bench.benchmark import RunProgress, RunResult
+from bench.executors import Executor
+from bench.run import ConfigError, RunConfig, SolverSpec
+from bench.runfolder.files import COLLECTION, RunError
+from bench.runfolder.resume import check_collection_resumable
+from bench.suite import DATASETS, PEOPLE, Part, run_collection
 from captchas import dataset as ds
 from captchas import output, schemes
+from captchas.generate import encode_png, item_rng, make_dataset
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ def parse_values(text: str) -> tuple[Any, ...]:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         values = [v.strip() for v in text.split(",")]
     if not values or any(v == "" for v in values):
-        raise ds.DatasetError(f"--vary needs KNOB=v1,v2,... with at least one value, got {text!r}")
+        raise ConfigError(f"--vary needs KNOB=v1,v2,... with at least one value, got {text!r}")
     return tuple(values)
 
 
@@ -94,22 +99,20 @@ def plan_sweep(sweep: Sweep, out: Path, resume: bool = False, progress: ds.Progr
     """Check every point before anything is written: its knobs, a few of its items rendered (a value that
     cannot be drawn, such as a width too small for the text, is named with its point), the disk space its
     data sets will take, and for a resume that `out` holds this very sweep (naming what differs)."""
-    from captchas.generate import encode_png, item_rng
-
     output.check_writable(out)
     if not sweep.vary:
-        raise ds.DatasetError("nothing to sweep: give --vary KNOB=v1,v2,...")
+        raise ConfigError("nothing to sweep: give --vary KNOB=v1,v2,...")
     if sweep.count < 1:
-        raise ds.DatasetError(f"--count must be at least 1, got {sweep.count}")
+        raise ConfigError(f"--count must be at least 1, got {sweep.count}")
     if resume:
         _check_same_sweep(out, sweep)
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ds.DatasetError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     total = sum(len(values) for _, values in sweep.vary)
     points: list[Point] = []
     for knob, values in sweep.vary:
         if knob in sweep.base:
-            raise ds.DatasetError(f"{knob} is both varied and --set: give it once")
+            raise ConfigError(f"{knob} is both varied and --set: give it once")
         for k, value in enumerate(values):
             where = f"--vary {label(knob, value)} (point {len(points) + 1} of {total})"
             try:
@@ -156,15 +159,13 @@ def run_sweep(sweep: Sweep, machines: Sequence[SolverSpec], config: RunConfig, o
     plan = plan or plan_sweep(sweep, out, resume)
     request = _request(sweep, machines)
     if resume:
-        check_resumable(out, {"kind": "sweep", "request": request}, ("kind", "request"))  # before any generating
-    from captchas.generate import make_dataset
-
+        check_collection_resumable(out, {"kind": "sweep", "request": request}, ("kind", "request"))  # before generating
     parts = []
     for point in plan.points:
         knob, value, folder, scheme = point.knob, point.value, point.folder, point.scheme
         data = make_dataset(scheme, sweep.count, sweep.seed, out / DATASETS / folder, workers=workers, reuse=True,
                             scheme_name=sweep.scheme, preset=sweep.preset, progress=generating,
-                            mapper=getattr(executor, "map_ordered", None))
+                            mapper=executor.mapper() if executor else None)
         solvers = tuple(machines)
         answers = next((p for p in (studies / f"{data.hash[:12]}.sqlite", studies / f"{data.hash[:12]}.csv")
                         if p.is_file()), None)
@@ -192,21 +193,17 @@ OPTIONS = {"vary": "--vary", "preset": "--preset", "scheme": "--scheme", "base":
 
 def _check_same_sweep(out: Path, sweep: Sweep) -> None:
     """Refuse to resume `out` with another grid, naming each option that differs (solvers are checked later)."""
-    import json
-
-    from bench.results import COLLECTION
-
     try:
         before = json.loads((out / COLLECTION).read_text(encoding="utf-8")).get("request") or {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return  # check_resumable says what is wrong with the folder
+        return  # check_collection_resumable says what is wrong with the folder
     if not isinstance(before, dict) or before.get("kind") != "sweep":
         return
     now = json.loads(json.dumps(_request(sweep, ())))
     differ = [f"{option} was {_shown(key, before.get(key))}, now {_shown(key, now[key])}"
               for key, option in OPTIONS.items() if before.get(key) != now[key]]
     if differ:
-        raise ds.DatasetError(f"cannot resume {out}: {'; '.join(differ)}: give the sweep's own options, or start a new "
+        raise RunError(f"cannot resume {out}: {'; '.join(differ)}: give the sweep's own options, or start a new "
                               "sweep in another --out")
 
 

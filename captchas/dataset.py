@@ -24,6 +24,8 @@ from typing import Any, overload
 
 from PIL import Image, UnidentifiedImageError
 
+from captchas.errors import UserError
+
 MANIFEST = "manifest.csv"
 INFO = "dataset.json"
 FORMAT_VERSION = 1
@@ -38,7 +40,7 @@ MAX_PIXELS_ENV = "CAPTCHA_BENCH_MAX_PIXELS"
 DEFAULT_MAX_PIXELS = 4_000_000  # 2000 x 2000
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A data set or output folder that cannot be used; the message names the problem and the fix."""
 
 

@@ -21,6 +21,8 @@ import captcha
 import PIL
 from PIL import features
 
+from captchas.errors import UserError
+
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 FONTS: dict[str, Path] = {
     "DroidSansMono": Path(captcha.__file__).resolve().parent / "data" / "DroidSansMono.ttf",
@@ -32,7 +34,7 @@ FONTS: dict[str, Path] = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A knob value that cannot make a legible CAPTCHA; the message names the knob and the fix."""
 
 

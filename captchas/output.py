@@ -4,17 +4,41 @@ folder, and, when `--force` replaces one, wholly a data set; then staged and pub
 A folder that is not wholly the project's own is never deleted: replacing a data set means every entry
 of the folder is one of the set's files (its manifest, dataset.json, the images the manifest lists and
 the answers file dataset.json names), so a user's notes, scripts or another program's manifest.csv
-stop the command, by name, before it writes.
+stop the command, by name, before it writes. A single file is replaced whole (`replacing`, `write_atomic`):
+a reader, or a kill, sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from captchas import dataset as ds
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write; when the block ends without an error it replaces `path` in
+    one step (a rename within the folder), and either way no temporary file is left behind."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """`path` holds `data` (text is written as UTF-8), replaced whole (`replacing`)."""
+    with replacing(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding="utf-8")
 
 
 def check_writable(out: Path, option: str = "--out", file: bool = False, what: str = "output") -> None:

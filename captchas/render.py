@@ -23,11 +23,12 @@ from PIL.ImageDraw import Draw
 from PIL.ImageFilter import SMOOTH
 
 from captchas.spec import Spec
+from captchas.errors import UserError
 
 MAX_TRIES = 100  # renders of one answer before the spec is declared unable to draw it legibly
 
 
-class IllegibleError(RuntimeError):
+class IllegibleError(UserError):
     """A spec that clips or squeezes an answer on every try."""
 
 

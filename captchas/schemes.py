@@ -19,12 +19,13 @@ from captchas import plugins
 from captchas import render as _render
 from captchas.knobs import KnobScheme
 from captchas.spec import PRESETS, Spec, build_spec
+from captchas.errors import UserError
 
 GROUP = "captcha_bench.schemes"
 DEFAULT_SCHEME = "image"
 
 
-class SchemeError(ValueError):
+class SchemeError(UserError):
     """An unknown or broken scheme; the message lists the available ones."""
 
 

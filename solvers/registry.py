@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from captchas import plugins
+from captchas.errors import UserError
 from solvers import base
 
 GROUP = "captcha_bench.solvers"
 
 
-class SolverError(ValueError):
+class SolverError(UserError):
     """An unknown, broken or misconfigured solver; the message names the fix."""
 
 

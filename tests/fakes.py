@@ -164,7 +164,8 @@ def write_run(folder: Any, dataset_sha256: str, attempts: Sequence[Any], *, peop
     import csv
     from pathlib import Path
 
-    from bench.results import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON
+    from bench.runfolder.files import ATTEMPTS, RUN, SUMMARY_JSON
+    from bench.runfolder.records import COLUMNS
 
     folder = Path(folder)
     folder.mkdir(parents=True)

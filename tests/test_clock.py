@@ -13,8 +13,8 @@ import pytest
 from bench import load
 from bench.benchmark import run_benchmark
 from bench.run import RunConfig, SolverSpec
-from bench.results import read_attempts
-from bench.speed import busy_loops
+from bench.runfolder.files import read_attempts
+from bench.measure import busy_loops
 from captchas import dataset as ds
 from tests.test_cli import invoke
 

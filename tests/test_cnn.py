@@ -134,12 +134,12 @@ def test_a_run_records_which_shipped_weights_the_preset_chose(tmp_path: Path) ->
 
     data = make_dataset(image_scheme("medium"), 2, 5, tmp_path / "d", preset="medium")
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn"),)), data)
-    files = provenance.provenance(data, config)["solver_files"]
+    files = provenance.provenance(data, config, {}, {}, [])["solver_files"]
     assert files == {"cnn": {"checkpoint": sha256_bytes(cnn_plan.shipped("medium").read_bytes())}}
     mine = tmp_path / "mine.pt"
     mine.write_bytes(b"other weights")
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn", {"checkpoint": str(mine)}),)), data)
-    assert provenance.provenance(data, config)["solver_files"] == {"cnn": {"checkpoint": sha256_bytes(b"other weights")}}
+    assert provenance.provenance(data, config, {}, {}, [])["solver_files"] == {"cnn": {"checkpoint": sha256_bytes(b"other weights")}}
 
 
 def test_training_from_a_data_set_folder(tmp_path: Path) -> None:
@@ -464,7 +464,7 @@ def test_the_shipped_hard_cascade_reads_fresh_items_and_a_run_records_its_three_
     assert sum(is_correct(s.answer, a) for s, a in zip(data.samples, answers)) / len(answers) >= 0.95
     config = benchmark.with_dataset_options(RunConfig((SolverSpec("cnn"),)), data)
     weights = cnn_plan.WEIGHTS
-    assert provenance.provenance(data, config)["solver_files"]["cnn"] == {
+    assert provenance.provenance(data, config, {}, {}, [])["solver_files"]["cnn"] == {
         "checkpoint": sha256_bytes((weights / "hard-fast.pt").read_bytes()),
         "fallback": sha256_bytes((weights / "hard.pt").read_bytes()),
         "cascade": sha256_bytes((weights / "hard.cascade.json").read_bytes()),

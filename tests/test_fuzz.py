@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bench.commands.common import parse_options
+from bench.cli.common import parse_options
 from captchas.scoring import cer, is_correct, normalise
 from captchas import recorded
 from captchas import dataset as ds

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.compare import first_answers
+from bench.report.compare import first_answers
 from bench.report import build_report, write_report
-from bench.tables import verdict_text
-from bench.run import Attempt
+from bench.report.tables import verdict_text
+from bench.runfolder.records import Attempt
 from captchas.scoring import cer, is_correct
 from bench.stats import holm
 from tests.fakes import write_run
@@ -225,7 +225,7 @@ def test_a_machine_and_people_with_no_item_in_common_compare_nothing(tmp_path: P
 
 
 def test_versus_pairs_two_machines_on_the_items_both_attempted() -> None:
-    from bench.compare import versus
+    from bench.report.compare import versus
     from bench.stats import mcnemar_exact
 
     # first: right on items 0-9; second: right on 0-4 and 10-11; item 11 only the second attempted

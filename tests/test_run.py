@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import benchmark, results
+from bench import benchmark
+from bench.runfolder import files as results
+from bench.runfolder.files import RunError
 from bench.summary import glyph_accuracy, glyph_table, percentile, summarize, wilson
-from bench.run import Attempt, RunConfig, SolverSpec
+from bench.run import RunConfig, SolverSpec
+from bench.runfolder.records import Attempt
 from captchas.scoring import cer, is_correct
 from captchas import dataset as ds
 from tests.fakes import edit_manifest
@@ -161,7 +164,7 @@ def test_an_interrupted_run_keeps_its_rows_and_resumes_without_duplicates(tmp_pa
     assert len(results.read_attempts(out / "attempts.csv")) == 3
     with (out / "attempts.csv").open("a") as f:
         f.write("run,constant,000003,AB")  # a kill in the middle of a row
-    with pytest.raises(ds.DatasetError, match="already holds a run: pass --resume"):
+    with pytest.raises(RunError, match="already holds a run: pass --resume"):
         benchmark.run_benchmark(tiny_dataset, config, out)
     result = benchmark.run_benchmark(tiny_dataset, config, out, resume=True)
     rows = results.read_attempts(out / "attempts.csv")
@@ -173,15 +176,15 @@ def test_resume_refuses_a_different_request(tmp_path: Path, tiny_dataset: ds.Dat
     out = tmp_path / "run"
     benchmark.run_benchmark(tiny_dataset, RunConfig((SolverSpec("constant"),), throughput_items=0), out)
     other = RunConfig((SolverSpec("constant", {"answer": "ZZZ"}),), throughput_items=0)
-    with pytest.raises(ds.DatasetError, match="cannot resume .*: solver constant's options were {}, now {'answer': 'ZZZ'}"):
+    with pytest.raises(RunError, match="cannot resume .*: solver constant's options were {}, now {'answer': 'ZZZ'}"):
         benchmark.run_benchmark(tiny_dataset, other, out, resume=True)
     slower = RunConfig((SolverSpec("constant"),), throughput_items=0, timeout=5.0)
-    with pytest.raises(ds.DatasetError, match="cannot resume .*: it ran with --timeout 30, this command asks --timeout 5: give the run.s own"):
+    with pytest.raises(RunError, match="cannot resume .*: it ran with --timeout 30, this command asks --timeout 5: give the run.s own"):
         benchmark.run_benchmark(tiny_dataset, slower, out, resume=True)
     more = RunConfig((SolverSpec("constant"), SolverSpec(SPY)), throughput_items=0)
-    with pytest.raises(ds.DatasetError, match="its solvers are constant, this command's constant, tests.fakes"):
+    with pytest.raises(RunError, match="its solvers are constant, this command's constant, tests.fakes"):
         benchmark.run_benchmark(tiny_dataset, more, out, resume=True)
-    with pytest.raises(ds.DatasetError, match="holds no run to resume"):
+    with pytest.raises(RunError, match="holds no run to resume"):
         benchmark.run_benchmark(tiny_dataset, other, tmp_path / "fresh", resume=True)
 
 
@@ -249,7 +252,7 @@ def test_a_solver_without_attempts_has_empty_scores_not_zero(tmp_path: Path, tin
     benchmark.run_benchmark(tiny_dataset, RunConfig((SolverSpec(FAKE), SolverSpec("constant")), throughput_items=0), out)
     lines = (out / "attempts.csv").read_text().splitlines()
     (out / "attempts.csv").write_text("\n".join(line for line in lines if ",constant," not in line) + "\n")
-    fake, constant = benchmark.write_summaries(out)  # as if the run had stopped before constant began
+    fake, constant = results.write_summaries(out)  # as if the run had stopped before constant began
     assert fake.n == 8 and constant.n == 0
     row = next(r for r in csv.DictReader((out / "summary.csv").read_text().splitlines()) if r["solver"] == "constant")
     assert [row[k] for k in ("accuracy", "accuracy_low", "accuracy_high", "cer")] == ["", "", "", ""]

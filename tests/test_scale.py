@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import benchmark, results
+from bench import benchmark
+from bench.runfolder import files as results
+from bench.runfolder.records import COLUMNS
 from bench.executors import DaskExecutor, LocalExecutor
 from bench.run import ConfigError, RunConfig, SolverSpec
 from captchas import dataset as ds
@@ -39,7 +41,7 @@ def _config(dataset: ds.Dataset) -> RunConfig:
 
 def _rows(out: Path) -> list[tuple[str, ...]]:
     """attempts.csv without its times: what must not depend on where the work ran."""
-    keep = [c for c in results.COLUMNS if c not in ("seconds", "run_id")]  # the run id is the folder name
+    keep = [c for c in COLUMNS if c not in ("seconds", "run_id")]  # the run id is the folder name
     return [tuple(str(getattr(a, c)) for c in keep) for a in results.read_attempts(out / results.ATTEMPTS)]
 
 
@@ -66,7 +68,7 @@ def test_two_local_processes_and_a_dask_cluster_give_the_same_attempts_in_the_sa
     for result in (two, dask, sent):
         assert [(s.n, s.correct, s.errors) for s in result.summaries] == [(s.n, s.correct, s.errors)
                                                                         for s in one.summaries]
-    recorded = [benchmark._read_json(tmp_path / out / "run.json")["provenance"]["executor"]
+    recorded = [results.read_request(tmp_path / out)["provenance"]["executor"]
                 for out in ("one", "two", "dask", "bytes")]
     assert [r["kind"] for r in recorded] == ["local", "local", "dask", "dask"]
     assert recorded[1]["workers"] == 2 and recorded[3]["images_by"] == "bytes"
@@ -196,7 +198,7 @@ def test_the_cli_says_where_dask_runs_and_refuses_what_cannot_work(tmp_path: Pat
 
 def test_the_memory_benchmark_repeats_images_as_separate_items_and_measures_whole_runs(
         tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
-    from bench.speed import measure_memory, repeated_dataset
+    from bench.measure import measure_memory, repeated_dataset
 
     repeated = repeated_dataset(tiny_dataset, 20, tmp_path / "repeated")
     files = [repeated.path / s.file for s in repeated.samples]

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from bench.report import build_report
-from bench.tables import crossings
+from bench.runfolder.files import RunError
+from bench.report.tables import crossings
 from bench.run import RunConfig, SolverSpec
 from bench.sweep import Sweep, parse_values, run_sweep
 from captchas import recorded
@@ -66,9 +67,9 @@ def test_a_sweep_resumes_without_redoing_and_refuses_other_settings(tmp_path: Pa
     before = {p: p.read_bytes() for p in out.rglob("attempts.csv")}
     run_sweep(sweep(tmp_path), (SOLVER,), config(), out, resume=True, studies=tmp_path / "none")
     assert {p: p.read_bytes() for p in out.rglob("attempts.csv")} == before
-    with pytest.raises(ds.DatasetError, match="already holds a run"):
+    with pytest.raises(RunError, match="already holds a run"):
         run_sweep(sweep(tmp_path), (SOLVER,), config(), out, studies=tmp_path / "none")
-    with pytest.raises(ds.DatasetError, match="cannot resume"):
+    with pytest.raises(RunError, match="cannot resume"):
         run_sweep(sweep(tmp_path, count=7), (SOLVER,), config(), out, resume=True, studies=tmp_path / "none")
 
 

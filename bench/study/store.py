@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from captchas.recorded import Recorded
+from captchas.errors import UserError
 
 JOINS_PER_HOUR = 30  # new participants one client address may start in an hour (the study app's default)
 
@@ -60,7 +61,7 @@ CREATE TABLE IF NOT EXISTS answers (
 """
 
 
-class StudyError(Exception):
+class StudyError(UserError):
     """A request the study refuses; `status` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str) -> None:

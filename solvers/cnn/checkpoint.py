@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from captchas import dataset as ds
+from captchas.output import replacing
+from solvers.cnn import CNNError
 from solvers.cnn.data import answer_lengths
 from solvers.cnn.model import CaptchaNet, CNNConfig
 
@@ -30,20 +32,20 @@ SHIPPABLE = 15_000_000  # bytes: the most a weights file may weigh; a heavier on
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's dict; anything but tensors and plain data is refused, with the reason."""
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist: train one with captcha-bench train")
+        raise CNNError(f"checkpoint {path} does not exist: train one with captcha-bench train")
     with path.open("rb") as f:
         head = f.read(4)
     if head != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save's zip format, or its legacy pickle
-        raise ValueError(f"checkpoint {path} is not a readable torch checkpoint (neither zip nor pickle)")
+        raise CNNError(f"checkpoint {path} is not a readable torch checkpoint (neither zip nor pickle)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise ValueError(f"checkpoint {path} holds more than tensors and plain data, refused "
-                         "(loaded with weights_only=True)") from None
+        raise CNNError(f"checkpoint {path} holds more than tensors and plain data, refused "
+                       "(loaded with weights_only=True)") from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"checkpoint {path} is not a readable torch checkpoint ({e})") from None
+        raise CNNError(f"checkpoint {path} is not a readable torch checkpoint ({e})") from None
     if not isinstance(state, dict) or not {"config", "state_dict", "charset"} <= set(state):
-        raise ValueError(f"checkpoint {path} is not a captcha-bench CNN checkpoint (no config, charset, state_dict)")
+        raise CNNError(f"checkpoint {path} is not a captcha-bench CNN checkpoint (no config, charset, state_dict)")
     return state
 
 
@@ -77,19 +79,17 @@ def save(cfg: TrainConfig, model: nn.Module, model_cfg: CNNConfig, preset: str |
     state = tensors if tensors is not None else {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if tensors is not None:
         meta["base"] = started_from
-    tmp = Path(str(cfg.out) + ".tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({**meta, "state_dict": state}, tmp)
-    tmp.replace(cfg.out)
+    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+    with replacing(Path(cfg.out)) as tmp:
+        torch.save({**meta, "state_dict": state}, tmp)
     return meta
 
 
 def annotate(path: Path, **fields: Any) -> None:
     """Add `fields` to the checkpoint at `path`, atomically."""
     state = {**torch.load(path, map_location="cpu", weights_only=True), **fields}
-    tmp = Path(str(path) + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        torch.save(state, tmp)
 
 
 def network(state: dict[str, Any], name: str) -> nn.Module:
@@ -143,9 +143,8 @@ def compact(path: Path, x_val: torch.Tensor, count: int = 512) -> dict[str, Any]
     if differ:
         annotate(path, compact=record)
     else:
-        tmp = Path(str(path) + ".tmp")
-        torch.save({**halved, "compact": record}, tmp)
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            torch.save({**halved, "compact": record}, tmp)
     return record
 
 
@@ -161,8 +160,8 @@ def exported(state: dict[str, Any], name: str) -> None:
     """Refuse, with the figures, a checkpoint whose ONNX graph read its validation items otherwise (check_export)."""
     record = state.get("export") or {}
     if record.get("differ"):
-        raise ValueError(f"checkpoint {name}: its ONNX graph read {record['differ']} of {record['items']} validation items "
-                         "otherwise than PyTorch did when it was trained: read it with -o engine=torch, and report it")
+        raise CNNError(f"checkpoint {name}: its ONNX graph read {record['differ']} of {record['items']} validation items "
+                       "otherwise than PyTorch did when it was trained: read it with -o engine=torch, and report it")
 
 
 def initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path, folded: bool = False) -> dict[str, Any]:
@@ -175,9 +174,9 @@ def initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path, folded: bool
     checkpoint's class for the same character (a letter of a `folded` run from the mean of both cases)."""
     state = load_checkpoint(path)  # weights_only=True, with its refusals
     if not fits(model_cfg, state["config"]):
-        raise ValueError(f"--init {path}: its model config {state['config']} differs from this run's "
-                         f"{model_cfg.to_dict()} beyond input size, charset, --strided and --hidden: give matching "
-                         "--channels/--colour/--fit/--crop, or --from-scratch")
+        raise CNNError(f"--init {path}: its model config {state['config']} differs from this run's "
+                       f"{model_cfg.to_dict()} beyond input size, charset, --strided and --hidden: give matching "
+                       "--channels/--colour/--fit/--crop, or --from-scratch")
     own, given = model.state_dict(), state["state_dict"]
     misfits = {_layer(k) for k, v in own.items() if k not in given or given[k].shape != v.shape}
     fitting = {k: v for k, v in given.items() if k in own and _layer(k) not in misfits}  # whole layers, never half
@@ -243,11 +242,10 @@ def record_lengths(checkpoint: Path, dataset: Path) -> tuple[int, int]:
     data = ds.read_dataset(dataset)
     trained_on = (state.get("data") or {}).get("sha256")
     if trained_on != data.hash:
-        raise ValueError(f"{checkpoint} was trained on data {str(trained_on)[:12]}, not {dataset} ({data.hash[:12]})")
+        raise CNNError(f"{checkpoint} was trained on data {str(trained_on)[:12]}, not {dataset} ({data.hash[:12]})")
     lengths = answer_lengths([s.answer for s in data.samples])
-    tmp = Path(str(checkpoint) + ".tmp")
-    torch.save({**state, "lengths": list(lengths)}, tmp)
-    tmp.replace(checkpoint)
+    with replacing(Path(checkpoint)) as tmp:
+        torch.save({**state, "lengths": list(lengths)}, tmp)
     return lengths
 
 

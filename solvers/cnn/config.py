@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from captchas import output
+from solvers.cnn import CNNError
 from solvers.cnn.dddd import HEIGHT
 from solvers.cnn.model import ARCHES, FITS
 from solvers.cnn.plan import DDDDOCR
@@ -63,8 +64,8 @@ class TrainConfig:
             try:
                 model["channels"] = tuple(int(c) for c in text.split(","))
             except ValueError:
-                raise ValueError(f"--channels {text!r}: give three or more comma-separated counts, "
-                                 "e.g. 24,48,64,96") from None
+                raise CNNError(f"--channels {text!r}: give three or more comma-separated counts, "
+                               "e.g. 24,48,64,96") from None
         if self.init is not None and str(self.init) == DDDDOCR:  # the word, not a file: ddddocr's published model
             model.setdefault("arch", "ddddocr")
             object.__setattr__(self, "init", None)
@@ -75,42 +76,42 @@ class TrainConfig:
         from captchas.spec import PRESETS
 
         if self.dataset is None and self.scheme in (None, "image") and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+            raise CNNError(f"unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         for option, value in (("--count", self.count), ("--val-count", self.val_count),
                               ("--batch-size", self.batch_size), ("--workers", self.workers)):
             if value is not None and value < 1:
-                raise ValueError(f"{option} must be at least 1, got {value}")
+                raise CNNError(f"{option} must be at least 1, got {value}")
         for option, number in (("--epochs", self.epochs), ("--lr", self.lr), ("--minutes", self.minutes)):
             if number is not None and not (math.isfinite(number) and number > 0):
-                raise ValueError(f"{option} must be a finite number above 0, got {number}")
+                raise CNNError(f"{option} must be a finite number above 0, got {number}")
         m = self.model
         if not 16 <= m.get("height", 24) <= 256 or not 16 <= m.get("width", 72) <= 1024:
-            raise ValueError("--height must be 16-256 and --width 16-1024 pixels")
+            raise CNNError("--height must be 16-256 and --width 16-1024 pixels")
         stages = m.get("channels", (16, 32, 48, 64))
         if len(stages) < 3 or not all(isinstance(c, int) and 1 <= c <= 1024 for c in stages):
-            raise ValueError(f"--channels {','.join(map(str, stages))!r}: give three or more comma-separated counts, "
-                             "e.g. 24,48,64,96")
+            raise CNNError(f"--channels {','.join(map(str, stages))!r}: give three or more comma-separated counts, "
+                           "e.g. 24,48,64,96")
         if not 1 <= m.get("hidden", 64) <= 2048:
-            raise ValueError("--hidden must be 1-2048")
+            raise CNNError("--hidden must be 1-2048")
         if m.get("fit", "stretch") not in FITS:
-            raise ValueError(f"--fit must be one of {', '.join(FITS)}, got {m['fit']!r}")
+            raise CNNError(f"--fit must be one of {', '.join(FITS)}, got {m['fit']!r}")
         if self.limit is not None and (self.dataset is None or self.limit < 10):
-            raise ValueError(f"limit: train on the first N items of --dataset, N at least 10, got {self.limit}")
+            raise CNNError(f"limit: train on the first N items of --dataset, N at least 10, got {self.limit}")
         if self.from_scratch and self.init is not None:
-            raise ValueError("--from-scratch and --init contradict each other: give one")
+            raise CNNError("--from-scratch and --init contradict each other: give one")
         if m.get("arch", "crnn") not in ARCHES:
-            raise ValueError(f"arch must be one of {', '.join(ARCHES)}, got {m['arch']!r}")
+            raise CNNError(f"arch must be one of {', '.join(ARCHES)}, got {m['arch']!r}")
         if m.get("arch") == "ddddocr":
             if self.dataset is None or self.init is not None or self.from_scratch or self.mix is not None:
-                raise ValueError("--init ddddocr fine-tunes ddddocr's model on a --dataset: give --dataset, and no other "
-                                 "--init, --from-scratch or --mix")
+                raise CNNError("--init ddddocr fine-tunes ddddocr's model on a --dataset: give --dataset, and no other "
+                               "--init, --from-scratch or --mix")
             if m.get("height", HEIGHT) != HEIGHT or any(k in m for k in ("channels", "hidden", "colour", "strided", "crop")):
-                raise ValueError(f"--init ddddocr reads grey images of {HEIGHT} rows with ddddocr's own layers: drop "
-                                 "--height, --channels, --hidden, --colour, --strided and --crop")
+                raise CNNError(f"--init ddddocr reads grey images of {HEIGHT} rows with ddddocr's own layers: drop "
+                               "--height, --channels, --hidden, --colour, --strided and --crop")
         if self.unlabelled is not None and self.dataset is None:
-            raise ValueError("--unlabelled learns from a scheme's images beside its labelled --dataset: give --dataset")
+            raise CNNError("--unlabelled learns from a scheme's images beside its labelled --dataset: give --dataset")
         if not (math.isfinite(self.freeze) and 0.0 <= self.freeze <= 1.0):
-            raise ValueError(f"--freeze is a share of the run, 0 to 1, got {self.freeze}")
+            raise CNNError(f"--freeze is a share of the run, 0 to 1, got {self.freeze}")
         if self.out.exists() and not resume:
-            raise ValueError(f"{self.out} exists: choose another --out, or pass --resume to continue its training")
+            raise CNNError(f"{self.out} exists: choose another --out, or pass --resume to continue its training")
         output.check_writable(self.out, file=True)

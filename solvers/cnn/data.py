@@ -21,7 +21,7 @@ from captchas.generate import item_rng
 from captchas import schemes
 from captchas.scoring import normalise
 from captchas.schemes import Scheme
-from solvers.cnn import auto
+from solvers.cnn import CNNError, auto
 from solvers.cnn.model import CNNConfig, input_bytes, stack
 
 if TYPE_CHECKING:
@@ -110,16 +110,16 @@ def fit_count(cfg: TrainConfig, resumed: int | None = None) -> int | None:
     if cfg.count is None:
         fitted = min(COUNT, int(rate * budget * RENDER_SHARE) - cfg.val_count)
         if fitted < FEWEST:
-            raise ValueError(f"--minutes {cfg.minutes:g} leaves time to render about {max(0, fitted):,} training items "
-                             f"here ({rate:,.0f} items/s with {cfg.workers} worker(s)), fewer than {FEWEST:,}: give "
-                             "more --minutes")
+            raise CNNError(f"--minutes {cfg.minutes:g} leaves time to render about {max(0, fitted):,} training items "
+                           f"here ({rate:,.0f} items/s with {cfg.workers} worker(s)), fewer than {FEWEST:,}: give "
+                           "more --minutes")
         return fitted
     needed = (cfg.count + cfg.val_count) / rate
     if needed > budget * RENDER_MOST:
-        raise ValueError(f"--count {cfg.count:,} takes about {needed:,.0f} s to render here ({rate:,.0f} items/s with "
-                         f"{cfg.workers} worker(s)), more than three quarters of --minutes {cfg.minutes:g} "
-                         f"({budget:,.0f} s), leaving too little to train: leave --count out to fit it to the minutes, "
-                         "give a smaller one, or more --minutes")
+        raise CNNError(f"--count {cfg.count:,} takes about {needed:,.0f} s to render here ({rate:,.0f} items/s with "
+                       f"{cfg.workers} worker(s)), more than three quarters of --minutes {cfg.minutes:g} "
+                       f"({budget:,.0f} s), leaving too little to train: leave --count out to fit it to the minutes, "
+                       "give a smaller one, or more --minutes")
     return cfg.count
 
 
@@ -188,7 +188,7 @@ def encode(answers: Sequence[str], charset: str) -> tuple[torch.Tensor, torch.Te
     index = {c: i + 1 for i, c in enumerate(charset)}
     missing = sorted({c for a in answers for c in a if c not in index})
     if missing:
-        raise ValueError(f"answers use characters outside the charset: {''.join(missing)}")
+        raise CNNError(f"answers use characters outside the charset: {''.join(missing)}")
     flat = torch.tensor([index[c] for a in answers for c in a], dtype=torch.long)
     return flat, torch.tensor([len(a) for a in answers], dtype=torch.long)
 
@@ -221,17 +221,17 @@ def load_mix(cfg: TrainConfig, model_cfg: CNNConfig, folding: bool) -> Mix:
     """Read `cfg.mix` for mixing into the batches of `cfg.dataset`: its answers must be ones the model can write."""
     assert cfg.mix is not None
     if cfg.dataset is None:
-        raise ValueError("--mix adds a second data set's items to the batches of --dataset: give --dataset too")
+        raise CNNError("--mix adds a second data set's items to the batches of --dataset: give --dataset too")
     if not 0.0 < cfg.mix_share < 1.0:
-        raise ValueError(f"--mix-share is the share of each batch taken from --mix, between 0 and 1 (exclusive), got {cfg.mix_share}")
+        raise CNNError(f"--mix-share is the share of each batch taken from --mix, between 0 and 1 (exclusive), got {cfg.mix_share}")
     if cfg.mix_count is not None and cfg.mix_count < 1:
-        raise ValueError(f"--mix-count must be at least 1, got {cfg.mix_count}")
+        raise CNNError(f"--mix-count must be at least 1, got {cfg.mix_count}")
     data = ds.read_dataset(cfg.mix)
     answers = [s.answer.casefold() if folding else s.answer for s in data.samples[: cfg.mix_count]]
     missing = sorted({c for a in answers for c in a if c not in model_cfg.charset})
     if missing:  # said before any image is read
-        raise ValueError(f"--mix {cfg.mix}: its answers use {''.join(missing)!r}, which --dataset's charset lacks: "
-                         "generate the mix set with that charset")
+        raise CNNError(f"--mix {cfg.mix}: its answers use {''.join(missing)!r}, which --dataset's charset lacks: "
+                       "generate the mix set with that charset")
     x = stack([input_bytes(image, model_cfg) for _, image in ds.load_images(data, cfg.mix_count)], model_cfg)
     flat, sizes = encode(answers, model_cfg.charset)
     per_batch = max(1, round(cfg.batch_size * cfg.mix_share / (1.0 - cfg.mix_share)))
@@ -249,7 +249,7 @@ def unlabelled_files(folder: Path, barred: dict[str, str]) -> list[tuple[str, by
     be among them (the test set's, the validation items') to what they are: any shared image is refused,
     named, since an unlabelled copy of a test item would leak it into training."""
     if not folder.is_dir():
-        raise ValueError(f"--unlabelled {folder} is not a folder: give a folder of images (or a data set)")
+        raise CNNError(f"--unlabelled {folder} is not a folder: give a folder of images (or a data set)")
     if (folder / ds.MANIFEST).is_file():
         scraped = ds.read_dataset(folder)
         blobs = [(s.file, ds.checked_bytes(scraped.path, s.id, s.file, s.sha256)) for s in scraped.samples]
@@ -259,15 +259,15 @@ def unlabelled_files(folder: Path, barred: dict[str, str]) -> list[tuple[str, by
             try:
                 blobs.append((p.name, ds.regular_bytes(p)))
             except ds.NotRegularFile as e:
-                raise ValueError(f"--unlabelled: {p.name} is {e.what}: give regular image files") from None
+                raise CNNError(f"--unlabelled: {p.name} is {e.what}: give regular image files") from None
     if not blobs:
-        raise ValueError(f"--unlabelled {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}): give a folder of "
-                         "images of the same scheme")
+        raise CNNError(f"--unlabelled {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}): give a folder of "
+                       "images of the same scheme")
     shared = [(name, barred[h]) for name, blob in blobs if (h := ds.sha256_bytes(blob)) in barred]
     if shared:
         name, what = shared[0]
-        raise ValueError(f"--unlabelled {folder} shares {len(shared)} image(s) with the items training must not see "
-                         f"({name} is {what}): remove them; unlabelled images must never include test items")
+        raise CNNError(f"--unlabelled {folder} shares {len(shared)} image(s) with the items training must not see "
+                       f"({name} is {what}): remove them; unlabelled images must never include test items")
     return blobs
 
 
@@ -294,6 +294,6 @@ def unlabelled_for(cfg: TrainConfig, config: CNNConfig | None) -> torch.Tensor |
         try:
             image = ds.decode_image(blob)
         except ds.ImageError as e:
-            raise ValueError(f"--unlabelled: {name} is {e}") from None
+            raise CNNError(f"--unlabelled: {name} is {e}") from None
         images.append(input_bytes(image if image.mode in ("RGB", "L") else image.convert("RGB"), config))
     return stack(images, config)

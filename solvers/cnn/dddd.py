@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from solvers.cnn import CNNError
+
 HEIGHT = 64  # rows the network reads; the LSTM's 512 inputs are 64 channels x the 8 rows left
 STRIDE = 8  # input columns per output column
 TRUNK_LR = 1 / 30  # the trunk's learning rate, as a share of the run's: at the full 3e-3, the first steps after
@@ -127,13 +129,13 @@ def from_onnx(path: Path | None = None) -> DdddNet:
     heads = [n for n in nodes if n.op_type == "Gemm"]
     planned = [p for p in PLAN if p[0] == "conv"]
     if len(convs) != len(planned) or len(lstms) != 1 or len(heads) != 1:
-        raise ValueError(f"{path.name} is not the recognizer this module reads: {len(convs)} convolutions, "
-                         f"{len(lstms)} LSTM, {len(heads)} Gemm (expected {len(planned)}, 1, 1): ddddocr changed its "
-                         "model; pin ddddocr 1.6.1")
+        raise CNNError(f"{path.name} is not the recognizer this module reads: {len(convs)} convolutions, "
+                       f"{len(lstms)} LSTM, {len(heads)} Gemm (expected {len(planned)}, 1, 1): ddddocr changed its "
+                       "model; pin ddddocr 1.6.1")
     activated = {n.input[0] for n in nodes if n.op_type == "Sigmoid"}  # SiLU: x * sigmoid(x)
     adds = sum(1 for n in nodes if n.op_type == "Add")
     if adds != sum(1 for p in PLAN if p[0] == "add"):
-        raise ValueError(f"{path.name} has {adds} residual adds, not {sum(1 for p in PLAN if p[0] == 'add')}: pin ddddocr 1.6.1")
+        raise CNNError(f"{path.name} has {adds} residual adds, not {sum(1 for p in PLAN if p[0] == 'add')}: pin ddddocr 1.6.1")
     classes = weights[heads[0].input[1]].shape[0]
     net = DdddNet(classes)
     with torch.no_grad():
@@ -142,16 +144,16 @@ def from_onnx(path: Path | None = None) -> DdddNet:
             w, b = weights[node.input[1]], weights[node.input[2]]
             if w.shape != (c_out, c_in, kernel, kernel) or list(attrs["strides"]) != [stride, stride] \
                     or (node.output[0] in activated) != silu or attrs.get("group", 1) != 1:
-                raise ValueError(f"{path.name}: convolution {k} is {w.shape}, strides {list(attrs['strides'])}, "
-                                 f"SiLU {node.output[0] in activated}; expected {(c_out, c_in, kernel, kernel)}, "
-                                 f"{stride}, {silu}: pin ddddocr 1.6.1")
+                raise CNNError(f"{path.name}: convolution {k} is {w.shape}, strides {list(attrs['strides'])}, "
+                               f"SiLU {node.output[0] in activated}; expected {(c_out, c_in, kernel, kernel)}, "
+                               f"{stride}, {silu}: pin ddddocr 1.6.1")
             conv = cast(nn.Conv2d, net.convs[k])
             conv.weight.copy_(torch.from_numpy(w.copy()))
             cast(torch.Tensor, conv.bias).copy_(torch.from_numpy(b.copy()))
         lstm = lstms[0]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in lstm.attribute}
         if attrs.get("hidden_size") != 512 or attrs.get("direction") != b"bidirectional":
-            raise ValueError(f"{path.name}: its LSTM is not bidirectional with 512 units: pin ddddocr 1.6.1")
+            raise CNNError(f"{path.name}: its LSTM is not bidirectional with 512 units: pin ddddocr 1.6.1")
         w, r, bias = (weights[name] for name in lstm.input[1:4])
         for d, suffix in enumerate(("", "_reverse")):  # ONNX's gates are i, o, f, c; torch's i, f, g(c), o
             getattr(net.rnn, f"weight_ih_l0{suffix}").copy_(_ifco(w[d]))
@@ -278,15 +280,15 @@ def load(config: Any, state: dict[str, Any], name: str) -> DdddNet:
     base = state.get("base") or {}
     path = onnx_path()
     if base.get("sha256") != sha256(path):
-        raise ValueError(f"checkpoint {name} was trained over ddddocr's {base.get('path')} with sha256 "
-                         f"{str(base.get('sha256'))[:12]} (ddddocr {base.get('ddddocr')}); the installed one differs "
-                         f"({version()}): install ddddocr {base.get('ddddocr')}")
+        raise CNNError(f"checkpoint {name} was trained over ddddocr's {base.get('path')} with sha256 "
+                       f"{str(base.get('sha256'))[:12]} (ddddocr {base.get('ddddocr')}); the installed one differs "
+                       f"({version()}): install ddddocr {base.get('ddddocr')}")
     net = from_onnx(path)
     saved = state["state_dict"]
     net.head = nn.Linear(1024, saved["head.weight"].shape[0]) if "head.weight" in saved else net.head
     missing = [k for k in net.state_dict() if k not in saved and not k.startswith("convs.")]
     if missing:
-        raise ValueError(f"checkpoint {name} lacks {', '.join(missing[:3])}: it is not a whole trained model")
+        raise CNNError(f"checkpoint {name} lacks {', '.join(missing[:3])}: it is not a whole trained model")
     net.load_state_dict(saved, strict=False)
     net.config = config
     return net.eval()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from solvers.cnn import CNNError
 from solvers.cnn.views import VIEWS
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"  # shipped: <preset>.pt with a model card <preset>.md
@@ -50,31 +51,31 @@ def plan(checkpoint: str = "", preset: str = "", fallback: str = "", threshold: 
     """Resolve the options to weights; ValueError, with the fix, for combinations that make no sense.
     `checkpoint` may name several files, comma-separated: an ensemble."""
     if threshold is not None and not (_number(threshold) and 0.0 <= threshold <= 1.0):
-        raise ValueError(f"threshold is a confidence between 0 and 1, got {threshold!r}")
+        raise CNNError(f"threshold is a confidence between 0 and 1, got {threshold!r}")
     if views is not None and not _views_ok(views):
-        raise ValueError(f"views is how many test-time views to read, 1 to {len(VIEWS)}, got {views!r}")
+        raise CNNError(f"views is how many test-time views to read, 1 to {len(VIEWS)}, got {views!r}")
     if merge is not None and merge not in MERGES:
-        raise ValueError(f"merge is how an image's readings become one answer, one of {', '.join(MERGES)}; got {merge!r}")
+        raise CNNError(f"merge is how an image's readings become one answer, one of {', '.join(MERGES)}; got {merge!r}")
     preset = preset or ("" if checkpoint else GENERAL)
     if not checkpoint and not fallback and preset and shipped_cascade(preset).is_file():
         named = _read_cascade(shipped_cascade(preset))
         files = [named["checkpoint"]] if isinstance(named["checkpoint"], str) else named["checkpoint"]
         if threshold is not None and "fallback" not in named:
-            raise ValueError(f"preset {preset!r} reads without a fallback: drop threshold, or give -o fallback=PATH")
+            raise CNNError(f"preset {preset!r} reads without a fallback: drop threshold, or give -o fallback=PATH")
         return Plan(_weights(files[0]), _weights(named["fallback"]) if "fallback" in named else None,
                     named.get("threshold", 0.0) if threshold is None else float(threshold), shipped_cascade(preset),
                     named.get("views", 1) if views is None else views, tuple(_weights(f) for f in files[1:]),
                     named.get("merge", "vote") if merge is None else merge)
     files = [f.strip() for f in checkpoint.split(",")] if checkpoint else [str(shipped(preset))]
     if not all(files):
-        raise ValueError(f"checkpoint {checkpoint!r} names an empty file: give PATH or PATH,PATH (an ensemble)")
+        raise CNNError(f"checkpoint {checkpoint!r} names an empty file: give PATH or PATH,PATH (an ensemble)")
     first, also = Path(files[0]), tuple(Path(f) for f in files[1:])
     if not fallback:
         if threshold is not None:
-            raise ValueError("a threshold says when to ask a fallback: give -o fallback=PATH too, or drop threshold")
+            raise CNNError("a threshold says when to ask a fallback: give -o fallback=PATH too, or drop threshold")
         return Plan(first, views=views or 1, also=also, merge=merge or "vote")
     if threshold is None:
-        raise ValueError("a fallback needs -o threshold=T (0-1): answers less sure than T are read again")
+        raise CNNError("a fallback needs -o threshold=T (0-1): answers less sure than T are read again")
     return Plan(first, Path(fallback), float(threshold), views=views or 1, also=also, merge=merge or "vote")
 
 
@@ -92,16 +93,16 @@ def _read_cascade(path: Path) -> dict[str, Any]:
     try:
         named = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"cascade file {path} is not readable JSON ({e}): restore it from git") from None
+        raise CNNError(f"cascade file {path} is not readable JSON ({e}): restore it from git") from None
     first = named.get("checkpoint") if isinstance(named, dict) else None
     files_ok = isinstance(first, str) or (isinstance(first, list) and bool(first) and all(isinstance(f, str) for f in first))
     fallback_ok = isinstance(named, dict) and (
         ("fallback" not in named and "threshold" not in named)
         or (isinstance(named.get("fallback"), str) and _number(named.get("threshold")) and 0.0 <= named["threshold"] <= 1.0))
     if not (files_ok and fallback_ok and _views_ok(named.get("views", 1)) and named.get("merge", "vote") in MERGES):
-        raise ValueError(f"cascade file {path} needs a \"checkpoint\" file name (or a list of them), optionally a "
-                         f"\"fallback\" file name with a \"threshold\" between 0 and 1, 1-{len(VIEWS)} \"views\" and a "
-                         f"\"merge\" ({' or '.join(MERGES)}): restore it from git")
+        raise CNNError(f"cascade file {path} needs a \"checkpoint\" file name (or a list of them), optionally a "
+                       f"\"fallback\" file name with a \"threshold\" between 0 and 1, 1-{len(VIEWS)} \"views\" and a "
+                       f"\"merge\" ({' or '.join(MERGES)}): restore it from git")
     return named
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from captchas.dataset import Challenge
+from solvers.cnn import CNNError
 from solvers.cnn.checkpoint import exported, load_checkpoint, mismatch, network
 from solvers.cnn.plan import ENGINES, WEIGHTS, is_ddddocr, plan
 from solvers.cnn.views import view, vote
@@ -85,21 +86,21 @@ class CNNSolver:
 
         chosen = plan(checkpoint, preset, fallback, threshold, views, merge)
         if not checkpoint and not chosen.checkpoint.is_file() and not is_ddddocr(chosen.checkpoint):
-            raise ValueError(f"no shipped weights for preset {preset!r}: train with "
-                             f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH" if preset else
-                             f"no general reader shipped ({chosen.checkpoint.name}): train it as docs/cnn.md shows, "
-                             "or give -o checkpoint=PATH")
+            raise CNNError(f"no shipped weights for preset {preset!r}: train with "
+                           f"captcha-bench train --preset {preset}, or give -o checkpoint=PATH" if preset else
+                           f"no general reader shipped ({chosen.checkpoint.name}): train it as docs/cnn.md shows, "
+                           "or give -o checkpoint=PATH")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise CNNError(f"batch_size must be at least 1, got {batch_size}")
         if engine not in ENGINES:
-            raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+            raise CNNError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
         if engine == "onnxruntime" and device != "cpu":
-            raise ValueError(f"engine onnxruntime runs on the CPU here: use -o engine=torch for device {device}")
+            raise CNNError(f"engine onnxruntime runs on the CPU here: use -o engine=torch for device {device}")
         if engine == "onnxruntime" and not runtime.available():
-            raise ValueError("engine onnxruntime: onnx or onnxruntime is not installed (pip install onnx onnxruntime), "
-                             "or use -o engine=torch")
+            raise CNNError("engine onnxruntime: onnx or onnxruntime is not installed (pip install onnx onnxruntime), "
+                           "or use -o engine=torch")
         if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device cuda: no CUDA device here; use -o device=cpu")
+            raise CNNError("device cuda: no CUDA device here; use -o device=cpu")
         self.engine = engine if engine != "auto" else "onnxruntime" if device == "cpu" and runtime.available() else "torch"
         self.device = torch.device(device)
         def load(path: Path) -> _Net:
@@ -168,14 +169,14 @@ class _Net:
             return cls._ddddocr(charset, device, engine, case_sensitive)
         state = load_checkpoint(path)
         if preset and state.get("preset") and state["preset"] != preset and not any_preset:
-            raise ValueError(f"checkpoint {path.name} was trained on preset {state['preset']!r}, the data set is "
-                             f"{preset!r}: use matching weights, or -o any_preset=True to test it across presets")
+            raise CNNError(f"checkpoint {path.name} was trained on preset {state['preset']!r}, the data set is "
+                           f"{preset!r}: use matching weights, or -o any_preset=True to test it across presets")
         fold = bool(state.get("folded")) or case_sensitive is False  # either way, scored with case folded
         writes = {c.casefold() if fold else c for c in state["charset"]}
         unknown = sorted({c.casefold() if fold else c for c in charset} - writes)
         if unknown and not any_preset:
-            raise ValueError(f"checkpoint {path.name} cannot write {''.join(unknown)!r}, which this data set uses "
-                             "(a different charset): use matching weights, or -o any_preset=True")
+            raise CNNError(f"checkpoint {path.name} cannot write {''.join(unknown)!r}, which this data set uses "
+                           "(a different charset): use matching weights, or -o any_preset=True")
         config = CNNConfig.from_dict(state["config"])
         if engine == "onnxruntime":
             exported(state, path.name)
@@ -267,10 +268,10 @@ class _Reader:
         first = nets[0]
         for net in nets[1:]:
             if merge == "mean" and (net.config.charset != first.config.charset or net.config.width != first.config.width):
-                raise ValueError("checkpoints whose probabilities are averaged (merge=mean) must write the same charset "
-                                 f"from inputs of the same width, so that their columns line up: {first.config.charset!r} "
-                                 f"at {first.config.width} against {net.config.charset!r} at {net.config.width}; "
-                                 "use merge=vote")
+                raise CNNError("checkpoints whose probabilities are averaged (merge=mean) must write the same charset "
+                               f"from inputs of the same width, so that their columns line up: {first.config.charset!r} "
+                               f"at {first.config.width} against {net.config.charset!r} at {net.config.width}; "
+                               "use merge=vote")
         return cls(tuple(nets), views, merge)
 
     @property

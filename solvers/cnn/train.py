@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from captchas.scoring import is_correct  # the one scoring rule
+from solvers.cnn import CNNError
 from solvers.cnn.checkpoint import annotate, check_export, compact, general_start, initialise, load_checkpoint, save
 from solvers.cnn import auto, schedule
 from solvers.cnn.data import answer_lengths, augment, encode, fit_count, load_mix, load_training_data, unlabelled_for
@@ -49,9 +50,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device here; use --device cpu or auto")
+        raise CNNError("--device cuda: no CUDA device here; use --device cpu or auto")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}: use cpu, cuda or auto")
+        raise CNNError(f"unknown device {device!r}: use cpu, cuda or auto")
     return torch.device(device)
 
 
@@ -80,15 +81,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
     last = Path(str(cfg.out) + ".last")
     state = torch.load(last, map_location=device, weights_only=True) if resume and last.is_file() else None
     if resume and state is None:
-        raise ValueError(f"nothing to resume: {last} does not exist")
+        raise CNNError(f"nothing to resume: {last} does not exist")
     cfg = dataclasses.replace(cfg, count=fit_count(cfg, state.get("count") if state is not None else None))
     loaded = load_training_data(cfg, progress and (lambda done, total: progress(TrainingProgress("data", done, total))))
     x, y, x_val, y_val = loaded.x, loaded.y, loaded.x_val, loaded.y_val
     model_cfg, case_sensitive, folding = loaded.config, loaded.case_sensitive, loaded.folding
     if not y:
-        raise ValueError(f"--dataset {cfg.dataset} has {len(y_val)} item(s) to read, all of which validate (its first "
-                         "tenth, at least one): give a data set of 2 items or more" if cfg.dataset is not None else
-                         "no training items: give a larger --count")
+        raise CNNError(f"--dataset {cfg.dataset} has {len(y_val)} item(s) to read, all of which validate (its first "
+                       "tenth, at least one): give a data set of 2 items or more" if cfg.dataset is not None else
+                       "no training items: give a larger --count")
     mixed = load_mix(cfg, model_cfg, folding) if cfg.mix is not None else None
     unlabelled = unlabelled_for(cfg, model_cfg)  # refused before training where it shares an image with held-out items
     written = answer_lengths(y + y_val)  # the answer lengths the solver will keep to
@@ -297,9 +298,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callback | None = No
         meta["compact"] = compact(cfg.out, x_val)  # (the solver refuses one that does not)
         meta["export"] = check_export(cfg.out, x_val)
         if meta["export"].get("differ"):
-            raise ValueError(f"{cfg.out}: its ONNX graph read {meta['export']['differ']} of {meta['export']['items']} "
-                             "validation items otherwise than the trained model: the solver refuses it with engine "
-                             "onnxruntime; read it with -o engine=torch, and report it")
+            raise CNNError(f"{cfg.out}: its ONNX graph read {meta['export']['differ']} of {meta['export']['items']} "
+                           "validation items otherwise than the trained model: the solver refuses it with engine "
+                           "onnxruntime; read it with -o engine=torch, and report it")
     said = auto.warnings(history, started=started_from is not None, generated=cfg.dataset is None)
     if said and meta:  # the checkpoint says so too, with the whole curve
         annotate(cfg.out, warnings=said, history=history)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from bench.commands.common import progress_bar
+from bench.cli.common import progress_bar
 from bench.study.store import JOINS_PER_HOUR
 from captchas import dataset as ds
+from captchas.output import replacing
 
 
 @click.command()
@@ -87,13 +88,11 @@ def humans_export(db: Path, out: Path, force: bool, excel_safe: bool) -> None:
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists: choose another --out, or pass --force to overwrite it")
     rows = Store.open_existing(db).export()
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_csv(tmp, rows, excel_safe=excel_safe)
-        tmp.replace(out)
+        with replacing(out) as tmp:
+            write_csv(tmp, rows, excel_safe=excel_safe)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise click.ClickException(f"cannot write {out} ({e.strerror or e}): choose another --out") from None
     click.echo(f"{len(rows)} answers by {len({r.participant for r in rows})} participants written to {out}"
                + (" (formula-like answers prefixed with ')" if excel_safe else ""))

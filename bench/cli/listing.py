@@ -99,7 +99,7 @@ def solvers_table(found: Sequence[Any]) -> str:
 
 
 def runner_speed_text(r: Any, where: str) -> str:
-    """`bench.speed.measure_runner`'s result."""
+    """`bench.measure.measure_runner`'s result."""
     return format_table(["stage", "items/s"], [
         ["check: read, sha256, header (before the run)", f"{r.load:,.0f}"],
         ["decode (in the solver process, as each shard arrives)", f"{r.decode:,.0f}"],
@@ -110,7 +110,7 @@ def runner_speed_text(r: Any, where: str) -> str:
 
 
 def generator_speed_text(r: Any) -> str:
-    """`captchas.speed.measure_generation`'s result."""
+    """`captchas.generation_speed.measure_generation`'s result."""
     return format_table(["contender", "images/s"], [
         ["captcha ImageCaptcha.generate_image (in memory)", f"{r.library:.0f}"],
         ["captcha ImageCaptcha.write (PNG files)", f"{r.library_files:.0f}"],
@@ -135,7 +135,7 @@ def study_speed_text(r: Any, items: int) -> str:
 
 
 def latency_text(clocks: Sequence[Any]) -> str:
-    """`bench.speed.measure_clock`'s result: each solver quiet and busy, and busy over quiet."""
+    """`bench.measure.measure_clock`'s result: each solver quiet and busy, and busy over quiet."""
     rows = []
     for c in clocks:
         median, p90 = c.ratios

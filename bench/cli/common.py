@@ -55,6 +55,14 @@ def split_pair(text: str, flag: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+def counts(text: str, flag: str, example: str) -> list[int]:
+    """Comma-separated whole numbers; a one-line error naming `flag` and an example otherwise."""
+    try:
+        return [int(n) for n in text.split(",")]
+    except ValueError:  # int()'s refusal of the text, nothing else runs here
+        raise click.ClickException(f"{flag} {text!r}: give comma-separated whole numbers, e.g. {example}") from None
+
+
 def dataset_or_default(dataset: Path | None) -> ds.Dataset:
     """The data set folder given, or the embedded default (generated, or reused once its hashes check)."""
     from bench.suite import default_dataset

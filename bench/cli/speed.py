@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from bench.commands.common import dataset_or_default, default_workers, parse_options, progress_bar
-from bench.listing import generator_speed_text, latency_text, runner_speed_text, study_speed_text
+from bench.cli.common import counts as parse_counts, dataset_or_default, default_workers, parse_options, progress_bar
+from bench.cli.listing import generator_speed_text, latency_text, runner_speed_text, study_speed_text
 from bench.summary import format_table
 from solvers import registry
 
@@ -33,7 +33,7 @@ def runner_speed(dataset: Path | None, rounds: int) -> None:
     \b
     Example: captcha-bench speed runner --rounds 5
     """
-    from bench.speed import measure_runner
+    from bench.measure import measure_runner
 
     data = dataset_or_default(dataset)
     if rounds < 1:
@@ -53,13 +53,10 @@ def report_speed(items: int, solvers: int) -> None:
     \b
     Example: captcha-bench speed report --items 10000 --solvers 4
     """
-    from bench.speed import measure_report
+    from bench.measure import measure_report
 
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
-        try:
-            r = measure_report(Path(scratch), items, solvers)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
+        r = measure_report(Path(scratch), items, solvers)
     click.echo(f"report of {r.items:,} items x {r.solvers} solvers ({r.attempts:,} attempts): {r.seconds:.1f} s "
                "for the whole command (target: under 10 s)")
 
@@ -98,13 +95,10 @@ def generator_speed(preset: str, count: int, rounds: int, workers: int) -> None:
     \b
     Example: captcha-bench speed generator --count 300 --rounds 6 --workers 2
     """
-    from captchas.speed import measure_generation
+    from captchas.generation_speed import measure_generation
 
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch, progress_bar("Timing") as progress:
-        try:
-            r = measure_generation(Path(scratch), preset, count, rounds, workers, progress=progress)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
+        r = measure_generation(Path(scratch), preset, count, rounds, workers, progress=progress)
     click.echo(generator_speed_text(r))
 
 
@@ -122,7 +116,7 @@ def scale_speed(dataset: Path | None, name: str, pairs: tuple[str, ...], items: 
     """
     from bench.benchmark import with_dataset_options
     from bench.run import RunConfig, SolverSpec
-    from bench.speed import measure_scaling
+    from bench.measure import measure_scaling
 
     data = dataset_or_default(dataset)
     if len(data.samples) < items:
@@ -154,19 +148,13 @@ def memory_speed(dataset: Path | None, counts: str, name: str, pairs: tuple[str,
     \b
     Example: captcha-bench speed memory --counts 20000,200000 --solver constant
     """
-    from bench.speed import measure_memory
+    from bench.measure import measure_memory
 
-    try:
-        sizes = [int(c) for c in counts.split(",")]
-    except ValueError:
-        raise click.ClickException(f"--counts {counts!r}: give whole numbers, e.g. 20000,200000") from None
+    sizes = parse_counts(counts, "--counts", "20000,200000")
     data = dataset_or_default(dataset)
     options = [arg for pair in pairs for arg in ("-o", pair)] + ["--throughput-items", "0"]
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
-        try:
-            r = measure_memory(data, Path(scratch), sizes, name, options)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
+        r = measure_memory(data, Path(scratch), sizes, name, options)
     first = r.peaks[sizes[0]]
     click.echo(format_table(["items", "peak RSS MB", f"vs {sizes[0]:,}", "seconds"],
                             [[f"{n:,}", f"{r.peaks[n]:,.0f}", f"{r.peaks[n] / first:.2f}x", f"{r.seconds[n]:,.0f}"]
@@ -194,10 +182,10 @@ def latency_speed(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str
     \b
     Example: captcha-bench speed latency --solver cnn --solver ddddocr --items 300
     """
-    from bench.commands.runs import run_config
+    from bench.cli.runs import run_config
     from bench.load import cores
     from bench.replay import replays
-    from bench.speed import measure_clock
+    from bench.measure import measure_clock
 
     data = dataset_or_default(dataset)
     chosen = names or tuple(n for n in registry.default_solvers() if not replays(n))

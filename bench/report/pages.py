@@ -12,10 +12,10 @@ from typing import Any
 from html import escape
 
 from bench import stats
-from bench.report import REFERENCES, Group, Reference, Report
-from bench.tables import (CROSSING_HEADER, VERDICT_HEADER, all_answers, confusion_rows, crossings, glyph_rows,
+from bench.report.model import REFERENCES, Group, Reference, Report
+from bench.report.tables import (CROSSING_HEADER, VERDICT_HEADER, all_answers, confusion_rows, crossings, glyph_rows,
                           other_rule, pct, seconds, shared_confusions, verdict_rows)
-from bench.results import Run
+from bench.runfolder.read import Run
 
 TITLE = "Do machines beat people at these CAPTCHAs?"
 CAPTIONS = {

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from bench.commands.common import (FINITE, bars, dataset_or_default, default_workers, executor_from, executor_options,
+from bench.cli.common import (FINITE, bars, dataset_or_default, default_workers, executor_from, executor_options,
                                    parse_options, progress_bar, split_pair)
-from bench.listing import default_run_text, run_text, solvers_table
+from bench.cli.listing import default_run_text, run_text, solvers_table
 from captchas import output, schemes
 from solvers import registry
 
@@ -62,7 +62,7 @@ def run_config(names: tuple[str, ...], pairs: tuple[str, ...], **settings: Any) 
 def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: int = 0) -> None:
     """Build the report of these runs into `out` and print its verdict and where it is."""
     from bench.report import build_report, check_report_out, write_report
-    from bench.tables import verdict_text
+    from bench.report.tables import verdict_text
 
     if out not in paths:  # a folder of its own that cannot take the report is refused before the statistics
         check_report_out(out)
@@ -117,7 +117,7 @@ def _request(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...
              **settings: Any) -> tuple[Path | None, Any, Path]:
     """What `run` is asked: its data set (None: the default benchmark, people included), config and
     folder. --resume takes what the command leaves out from the run it continues."""
-    from bench.benchmark import recorded_request
+    from bench.runfolder.resume import recorded_request
     from bench.suite import PEOPLE
 
     before = recorded_request(out) if resume and out is not None else None

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench import stats
-from bench.results import Attempt
+from bench.runfolder.records import Attempt
 from captchas.scoring import cer, is_correct
 
 

@@ -1,5 +1,6 @@
-"""The `captcha-bench` command: a thin click skin over the library. The commands live in
-bench/commands/, one module per concept; this module is the group and its error handling."""
+"""The `captcha-bench` command: a thin click skin over the library. The commands live beside this module,
+one per concept (data, runs, train, speed, study), with what they print (listing) and the options and
+progress bars they share (common); this module is the group and its error handling."""
 
 from __future__ import annotations
 
@@ -7,27 +8,19 @@ from typing import Any
 
 import click
 
-from bench.commands import data, runs, speed, study, train
-from bench.commands.common import parse_options
-from bench.run import ConfigError
-from bench.results import RunError
-from captchas import dataset as ds
-from captchas import schemes
-from captchas.knobs import SpecError
-from captchas.render import IllegibleError
-from solvers import registry
-
-USER_ERRORS = (ds.DatasetError, SpecError, schemes.SchemeError, IllegibleError, registry.SolverError, RunError,
-               ConfigError)
+from bench.cli import data, runs, speed, study, train
+from bench.cli.common import parse_options
+from captchas.errors import UserError
 
 
 class _Group(click.Group):
-    """Turns the library's user errors into one-line messages with exit code 1."""
+    """Turns the library's refusals (captchas.errors.UserError, the one family) into one-line messages with
+    exit code 1; any other exception is a bug, and keeps its traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as e:
+        except UserError as e:
             raise click.ClickException(str(e)) from None
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captchas import dataset as ds
+from captchas.knobs import SpecError
 from captchas.generate import Job, encode_png, item_rng, make_dataset, make_items
 from captchas.render import library_captcha
 from captchas.schemes import ImageScheme
@@ -50,9 +51,9 @@ def measure_generation(
 ) -> GenerationSpeed:
     """Time the library and our generator on the same `count` texts; files go under `scratch`."""
     if count < 1 or rounds < 1 or workers < 1:
-        raise ValueError("count, rounds and workers must each be at least 1")
+        raise SpecError("count, rounds and workers must each be at least 1")
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        raise SpecError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     scheme = ImageScheme(build_spec(preset))
     texts = [scheme.sample_answer(item_rng(seed, i)) for i in range(count)]
     baseline = library_captcha(scheme.spec)

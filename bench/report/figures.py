@@ -17,9 +17,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from bench.compare import first_answers
-from bench.report import REFERENCES, Group, Report, Row
-from bench.tables import sweep_knobs
+from bench.report.compare import first_answers
+from bench.report.model import REFERENCES, Group, Report, Row
+from bench.report.tables import sweep_knobs
 
 PEOPLE = "black"
 REFERENCE = "0.55"

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.run import RunConfig, SolverSpec
+from bench.runfolder.files import RunError
+from bench.run import ConfigError, RunConfig, SolverSpec
 from bench.benchmark import run_benchmark, survey
 from captchas import dataset as ds
 
@@ -34,10 +35,10 @@ def measure_runner(dataset: ds.Dataset, scratch: Path, rounds: int = 5) -> Runne
     The loop's rate leaves out the time the solver process spent decoding (which the run records in
     timing.jsonl), so that it measures what it measured before images were decoded there: asking,
     scoring and recording."""
-    from bench.results import TIMING, read_timings
+    from bench.runfolder.files import TIMING, read_timings
 
     if rounds < 1:
-        raise ValueError("rounds must be at least 1")
+        raise ConfigError("rounds must be at least 1")
     n = len(dataset.samples)
     load = loop = total = decode = 0.0
     looped = 0
@@ -140,7 +141,7 @@ def measure_memory(base: ds.Dataset, scratch: Path, counts: Sequence[int], solve
     try:
         import psutil
     except ImportError:
-        raise ValueError("speed memory needs psutil: pip install psutil (the dask extra brings it)") from None
+        raise ConfigError("speed memory needs psutil: pip install psutil (the dask extra brings it)") from None
     peaks, seconds = {}, {}
     for count in counts:
         data = repeated_dataset(base, count, scratch / f"set-{count}")
@@ -158,7 +159,7 @@ def measure_memory(base: ds.Dataset, scratch: Path, counts: Sequence[int], solve
             time.sleep(interval)
         _, errors = process.communicate()
         if process.returncode != 0:
-            raise ValueError(f"the run of {count} items failed: {errors.strip()[-300:]}")
+            raise RunError(f"the run of {count} items failed: {errors.strip()[-300:]}")
         peaks[count], seconds[count] = peak / 2**20, time.perf_counter() - start
         shutil.rmtree(data.path)
         shutil.rmtree(scratch / f"run-{count}")
@@ -187,10 +188,11 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
     import json
     import random
 
-    from bench.results import ATTEMPTS, COLUMNS, RUN, SUMMARY_JSON
+    from bench.runfolder.files import ATTEMPTS, RUN, SUMMARY_JSON
+    from bench.runfolder.records import COLUMNS
 
     if items < 10 or solvers < 2:
-        raise ValueError("give at least 10 items and 2 solvers (one of them replays recorded answers)")
+        raise ConfigError("give at least 10 items and 2 solvers (one of them replays recorded answers)")
     rng = random.Random(seed)
     run = scratch / "synthetic-run"
     run.mkdir(parents=True)
@@ -221,7 +223,7 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise ValueError(f"the report failed: {done.stdout[-500:]}{done.stderr[-500:]}")
+        raise RunError(f"the report failed: {done.stdout[-500:]}{done.stderr[-500:]}")
     return ReportSpeed(items, solvers, rows, seconds)
 
 
@@ -267,11 +269,11 @@ def measure_clock(dataset: ds.Dataset, scratch: Path, solvers: Sequence[SolverSp
     beside `loops` busy loops (`busy_loops`), taking turns for `rounds` rounds so that the machine's drift
     falls on both alike. Runs go under `scratch` and are removed."""
     from bench.benchmark import with_dataset_options
-    from bench.results import ATTEMPTS, iter_attempts
+    from bench.runfolder.files import ATTEMPTS, iter_attempts
     from bench.summary import percentile
 
     if rounds < 1 or loops < 1 or limit < 1:
-        raise ValueError("rounds, loops and items must each be at least 1")
+        raise ConfigError("rounds, loops and items must each be at least 1")
     config = with_dataset_options(RunConfig(tuple(solvers), throughput_items=0, limit=limit), dataset)
     seconds: dict[tuple[str, bool], list[float]] = {(s.name, busy): [] for s in solvers for busy in (False, True)}
     for r in range(rounds):
@@ -288,7 +290,7 @@ def measure_clock(dataset: ds.Dataset, scratch: Path, solvers: Sequence[SolverSp
 
     def figures(values: list[float]) -> tuple[float, float, int]:
         if not values:
-            raise ValueError("a solver answered no item without an error: nothing to time")
+            raise RunError("a solver answered no item without an error: nothing to time")
         return statistics.median(values), percentile(values, 90), len(values)
 
     return [Clock(s.name, figures(seconds[(s.name, False)]), figures(seconds[(s.name, True)])) for s in solvers]

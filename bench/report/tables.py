@@ -9,8 +9,8 @@ import math
 from collections import Counter
 
 from bench import stats
-from bench.compare import Comparison
-from bench.report import Group, Report
+from bench.report.compare import Comparison
+from bench.report.model import Group, Report
 from bench.summary import Glyph, format_table
 
 

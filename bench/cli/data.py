@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from bench.commands.common import default_workers, executor_from, executor_options, parse_options, progress_bar
-from bench.listing import presets_text
+from bench.cli.common import default_workers, executor_from, executor_options, parse_options, progress_bar
+from bench.cli.listing import presets_text
 from captchas import dataset as ds
 from captchas import folder, schemes, turingpass
 from captchas import generate as gen

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from bench.commands.common import FINITE, Bars, bars, default_workers
+from bench.cli.common import FINITE, Bars, bars, counts as parse_counts, default_workers
 
 
 @click.command()
@@ -80,16 +80,13 @@ def train(preset: str, scheme: str | None, dataset: Path | None, out: Path, coun
 
     model = dict(height=height, width=width, channels=channels, hidden=hidden, colour=colour, strided=strided, fit=fit,
                  crop=crop)
-    try:
-        config = TrainConfig(out=out, preset=None if dataset else preset, scheme=scheme, dataset=dataset, count=count,
-                             val_count=val_count, seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size,
-                             lr=lr, device=device, workers=workers, model=model, augment=augment, init=init,
-                             from_scratch=from_scratch, mix=mix, mix_share=mix_share, mix_count=mix_count, freeze=freeze,
-                             unlabelled=unlabelled)
-        with bars() as shown:
-            meta = run_training(config, resume=resume, progress=functools.partial(_report, shown))
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    config = TrainConfig(out=out, preset=None if dataset else preset, scheme=scheme, dataset=dataset, count=count,
+                         val_count=val_count, seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size,
+                         lr=lr, device=device, workers=workers, model=model, augment=augment, init=init,
+                         from_scratch=from_scratch, mix=mix, mix_share=mix_share, mix_count=mix_count, freeze=freeze,
+                         unlabelled=unlabelled)
+    with bars() as shown:
+        meta = run_training(config, resume=resume, progress=functools.partial(_report, shown))
     click.echo(write_card(out, meta, "captcha-bench " + " ".join(sys.argv[1:])))
     for line in meta.get("warnings") or ():
         click.secho(f"warning: {line}", err=True, fg="yellow")
@@ -133,19 +130,13 @@ def attack(dataset: Path, test: Path, labels: str, minutes: float | None, epochs
     from bench.attack import CSV, FIGURE, cheapest, run_attack, table
     from bench.summary import format_table
 
-    try:
-        counts = [int(n) for n in labels.split(",")]
-    except ValueError:
-        raise click.ClickException(f"--labels {labels!r}: give comma-separated counts, e.g. 250,1000,4000") from None
+    counts = parse_counts(labels, "--labels", "250,1000,4000")
     if from_scratch and init not in ("general", "scratch"):
         raise click.ClickException(f"--from-scratch and --init {init} contradict each other: give --init scratch,...")
     starts = ["scratch"] if from_scratch else [s.strip() for s in init.split(",")]
     out = out or Path("results") / f"attack-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        with bars() as shown:
-            result = run_attack(dataset, test, out, counts, minutes, starts, seed, epochs, shown, unlabelled)
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    with bars() as shown:
+        result = run_attack(dataset, test, out, counts, minutes, starts, seed, epochs, shown, unlabelled)
     click.echo(format_table(["start", "labels", "test accuracy [95% CI]", "CPU min", "wall min", "validation"],
                             table(result)))
     said = cheapest(result)
