@@ -69,8 +69,8 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
     or a checkpoint's path), test each model on `test`; write everything under `out`. With `unlabelled` (a
     folder of the scheme's images without answers), each start is measured without and with them: a
     second curve, "<start>+unlabelled". Points already in `out`'s attack.csv are kept, not redone."""
-    from solvers.cnn.checkpoint import load_checkpoint
-    from solvers.cnn.train import train as run_training
+    from solvers.cnn.checkpoint import load_checkpoint  # torch: loaded when an attack trains, not by the CLI
+    from solvers.cnn.train import train as run_training  # torch, likewise
 
     output.check_writable(out)
     data, held_out = ds.read_dataset(train), ds.read_dataset(test)
@@ -91,7 +91,7 @@ def run_attack(train: Path, test: Path, out: Path, labels: Sequence[int] = LABEL
             config = _config(out, train, n, minutes, start, seed, epochs, unlabelled, test)
             config.check(resume=True)  # done points stay
     if unlabelled is not None:  # refused here, before anything is written, if it shares an image with the test set
-        from solvers.cnn.data import unlabelled_for
+        from solvers.cnn.data import unlabelled_for  # torch, likewise
 
         unlabelled_for(config, None)
     request = {"train": str(train), "train_sha256": data.hash, "test": str(test), "test_sha256": held_out.hash,
@@ -136,7 +136,7 @@ def _config(out: Path, train: Path, n: int, minutes: float | None, start: str, s
             unlabelled: Path | None = None, test: Path | None = None) -> Any:
     """The TrainConfig of the point trained on the first `n` labels from `start` (with the unlabelled images
     where it ends in +unlabelled)."""
-    from solvers.cnn.config import DDDDOCR, TrainConfig
+    from solvers.cnn.config import DDDDOCR, TrainConfig  # torch, likewise
 
     base = start.removesuffix(WITH_UNLABELLED)
     init = None if base in ("scratch", "general") else Path(DDDDOCR) if base == "ddddocr" else Path(base)
@@ -213,7 +213,7 @@ def figure(points: Sequence[Point], people: tuple[float, float, float] | None) -
     """Accuracy on the test set against labelled images (log), with intervals; the people as a band."""
     from matplotlib.figure import Figure
 
-    from bench.report.figures import png
+    from bench.report.figures import png  # matplotlib: only when the figure is drawn
 
     fig = Figure(figsize=(5.2, 3.6))
     ax = fig.add_subplot()

@@ -25,6 +25,7 @@ from bench.runfolder.files import ATTEMPTS, AttemptsFile
 from bench.runfolder.records import Timing, scored
 from bench.summary import Summary
 from captchas import dataset as ds
+from captchas import images
 from captchas import output
 from solvers.base import notes_for
 from solvers.registry import SolverError, accepts, check_options, resolve
@@ -123,7 +124,7 @@ def survey(dataset: ds.Dataset, limit: int | None = None, progress: RunProgress 
     samples = dataset.samples[:limit] if limit else dataset.samples
     total, sizes = len(samples), Counter[tuple[int, int]]()
     for done, sample in enumerate(samples, 1):
-        sizes[ds.load_image(dataset, sample, decode=False).size] += 1
+        sizes[images.load_image(dataset, sample, decode=False).size] += 1
         if progress and (done % 256 == 0 or done == total):
             progress(CHECKING, done, total)
     return total, sizes

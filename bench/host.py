@@ -24,8 +24,10 @@ from typing import Any
 
 from PIL import Image
 
-from captchas import dataset as ds
+from captchas.images import ImageError, decode_image
 from captchas.dataset import Challenge
+from solvers.base import threads_for
+from solvers.registry import SolverError, load, resolve
 
 Encoded = tuple[str, bytes]  # an item id and its image file's bytes: what a solver process is handed
 START_TIMEOUT = 300.0  # seconds for the process to start and the solver to load
@@ -197,9 +199,6 @@ def _thread_limits(threads: int) -> dict[str, str]:
 
 def solver_threads(name: str, options: dict[str, Any]) -> int:
     """The threads one solve() call of this solver is meant to use (its `threads` hook; 1 by default)."""
-    from solvers.base import threads_for
-    from solvers.registry import SolverError, resolve
-
     cls = resolve(name)
     try:
         return threads_for(cls, options)
@@ -225,8 +224,6 @@ def _serve(conn: Connection) -> None:
     The solver is constructed in the caller's folder, so relative paths in its options (a
     checkpoint, an answers file) mean what the user meant; it solves in an empty folder.
     """
-    from solvers.registry import load
-
     name, options = conn.recv()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     start = time.perf_counter()
@@ -247,8 +244,8 @@ def _decode(payload: list[Encoded], images: dict[str, Image.Image]) -> list[tupl
     problems = []
     for item, data in payload:
         try:
-            image = ds.decode_image(data)
-        except ds.ImageError as e:
+            image = decode_image(data)
+        except ImageError as e:
             problems.append((item, str(e)))
             continue
         images[item] = image if image.mode in ("RGB", "L") else image.convert("RGB")

@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.runfolder.files import RunError
-from bench.run import ConfigError, RunConfig, SolverSpec
 from bench.benchmark import run_benchmark, survey
+from bench.benchmark import with_dataset_options
+from bench.executors import DaskExecutor, LocalExecutor
+from bench.run import ConfigError, RunConfig, SolverSpec
+from bench.runfolder.files import ATTEMPTS, RUN, SUMMARY_JSON
+from bench.runfolder.files import iter_attempts
+from bench.runfolder.files import RunError
+from bench.runfolder.files import TIMING, read_timings
+from bench.runfolder.records import COLUMNS
+from bench.summary import percentile
 from captchas import dataset as ds
 
 
@@ -35,8 +42,6 @@ def measure_runner(dataset: ds.Dataset, scratch: Path, rounds: int = 5) -> Runne
     The loop's rate leaves out the time the solver process spent decoding (which the run records in
     timing.jsonl), so that it measures what it measured before images were decoded there: asking,
     scoring and recording."""
-    from bench.runfolder.files import TIMING, read_timings
-
     if rounds < 1:
         raise ConfigError("rounds must be at least 1")
     n = len(dataset.samples)
@@ -85,8 +90,6 @@ def measure_scaling(dataset: ds.Dataset, scratch: Path, solver: SolverSpec, limi
     LocalCluster of `dask_workers` processes, taking turns for `rounds` rounds (so that the machine's
     drift falls on all three alike). Each rate counts from the end of the first four shards (start-up
     and warm-up apart) to the last attempt."""
-    from bench.executors import DaskExecutor, LocalExecutor
-
     config = RunConfig((solver,), throughput_items=0, limit=limit)
     contenders: list[tuple[str, Callable[[], Any]]] = [
         ("local, 1 process", lambda: LocalExecutor(1)), ("local, 2 processes", lambda: LocalExecutor(2)),
@@ -188,8 +191,6 @@ def measure_report(scratch: Path, items: int = 10_000, solvers: int = 4, seed: i
     import json
     import random
 
-    from bench.runfolder.files import ATTEMPTS, RUN, SUMMARY_JSON
-    from bench.runfolder.records import COLUMNS
 
     if items < 10 or solvers < 2:
         raise ConfigError("give at least 10 items and 2 solvers (one of them replays recorded answers)")
@@ -268,10 +269,6 @@ def measure_clock(dataset: ds.Dataset, scratch: Path, solvers: Sequence[SolverSp
     """Batch-1 latency of each solver on the first `limit` items, in a run on a quiet machine and in a run
     beside `loops` busy loops (`busy_loops`), taking turns for `rounds` rounds so that the machine's drift
     falls on both alike. Runs go under `scratch` and are removed."""
-    from bench.benchmark import with_dataset_options
-    from bench.runfolder.files import ATTEMPTS, iter_attempts
-    from bench.summary import percentile
-
     if rounds < 1 or loops < 1 or limit < 1:
         raise ConfigError("rounds, loops and items must each be at least 1")
     config = with_dataset_options(RunConfig(tuple(solvers), throughput_items=0, limit=limit), dataset)

@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.host import Encoded, SolverHost
 from captchas import dataset as ds
+from captchas import images
 from captchas.errors import UserError
 
 SHARD = 64  # items per shard: a unit of work, and of memory (about 64 images, decoded, in a solver process)
@@ -85,7 +86,7 @@ class ShardDone:
 
 def read_shard(folder: Path, samples: Sequence[tuple[str, str, str]]) -> list[Encoded]:
     """The bytes of (id, file, sha256) items, each checked against its sha256: what a solver process decodes."""
-    return [(item, ds.checked_bytes(folder, item, file, sha256)) for item, file, sha256 in samples]
+    return [(item, images.checked_bytes(folder, item, file, sha256)) for item, file, sha256 in samples]
 
 
 def attempt_shard(host: SolverHost, encoded: list[Encoded], timeout: float) -> ShardDone:

@@ -22,6 +22,9 @@ from bench.run import RunConfig, SolverSpec
 from bench.runfolder.files import COLLECTION, RUN, write_collection
 from bench.runfolder.resume import check_collection_resumable, check_new_run
 from captchas import dataset as ds
+from captchas.generate import make_dataset
+from captchas.schemes import image_scheme
+from captchas.turingpass import EMBEDDED_HUMANS
 
 # The embedded default: what `captcha-bench run` with no arguments (and `make bench`) uses.
 DEFAULT_DATASET = Path("results/datasets/default-medium-s7-n300")
@@ -44,9 +47,6 @@ class Part:
 
 def default_dataset(workers: int = 1, progress: ds.Progress | None = None) -> ds.Dataset:
     """Generate the default data set, or reuse it if it is already there and intact."""
-    from captchas.generate import make_dataset
-    from captchas.schemes import image_scheme
-
     scheme = image_scheme(DEFAULT_PRESET)
     return make_dataset(scheme, DEFAULT_COUNT, DEFAULT_SEED, DEFAULT_DATASET, workers=workers, reuse=True,
                         preset=DEFAULT_PRESET, progress=progress)
@@ -54,8 +54,6 @@ def default_dataset(workers: int = 1, progress: ds.Progress | None = None) -> ds
 
 def default_parts(machines: Sequence[SolverSpec], generated: ds.Dataset) -> list[Part]:
     """The default benchmark: machines and people on the TuringPass humans split, machines on `generated`."""
-    from captchas.turingpass import EMBEDDED_HUMANS
-
     humans = ds.read_dataset(EMBEDDED_HUMANS)
     mine = [s for s in machines if not replays(s.name)]
     people = [s for s in machines if replays(s.name)] or [SolverSpec(PEOPLE)]

@@ -20,6 +20,7 @@ from typing import Any
 import PIL
 
 from captchas import dataset as ds
+from captchas import images
 from captchas import output
 
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
@@ -112,7 +113,7 @@ def import_folder(
         for done, (path, answer, fmt, sha) in enumerate(kept, 1):
             if progress:
                 progress(len(files) + done * len(files) // len(kept), 2 * len(files))
-            data = ds.regular_bytes(path, follow=True)
+            data = images.regular_bytes(path, follow=True)
             if ds.sha256_bytes(data) != sha:
                 raise ds.DatasetError(f"{path} changed during the import: import again once the folder is still")
             sample_id = ds.item_id(len(samples), len(kept))
@@ -206,12 +207,12 @@ def _label(path: Path, table: dict[str, str] | None, regex: re.Pattern[str] | No
 def _read_image(path: Path) -> tuple[bytes, str, str | None]:
     """(bytes, format, None) for a fully decodable image within the pixel limit, else ("", "", reason)."""
     try:
-        data = ds.regular_bytes(path, follow=True)  # a FIFO or device (or a link to one) would block or never end
-    except ds.NotRegularFile as e:
+        data = images.regular_bytes(path, follow=True)  # a FIFO or device (or a link to one) would block or never end
+    except images.NotRegularFile as e:
         return b"", "", e.what
     try:
-        fmt = ds.decode_image(data).format or ""
-    except ds.ImageError as e:
+        fmt = images.decode_image(data).format or ""
+    except images.ImageError as e:
         return b"", "", str(e)
     if fmt not in EXTENSIONS:
         return b"", "", f"unsupported image format {fmt or 'unknown'}"

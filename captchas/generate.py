@@ -25,6 +25,7 @@ from PIL import Image
 from zlib_ng import zlib_ng
 
 from captchas import dataset as ds
+from captchas import images
 from captchas import output
 from captchas.schemes import Scheme, load
 
@@ -208,7 +209,7 @@ def _reusable(out: Path, scheme: Scheme, scheme_name: str, count: int, seed: int
     differs = [k for k, v in asked.items() if info.get(k) != json.loads(json.dumps(v))]  # as JSON stores it
     if differs:
         raise ds.DatasetError(f"{out} holds a different data set ({', '.join(differs)} differ): choose another --out")
-    problems = ds.check_files(existing)
+    problems = images.check_files(existing)
     if problems:
         raise ds.DatasetError(f"{out} does not match its manifest ({problems[0]}): regenerate it with --force")
     return existing

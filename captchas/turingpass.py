@@ -12,6 +12,7 @@ from typing import Any
 
 from captchas import dataset as ds
 from captchas import output
+from captchas import recorded
 from captchas.folder import Skipped, import_folder
 
 # The public TuringPass layout (github.com/amri-tah/TuringPass), paths relative to its root.
@@ -42,8 +43,6 @@ def import_turingpass(
     case-insensitive, as the original app judged answers; the manifests keep the case, so a
     case-sensitive score stays available (`captcha-bench run --case-sensitive`).
     """
-    from captchas import recorded
-
     src, out = Path(src), Path(out)
     images, table = src / TURINGPASS_IMAGES, src / TURINGPASS_ANSWERS
     if not images.is_dir() or not table.is_file():

@@ -16,6 +16,7 @@ from bench.run import RunConfig, SolverSpec
 from bench.runfolder.files import read_attempts
 from bench.measure import busy_loops
 from captchas import dataset as ds
+from captchas.images import load_image
 from tests.test_cli import invoke
 
 THREADS = "tests.fakes:ThreadsSolver"
@@ -61,7 +62,7 @@ def test_ddddocr_reads_as_it_does_out_of_the_box_on_one_thread(tiny_dataset: ds.
     from captchas.dataset import Challenge
     from solvers.ddddocr import DdddOcrSolver
 
-    images = [ds.load_image(tiny_dataset, s) for s in tiny_dataset.samples]
+    images = [load_image(tiny_dataset, s) for s in tiny_dataset.samples]
     ours = DdddOcrSolver()
     assert ours._ocr.ocr_engine.session.get_session_options().intra_op_num_threads == 1
     with contextlib.redirect_stdout(io.StringIO()):

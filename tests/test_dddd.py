@@ -14,6 +14,7 @@ ddddocr = pytest.importorskip("ddddocr", reason="ddddocr is not installed")
 pytest.importorskip("onnx", reason="onnx is not installed")
 
 from captchas import dataset as ds  # noqa: E402
+from captchas.images import load_image, load_images  # noqa: E402
 from captchas.dataset import Challenge  # noqa: E402
 from captchas.schemes import image_scheme  # noqa: E402
 from captchas.spec import PRESETS  # noqa: E402
@@ -38,7 +39,7 @@ def beta() -> object:
 
 def _images() -> list[object]:
     """Every item of the shipped TuringPass humans split, and 25 fresh items of each preset."""
-    images = [image for _, image in ds.load_images(ds.read_dataset(HUMANS))]
+    images = [image for _, image in load_images(ds.read_dataset(HUMANS))]
     for preset in PRESETS:
         scheme = image_scheme(preset)
         rng = random.Random(preset)
@@ -120,7 +121,7 @@ def test_a_fine_tuned_checkpoint_stores_what_changed_reads_and_refuses_another_d
     assert "Started from ddddocr 1.6.1's published recognizer, `ddddocr/common.onnx`" in card and "MIT License" in card
     assert f"Stored in {meta['compact']['dtype']}: the float16 copy read" in card
     assert f"ONNX Runtime {meta['export']['runtime']} read {meta['export']['items']} validation items as PyTorch did" in card
-    scheme_images = [ds.load_image(ds.read_dataset(data), s) for s in list(ds.read_dataset(data).samples)[:4]]
+    scheme_images = [load_image(ds.read_dataset(data), s) for s in list(ds.read_dataset(data).samples)[:4]]
     answers = CNNSolver(checkpoint=str(out)).solve([Challenge(str(k), im) for k, im in enumerate(scheme_images)])
     assert len(answers) == 4 and all(set(a) <= set(state["charset"]) for a in answers)
     other = {**state, "base": {**state["base"], "sha256": "0" * 64}}
@@ -213,7 +214,7 @@ def test_the_general_reader_is_ddddocrs_recognizer_read_as_ddddocr_reads() -> No
     assert plan.plan().checkpoint == Path("ddddocr")  # a set that names no preset: general.cascade.json says so
     assert CNNSolver.files()["checkpoint"] == dddd.onnx_path()  # its provenance hashes the file it reads
     humans = ds.read_dataset(HUMANS)
-    items = [Challenge(s.id, image) for s, image in ds.load_images(humans, 120)]
+    items = [Challenge(s.id, image) for s, image in load_images(humans, 120)]
     scheme = image_scheme("hard")  # another width: images of two sizes in one batch
     items += [Challenge(f"h{k}", scheme.render("x7Kp2", random.Random(k))) for k in range(8)]
     charset = humans.info["charset"] + "0"

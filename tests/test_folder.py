@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from captchas import dataset as ds
+from captchas import images
 from captchas.folder import import_folder
 
 SHARED_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "turingpass" / "static" / "dataset"
@@ -57,7 +58,7 @@ def test_imported_bytes_are_unchanged_and_names_are_opaque(tmp_path: Path, label
         assert s.answer.lower() not in s.file.lower()
         assert s.file.split(".")[0] == s.id and s.id.isdigit()
     assert {Path(s.file).suffix for s in data.samples} == {".png", ".jpg"}
-    assert ds.check_files(data) == []
+    assert images.check_files(data) == []
 
 
 def test_ids_follow_a_seeded_shuffle_not_the_names(tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ def test_force_replaces_only_a_data_set(tmp_path: Path, labelled: Path) -> None:
     assert (mine / "thesis.tex").read_text() == "years of work"
     first = import_folder(labelled, tmp_path / "set").dataset
     again = import_folder(labelled, tmp_path / "set", force=True, seed=1).dataset  # a data set: replaced
-    assert again.hash != first.hash and ds.check_files(again) == []
+    assert again.hash != first.hash and images.check_files(again) == []
 
 
 @pytest.mark.parametrize("where", ["the source", "inside it", "holding it"])
@@ -183,14 +184,14 @@ def test_the_pixel_limit_can_be_raised(tmp_path: Path, monkeypatch: pytest.Monke
     src = tmp_path / "src"
     src.mkdir()
     (src / "wide.png").write_bytes(_image())  # 30x12 = 360 pixels
-    monkeypatch.setenv(ds.MAX_PIXELS_ENV, "100")
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "100")
     with pytest.raises(ds.DatasetError, match="too large: 30x12 = 360 pixels"):
         import_folder(src, tmp_path / "out")
-    monkeypatch.setenv(ds.MAX_PIXELS_ENV, "360")
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "360")
     assert len(import_folder(src, tmp_path / "out").dataset.samples) == 1
-    monkeypatch.setenv(ds.MAX_PIXELS_ENV, "lots")
+    monkeypatch.setenv(images.MAX_PIXELS_ENV, "lots")
     with pytest.raises(ds.DatasetError, match="is not a whole number of pixels"):
-        ds.max_pixels()
+        images.max_pixels()
 
 
 @pytest.mark.skipif(not SHARED_SET.is_dir(), reason="../shared/data/turingpass is absent (it is present in CI)")
@@ -202,4 +203,4 @@ def test_real_turingpass_images_import(tmp_path: Path) -> None:
     data = import_folder(src, tmp_path / "out").dataset
     assert len(data.samples) == 25
     assert all(len(s.answer) == 5 and s.file.endswith(".jpg") for s in data.samples)
-    assert ds.check_files(data) == []
+    assert images.check_files(data) == []

@@ -25,6 +25,7 @@ from bench.cli.common import parse_options
 from captchas.scoring import cer, is_correct, normalise
 from captchas import recorded
 from captchas import dataset as ds
+from captchas import images
 from captchas.folder import import_folder
 from captchas.schemes import SchemeError, load
 from captchas.knobs import SpecError
@@ -58,7 +59,7 @@ def test_the_manifest_reader_reads_or_refuses(manifest: str, info: str) -> None:
             assert "\n" not in str(e)
             return
         assert all(ds.plain_name(s.file) for s in data.samples) and len({s.id for s in data.samples}) == len(data.samples)
-        ds.check_files(data)  # lists problems; raises nothing
+        images.check_files(data)  # lists problems; raises nothing
 
 
 @FAST
@@ -138,7 +139,7 @@ def test_import_imports_or_refuses_and_leaves_no_half_written_folder(folder: dic
         except ds.DatasetError as e:
             assert "\n" not in str(e) and not out.exists()
         else:
-            assert ds.check_files(result.dataset) == [] and len(result.dataset.samples) >= 1
+            assert images.check_files(result.dataset) == [] and len(result.dataset.samples) >= 1
         assert sorted(p.name for p in Path(tmp).iterdir()) in (["src"], ["out", "src"])  # no staging folder left
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from captchas import dataset as ds
+from captchas import images
 from captchas.generate import Job, encode_png, make_dataset, make_item, regenerate
 from captchas.schemes import ImageScheme
 from captchas.spec import Spec
@@ -126,11 +127,11 @@ def test_reuse_keeps_the_same_set_and_refuses_another(tmp_path: Path, tiny_spec:
 
 def test_check_files_finds_changed_missing_and_extra_files(tiny_dataset: ds.Dataset) -> None:
     folder = tiny_dataset.path
-    assert ds.check_files(tiny_dataset) == []
+    assert images.check_files(tiny_dataset) == []
     (folder / "000001.png").write_bytes(b"not the same")
     (folder / "000002.png").unlink()
     (folder / "stray.png").write_bytes(b"")
-    problems = ds.check_files(tiny_dataset)
+    problems = images.check_files(tiny_dataset)
     assert problems == [
         "000001: 000001.png does not match its sha256 in the manifest",
         "000002: 000002.png is missing",
@@ -154,7 +155,7 @@ def test_regenerate_matches_and_catches_a_consistent_forgery(tiny_dataset: ds.Da
     info["manifest_sha256"] = ds.sha256_bytes((folder / "manifest.csv").read_bytes())
     (folder / "dataset.json").write_text(json.dumps(info))
     forged = ds.read_dataset(folder)
-    assert ds.check_files(forged) == []
+    assert images.check_files(forged) == []
     assert regenerate(forged).problems == ["000000: regenerated image differs from the data set"]
 
 
@@ -229,4 +230,4 @@ def test_manifest_file_names_cannot_escape_the_folder(tiny_dataset: ds.Dataset) 
     sample = tiny_dataset.samples[0]
     escaped = ds.Dataset(tiny_dataset.path, tiny_dataset.info,
                          (ds.Sample(sample.id, "../outside.png", sample.answer, sample.sha256),), tiny_dataset.hash)
-    assert "points outside the data set" in ds.check_files(escaped)[0]
+    assert "points outside the data set" in images.check_files(escaped)[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from captchas import dataset as ds
+from captchas import images
 from tests.fakes import edit_manifest
 from tests.test_cli import SMALL, assert_one_line_error, invoke
 
@@ -368,8 +369,8 @@ def test_a_bomb_is_described_in_the_projects_words_only() -> None:
 
     header = io.BytesIO()
     Image.new("1", (20000, 20000)).save(header, format="PNG")  # 400 M pixels: past Pillow's own cap too
-    with pytest.raises(ds.ImageError) as caught:
-        ds.open_image(header.getvalue())
+    with pytest.raises(images.ImageError) as caught:
+        images.open_image(header.getvalue())
     assert str(caught.value).startswith("a decompression bomb: its header declares more than")
     assert "DOS attack" not in str(caught.value) and "could be decompression bomb" not in str(caught.value)
 

@@ -19,6 +19,7 @@ from bench.runfolder.records import COLUMNS
 from bench.executors import DaskExecutor, LocalExecutor
 from bench.run import ConfigError, RunConfig, SolverSpec
 from captchas import dataset as ds
+from captchas import images
 from tests.fakes import edit_manifest
 
 FAKE, FAULTY = "tests.fakes:FakeSolver", "tests.fakes:FaultySolver"
@@ -120,7 +121,7 @@ def test_generating_on_dask_gives_the_same_bytes(tmp_path: Path, tiny_spec: obje
     scheme = ImageScheme(tiny_spec)  # type: ignore[arg-type]
     here = make_dataset(scheme, 40, 3, tmp_path / "here", preset="medium")
     there = make_dataset(scheme, 40, 3, tmp_path / "there", preset="medium", mapper=cluster.map_ordered)
-    assert there.hash == here.hash and ds.check_files(there) == []
+    assert there.hash == here.hash and images.check_files(there) == []
 
 
 def test_a_worker_killed_mid_run_loses_and_repeats_no_attempt(tmp_path: Path, tiny_dataset: ds.Dataset,
@@ -202,7 +203,7 @@ def test_the_memory_benchmark_repeats_images_as_separate_items_and_measures_whol
 
     repeated = repeated_dataset(tiny_dataset, 20, tmp_path / "repeated")
     files = [repeated.path / s.file for s in repeated.samples]
-    assert len(repeated.samples) == 20 and len({s.id for s in repeated.samples}) == 20 and ds.check_files(repeated) == []
+    assert len(repeated.samples) == 20 and len({s.id for s in repeated.samples}) == 20 and images.check_files(repeated) == []
     assert os.path.samefile(files[0], files[8]) and not os.path.samefile(files[0], files[1])
     memory = measure_memory(tiny_dataset, tmp_path / "scratch", [10, 30], "constant", ["--throughput-items", "0"])
     assert set(memory.peaks) == {10, 30} and all(20 < mb < 2000 for mb in memory.peaks.values())

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from bench.cli import cli
 from captchas import dataset as ds
+from captchas import images
 from captchas.turingpass import EMBEDDED_HUMANS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_embedded_humans_split_is_whole_and_matches_its_source_note() -> None:
     data = ds.read_dataset(EMBEDDED_HUMANS)
-    assert ds.check_files(data) == []
+    assert images.check_files(data) == []
     note = (EMBEDDED_HUMANS.parent / "SOURCE.md").read_text()
     assert data.hash in note and data.info["human_answers"]["sha256"] in note
     assert "MIT License" in (EMBEDDED_HUMANS.parent / "LICENSE").read_text()
@@ -42,7 +43,7 @@ def test_verify_catches_an_edited_answers_file(tmp_path: Path) -> None:
     shutil.copytree(EMBEDDED_HUMANS, copy)
     text = (copy / "answers.csv").read_text()
     (copy / "answers.csv").write_text(text.replace(",0,1,,", ",0,1,,9", 1))  # one time changed
-    assert ds.check_files(ds.read_dataset(copy)) == ["answers.csv: does not match its sha256 in dataset.json"]
+    assert images.check_files(ds.read_dataset(copy)) == ["answers.csv: does not match its sha256 in dataset.json"]
 
 
 def test_the_default_run_has_machines_and_people_then_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

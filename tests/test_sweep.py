@@ -19,7 +19,7 @@ from bench.sweep import Sweep, parse_values, run_sweep
 from captchas import recorded
 from captchas import dataset as ds
 from captchas.generate import make_dataset
-from captchas.schemes import SchemeError, load
+from captchas.schemes import load
 
 SMALL = {"width": 96, "height": 36, "font_sizes": (26, 30, 34), "length": 3}
 SOLVER = SolverSpec("tests.fakes:FakeSolver", {"default": "ABC"})

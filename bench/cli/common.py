@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from bench.executors import executor
+from bench.suite import default_dataset
 from captchas import dataset as ds
 
 
@@ -65,8 +67,6 @@ def counts(text: str, flag: str, example: str) -> list[int]:
 
 def dataset_or_default(dataset: Path | None) -> ds.Dataset:
     """The data set folder given, or the embedded default (generated, or reused once its hashes check)."""
-    from bench.suite import default_dataset
-
     if dataset is not None:
         return ds.read_dataset(dataset)
     with progress_bar("Default data set") as generating:
@@ -134,8 +134,6 @@ def executor_options(command: Any) -> Any:
 def executor_from(kind: str, workers: int | None, scheduler: str | None, images_by: str | None) -> Iterator[Any]:
     """The executor asked for (a LocalCluster has `workers` processes, default the CPU count; local runs
     default to one solver process per solver); a Dask cluster's dashboard address goes to stderr."""
-    from bench.executors import executor
-
     if kind == "local":
         made = executor("local", workers or 1, scheduler, images_by)
     else:

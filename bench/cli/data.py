@@ -10,6 +10,7 @@ import click
 from bench.cli.common import default_workers, executor_from, executor_options, parse_options, progress_bar
 from bench.cli.listing import presets_text
 from captchas import dataset as ds
+from captchas import images
 from captchas import folder, schemes, turingpass
 from captchas import generate as gen
 from captchas.render import measure_legibility
@@ -85,7 +86,7 @@ def verify(dataset: Path, regenerate: bool, workers: int) -> None:
     """
     data = ds.read_dataset(dataset)
     with progress_bar("Checking files") as progress:
-        problems = ds.check_files(data, progress)
+        problems = images.check_files(data, progress)
     regenerated = regenerate and data.info.get("kind") == "generated"
     reencoded = 0
     if regenerated:

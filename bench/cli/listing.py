@@ -9,23 +9,20 @@ import dataclasses
 import os
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bench.benchmark import RunResult, case_sensitive
+from bench.run import RunConfig
+from bench.suite import Part
 from bench.summary import format_table, to_table
 from captchas import dataset as ds
+from captchas.lined import LinedSpec
 from captchas.render import Legibility
 from captchas.spec import KNOBS, PRESETS
-
-if TYPE_CHECKING:  # the run's modules load with the run, not with every command
-    from bench.benchmark import RunResult
-    from bench.run import RunConfig
-    from bench.suite import Part
 
 
 def run_text(data: ds.Dataset, config: RunConfig, result: RunResult) -> str:
     """One run: its items and scoring, each solver's summary, and where the results are."""
-    from bench.benchmark import case_sensitive
-
     items = len(data.samples) if config.limit is None else min(config.limit, len(data.samples))
     how = "sensitive" if case_sensitive(data, config) else "insensitive"
     return (f"{_nothing_to_do(result)}\n{items} items of {data.path} (sha256 {data.hash[:12]}), scored case-{how}\n"
@@ -60,8 +57,6 @@ def show(value: Any) -> str:
 def presets_text(measured: Sequence[Legibility] | None, schemes: Sequence[str]) -> str:
     """Every preset's knobs in one table (with how often their renders are redrawn, when measured), the
     `lined` scheme's knobs, the long values spelled out below, and the installed schemes."""
-    from captchas.lined import LinedSpec
-
     names = list(PRESETS)
     long: dict[str, str] = {}  # long values (charsets, font lists) named in the table, spelled out below it
 

@@ -9,9 +9,18 @@ from typing import Any
 
 import click
 
+from bench.benchmark import run_benchmark, with_dataset_options
 from bench.cli.common import (FINITE, bars, dataset_or_default, default_workers, executor_from, executor_options,
                                    parse_options, progress_bar, split_pair)
 from bench.cli.listing import default_run_text, run_text, solvers_table
+from bench.report import build_report, check_report_out, write_report
+from bench.report.tables import verdict_text
+from bench.run import RunConfig
+from bench.run import SolverSpec
+from bench.runfolder.resume import recorded_request
+from bench.suite import PEOPLE
+from bench.suite import run_default
+from bench.sweep import Sweep, parse_values, plan_sweep, plan_text, run_sweep
 from captchas import output, schemes
 from solvers import registry
 
@@ -37,8 +46,6 @@ def solver_options(command: Any) -> Any:
 
 def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, ...]:
     """-o key=value applies to every solver, -o NAME.key=value to the solver NAME only."""
-    from bench.run import SolverSpec
-
     options: dict[str, dict[str, Any]] = {n: {} for n in names}
     for key, value in parse_options(pairs, "-o").items():
         target, dot, option = key.rpartition(".")
@@ -51,8 +58,6 @@ def solver_specs(names: tuple[str, ...], pairs: tuple[str, ...]) -> tuple[Any, .
 
 def run_config(names: tuple[str, ...], pairs: tuple[str, ...], **settings: Any) -> Any:
     """The RunConfig of the solvers, their options and the settings (RunConfig's fields), checked."""
-    from bench.run import RunConfig
-
     names = names or tuple(registry.default_solvers())
     if not names:
         raise click.ClickException("no solver can run here: see captcha-bench solvers")
@@ -61,9 +66,6 @@ def run_config(names: tuple[str, ...], pairs: tuple[str, ...], **settings: Any) 
 
 def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: int = 0) -> None:
     """Build the report of these runs into `out` and print its verdict and where it is."""
-    from bench.report import build_report, check_report_out, write_report
-    from bench.report.tables import verdict_text
-
     if out not in paths:  # a folder of its own that cannot take the report is refused before the statistics
         check_report_out(out)
     report = build_report(paths, allow_mixed, seed)
@@ -92,11 +94,8 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     generated default set; then the report (verdict, figures) of both, in one folder.
 
     \b
-    Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7 --out results/runs/hard-7
+    Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7 --out results/runs/hard-7-baselines
     """
-    from bench.benchmark import run_benchmark, with_dataset_options
-    from bench.suite import run_default
-
     dataset, config, out = _request(dataset, names, pairs, out, resume, timeout=timeout, batch_size=batch_size,
                                     throughput_items=throughput_items, limit=limit, case_sensitive=case)
     output.check_writable(out, what="run")  # before the default set is made or any image is read
@@ -117,9 +116,6 @@ def _request(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...
              **settings: Any) -> tuple[Path | None, Any, Path]:
     """What `run` is asked: its data set (None: the default benchmark, people included), config and
     folder. --resume takes what the command leaves out from the run it continues."""
-    from bench.runfolder.resume import recorded_request
-    from bench.suite import PEOPLE
-
     before = recorded_request(out) if resume and out is not None else None
     if before is not None:
         settings = _recorded_settings(before["config"], settings)
@@ -193,8 +189,6 @@ def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, .
     \b
     Example: captcha-bench sweep --vary 'rotate=(-15,15),(-45,45),(-75,75)' --solver cnn --out results/sweep-rotate
     """
-    from bench.sweep import Sweep, parse_values, plan_sweep, plan_text, run_sweep
-
     axes = tuple((key, parse_values(text)) for key, text in (split_pair(v, "--vary") for v in varies))
     config = run_config(names, pairs, timeout=timeout, throughput_items=throughput_items)
     asked = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)

@@ -8,8 +8,11 @@ import click
 
 from bench.cli.common import progress_bar
 from bench.study.store import JOINS_PER_HOUR
+from bench.study.store import Store
+from bench.study.store import StudyError
 from captchas import dataset as ds
 from captchas.output import replacing
+from captchas.recorded import write_csv
 
 
 @click.command()
@@ -34,8 +37,7 @@ def record(dataset: Path, host: str, port: int, db: Path | None, title: str, com
     \b
     Example: captcha-bench record --dataset captchas/data/turingpass/humans --port 8000
     """
-    from bench.study.server import open_study
-    from bench.study.store import StudyError
+    from bench.study.server import open_study  # flask: only `record` serves the app
 
     data = ds.read_dataset(dataset)
     try:
@@ -78,9 +80,6 @@ def humans_export(db: Path, out: Path, force: bool, excel_safe: bool) -> None:
     \b
     Example: captcha-bench humans export --db results/studies/051e9b2ff964.sqlite --out answers.csv
     """
-    from bench.study.store import Store
-    from captchas.recorded import write_csv
-
     if not db.is_file():
         raise click.ClickException(f"--db {db} does not exist: give the database that captcha-bench record wrote")
     if out.is_dir():

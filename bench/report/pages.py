@@ -12,6 +12,7 @@ from typing import Any
 from html import escape
 
 from bench import stats
+from bench.load import warning
 from bench.report.model import REFERENCES, Group, Reference, Report
 from bench.report.tables import (CROSSING_HEADER, VERDICT_HEADER, all_answers, confusion_rows, crossings, glyph_rows,
                           other_rule, pct, seconds, shared_confusions, verdict_rows)
@@ -234,8 +235,6 @@ def _provenance_rows(run: Run) -> list[list[str]]:
 
 def _load(sessions: list[dict[str, object]]) -> str:
     """Each session's record of what else the machine ran (bench.load), with its warning where it had one."""
-    from bench.load import warning
-
     said = []
     for s in sessions:
         others = f"other processes {s['others_cores']} cores" if "others_cores" in s else "no CPU counters"

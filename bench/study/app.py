@@ -28,6 +28,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from bench.study.store import JOINS_PER_HOUR, StudyError, Store
 from captchas import dataset as ds
+from captchas.images import load_image
 from captchas import recorded
 
 MAX_ANSWER = 32  # characters; longer answers are refused (the text box stops there too)
@@ -45,7 +46,7 @@ def check_images(dataset: ds.Dataset, progress: ds.Progress | None = None) -> No
 
     Run before a study starts, so that no participant meets a broken image."""
     for done, sample in enumerate(dataset.samples, 1):
-        ds.load_image(dataset, sample)
+        load_image(dataset, sample)
         if progress:
             progress(done, len(dataset.samples))
 
@@ -76,7 +77,7 @@ def create_app(dataset: ds.Dataset, db: str, title: str = "Read the characters",
             if item_id in images:
                 return images[item_id]
         try:
-            image = ds.load_image(dataset, files[item_id])
+            image = load_image(dataset, files[item_id])
         except ds.DatasetError:
             raise StudyError(500, "this image cannot be shown (it changed on disk): press Skip to go on") from None
         out = io.BytesIO()

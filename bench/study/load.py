@@ -111,7 +111,7 @@ def measure(data: ds.Dataset, participants: int = 20) -> LoadResult:
     import logging
     import tempfile
 
-    from bench.study.app import create_app, serve
+    from bench.study.app import create_app, serve  # flask: only the load test serves the app
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from captchas.recorded import Recorded
+from captchas.dataset import DatasetError
 from captchas.errors import UserError
+from captchas.recorded import Recorded
 
 JOINS_PER_HOUR = 30  # new participants one client address may start in an hour (the study app's default)
 
@@ -122,8 +123,6 @@ class Store:
             with store._connect() as db:
                 db.execute("SELECT value FROM study WHERE key = 'dataset_sha256'").fetchone()
         except sqlite3.DatabaseError as e:
-            from captchas.dataset import DatasetError
-
             raise DatasetError(f"{path} is not a captcha-bench study database ({e})") from None
         return store
 

@@ -9,7 +9,6 @@ import pickle
 import platform
 from dataclasses import asdict
 from pathlib import Path
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 
 from captchas import dataset as ds
 from captchas.output import replacing
-from solvers.cnn import CNNError
+from solvers.cnn import CNNError, dddd
 from solvers.cnn.data import answer_lengths
 from solvers.cnn.model import CaptchaNet, CNNConfig
 
@@ -96,8 +95,6 @@ def network(state: dict[str, Any], name: str) -> nn.Module:
     """The trained network of a checkpoint's `state` (load_checkpoint), in eval mode."""
     config = CNNConfig.from_dict(state["config"])
     if config.arch == "ddddocr":
-        from solvers.cnn import dddd
-
         return dddd.load(config, state, name)
     model = CaptchaNet(config)
     model.load_state_dict(state["state_dict"])
@@ -175,14 +172,14 @@ def initialise(model: CaptchaNet, model_cfg: CNNConfig, path: Path, folded: bool
     state = load_checkpoint(path)  # weights_only=True, with its refusals
     if not fits(model_cfg, state["config"]):
         raise CNNError(f"--init {path}: its model config {state['config']} differs from this run's "
-                       f"{model_cfg.to_dict()} beyond input size, charset, --strided and --hidden: give matching "
-                       "--channels/--colour/--fit/--crop, or --from-scratch")
+                       f"{model_cfg.to_dict()} beyond input size, charset, strided and hidden: give matching "
+                       "--model channels, colour, fit and crop, or --from-scratch")
     own, given = model.state_dict(), state["state_dict"]
     misfits = {_layer(k) for k, v in own.items() if k not in given or given[k].shape != v.shape}
     fitting = {k: v for k, v in given.items() if k in own and _layer(k) not in misfits}  # whole layers, never half
     fresh = sorted(k for k in own if k not in fitting)
     model.load_state_dict(fitting, strict=False)
-    rows = _head_rows(state["charset"], model_cfg.charset, folded) if state["charset"] != model_cfg.charset else {}
+    rows = dddd.class_rows(state["charset"], model_cfg.charset, folded) if state["charset"] != model_cfg.charset else {}
     if rows and "head" in misfits and given["head.weight"].shape[1] == own["head.weight"].shape[1]:
         with torch.no_grad():  # each class starts from the one that writes its character (both cases: their mean)
             for new, old in rows.items():
@@ -204,19 +201,6 @@ def fits(model_cfg: CNNConfig, config: dict[str, Any]) -> bool:
     """Whether a checkpoint of this `config` can start a run of `model_cfg` (see `initialise`)."""
     theirs = {k: v for k, v in CNNConfig.from_dict(config).to_dict().items() if k not in FREE}
     return theirs == {k: v for k, v in model_cfg.to_dict().items() if k not in FREE}
-
-
-def _head_rows(theirs: Sequence[str], ours: str, folded: bool) -> dict[int, list[int]]:
-    """Our head's classes (blank 0, character i at i + 1) mapped to the checkpoint's classes that write
-    the same character, or (`folded`, or where it writes only the other case) the same letter in either
-    case; characters it does not write are left out."""
-    rows = {0: [0]}
-    for k, c in enumerate(ours):
-        either = [i + 1 for i, t in enumerate(theirs) if t.casefold() == c.casefold()]
-        same = either if folded else [i + 1 for i, t in enumerate(theirs) if t == c] or either
-        if same:
-            rows[k + 1] = same
-    return rows
 
 
 def general_start(model_cfg: CNNConfig) -> Path | None:

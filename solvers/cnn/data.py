@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from captchas import dataset as ds
+from captchas.images import ImageError, NotRegularFile, checked_bytes, decode_image, load_images, regular_bytes
 from captchas.generate import item_rng
 from captchas import schemes
 from captchas.scoring import normalise
@@ -70,7 +71,7 @@ def load_training_data(cfg: TrainConfig, progress: Callable[[int, int], None] | 
     folding = folds(charset, data.case_sensitive)
     if folding:
         charset = "".join(sorted(set(charset.casefold())))
-    items = ds.load_images(data, cfg.limit)  # the checked image loader
+    items = load_images(data, cfg.limit)  # the checked image loader
     images, y_all = [image for _, image in items], [s.answer.casefold() if folding else s.answer for s, _ in items]
     chosen = auto.geometry(images, answer_lengths(y_all)[1] if y_all else 1, cfg.model)
     model_cfg = CNNConfig(charset=charset, **{**chosen, **cfg.model})
@@ -232,7 +233,7 @@ def load_mix(cfg: TrainConfig, model_cfg: CNNConfig, folding: bool) -> Mix:
     if missing:  # said before any image is read
         raise CNNError(f"--mix {cfg.mix}: its answers use {''.join(missing)!r}, which --dataset's charset lacks: "
                        "generate the mix set with that charset")
-    x = stack([input_bytes(image, model_cfg) for _, image in ds.load_images(data, cfg.mix_count)], model_cfg)
+    x = stack([input_bytes(image, model_cfg) for _, image in load_images(data, cfg.mix_count)], model_cfg)
     flat, sizes = encode(answers, model_cfg.charset)
     per_batch = max(1, round(cfg.batch_size * cfg.mix_share / (1.0 - cfg.mix_share)))
     about = {"dataset": str(cfg.mix), "sha256": data.hash, "items": len(answers), "share": cfg.mix_share,
@@ -252,13 +253,13 @@ def unlabelled_files(folder: Path, barred: dict[str, str]) -> list[tuple[str, by
         raise CNNError(f"--unlabelled {folder} is not a folder: give a folder of images (or a data set)")
     if (folder / ds.MANIFEST).is_file():
         scraped = ds.read_dataset(folder)
-        blobs = [(s.file, ds.checked_bytes(scraped.path, s.id, s.file, s.sha256)) for s in scraped.samples]
+        blobs = [(s.file, checked_bytes(scraped.path, s.id, s.file, s.sha256)) for s in scraped.samples]
     else:
         blobs = []
         for p in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             try:
-                blobs.append((p.name, ds.regular_bytes(p)))
-            except ds.NotRegularFile as e:
+                blobs.append((p.name, regular_bytes(p)))
+            except NotRegularFile as e:
                 raise CNNError(f"--unlabelled: {p.name} is {e.what}: give regular image files") from None
     if not blobs:
         raise CNNError(f"--unlabelled {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}): give a folder of "
@@ -292,8 +293,8 @@ def unlabelled_for(cfg: TrainConfig, config: CNNConfig | None) -> torch.Tensor |
     images = []
     for name, blob in blobs:
         try:
-            image = ds.decode_image(blob)
-        except ds.ImageError as e:
+            image = decode_image(blob)
+        except ImageError as e:
             raise CNNError(f"--unlabelled: {name} is {e}") from None
         images.append(input_bytes(image if image.mode in ("RGB", "L") else image.convert("RGB"), config))
     return stack(images, config)

@@ -187,13 +187,24 @@ def keep_rows(net: DdddNet, rows: Sequence[Sequence[int]]) -> DdddNet:
     return net
 
 
+def class_rows(theirs: Sequence[str], ours: str, folded: bool) -> dict[int, list[int]]:
+    """Our head's classes (blank 0, character i at i + 1) mapped to another head's classes (`theirs`, a
+    checkpoint's or ddddocr's, blank first) that write the same character, or (`folded`, or where it writes only the other case) the same letter in either
+    case; characters it does not write are left out."""
+    rows = {0: [0]}
+    for k, c in enumerate(ours):
+        either = [i + 1 for i, t in enumerate(theirs) if t.casefold() == c.casefold()]
+        same = either if folded else [i + 1 for i, t in enumerate(theirs) if t == c] or either
+        if same:
+            rows[k + 1] = same
+    return rows
+
+
 def head_rows(classes: Sequence[str], charset: str, folded: bool) -> list[list[int]]:
     """For the blank and each character of `charset`, ddddocr's classes that write it (none: []), by the
-    rule `--init CHECKPOINT` keeps rows by (checkpoint._head_rows): the same character or, where `folded`
+    rule `--init CHECKPOINT` keeps rows by (class_rows): the same character or, where `folded`
     (or where it has only the other case), the letter in either case."""
-    from solvers.cnn.checkpoint import _head_rows
-
-    rows = _head_rows(classes[1:], charset, folded)
+    rows = class_rows(classes[1:], charset, folded)
     return [rows.get(k, []) for k in range(len(charset) + 1)]
 
 
