@@ -111,6 +111,58 @@ def test_the_help_examples_work_from_a_fresh_clone() -> None:
     assert {c for c, _ in parsed} >= {"generate", "run", "report", "verify", "record", "humans export", "import folder"}
 
 
+# What the examples run with here: the same command and options, at a test's size.
+SMALLER = {"--count": "12", "--rounds": "1", "--items": "10", "--solvers": "2", "--participants": "2", "--workers": "1",
+           "--counts": "20,40", "--measure": "4"}
+ADDED = {"run": ["--throughput-items", "0"], "sweep": ["--count", "6", "--throughput-items", "0"],
+         "speed latency": ["--rounds", "1"]}
+# Examples this test does not run (by command, or by the whole example), and why: each is run elsewhere, as named.
+NOT_HERE = {
+    "run (no arguments)": "tests/test_suite.py runs it from a fresh clone, as make bench does",
+    "record": "it serves the study until stopped (tests/test_study.py drives the app in a browser)",
+    "humans export": "it reads the study record makes (tests/test_study.py exports one)",
+    "import turingpass": "it reads a clone of the TuringPass repository (tests/test_humans.py imports ../shared's)",
+    "attack": "it trains a model per label count on that import (tests/test_attack.py runs a tiny attack)",
+    "speed scale": "its least is 512 items per contender and a Dask cluster (tests/test_scale.py runs the same "
+                   "executors on 8 items)",
+}
+
+
+def _small(command: str, args: list[str]) -> list[str]:
+    """An example's arguments at a test's size, with the project's own paths made absolute."""
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if command == "train" and arg == "--minutes":  # a budget's worth of rendering: two steps instead
+            next(it)
+            out += ["--count", "64", "--val-count", "16", "--epochs", "1", "--batch-size", "32", "--workers", "1"]
+        elif arg in SMALLER:
+            next(it)
+            out += [arg, SMALLER[arg]]
+        else:
+            out.append(str(ROOT / arg) if arg.startswith("captchas/") else arg)
+    return out + ADDED.get(command, [])
+
+
+def test_the_help_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each example runs and succeeds, in the order a newcomer would take them, in an empty folder, at a
+    test's size (SMALLER): the README says the examples in the helps work as written."""
+    pytest.importorskip("torch", reason="the examples train and read with the CNN")
+    monkeypatch.chdir(tmp_path)
+    order = ["generate", "verify", "run", "report", "sweep", "train", "import folder", "solvers", "presets"]
+    seen, ran = set(), []
+    parsed = [(_parse(args)[0], args) for args in _examples()]
+    for command, args in sorted(parsed, key=lambda ca: order.index(ca[0]) if ca[0] in order else len(order)):
+        if command in NOT_HERE or (command if args[1:] else f"{command} (no arguments)") in NOT_HERE \
+                or tuple(args) in seen:
+            continue
+        seen.add(tuple(args))
+        result = CliRunner().invoke(cli, _small(command, args), catch_exceptions=False)
+        assert result.exit_code == 0, f"captcha-bench {' '.join(args)}: {result.output[-800:]}"
+        ran.append(command)
+    assert set(ran) | set(NOT_HERE) >= {c for c, _ in parsed} and "run" in ran
+
+
 def test_generate_then_verify(tmp_path: Path) -> None:
     out = tmp_path / "set"
     result = invoke("generate", "--preset", "medium", "--count", "6", "--seed", "7", "--out", str(out), *SMALL)

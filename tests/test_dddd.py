@@ -129,7 +129,7 @@ def test_a_fine_tuned_checkpoint_stores_what_changed_reads_and_refuses_another_d
         dddd.load(None, other, "m.pt")
     with pytest.raises(ValueError, match="--init ddddocr fine-tunes ddddocr's model on a --dataset"):
         TrainConfig(out=tmp_path / "p.pt", preset="easy", init=Path("ddddocr")).check()
-    with pytest.raises(ValueError, match="drop --height"):
+    with pytest.raises(ValueError, match="drop --model height"):
         TrainConfig(out=tmp_path / "p.pt", preset=None, dataset=data, init=Path("ddddocr"), model={"height": 32}).check()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -15,8 +16,36 @@ from solvers import registry
 BIN = Path(sys.executable).parent
 
 
+def _declared(group: str) -> dict[str, str]:
+    """The entry points setup.cfg declares in `group`: name -> module:attr."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parents[1] / "setup.cfg", encoding="utf-8")
+    lines = config["options.entry_points"][group].strip().splitlines()
+    return dict((part.strip() for part in line.split("=", 1)) for line in lines)  # type: ignore[misc]
+
+
 def test_builtins_are_registered_through_entry_points() -> None:
     assert {"ocr", "ddddocr", "constant"} <= set(registry.available())
+
+
+def test_every_shipped_solver_and_scheme_is_installed_and_resolves_to_what_setup_cfg_names() -> None:
+    """The solvers and schemes the project ships, each by name, so that losing one (an entry point
+    dropped, a class renamed or moved) fails here rather than in a user's run."""
+    from captchas import schemes
+
+    solvers, made = _declared("captcha_bench.solvers"), _declared("captcha_bench.schemes")
+    assert set(solvers) == {"cnn", "ocr", "ddddocr", "constant", "human"}
+    assert set(made) == {"image", "lined", "mixed"}
+    for name, target in solvers.items():
+        assert registry.available()[name].value == target, name
+        module, attr = target.split(":")
+        assert registry.resolve(name) is getattr(__import__(module, fromlist=[attr]), attr), name
+    for name, target in made.items():
+        assert schemes.available()[name].value == target, name
+        assert callable(schemes.available()[name].load()), name
+        assert schemes.load(name).render("AB", random.Random(0)).size[0] > 0, name  # it builds and draws
 
 
 def test_describe_names_origin_and_whether_it_can_run() -> None:

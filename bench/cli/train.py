@@ -10,10 +10,54 @@ from typing import Any
 
 import click
 
-from bench.cli.common import FINITE, Bars, bars, counts as parse_counts, default_workers
+from bench.attack import CSV, FIGURE, cheapest, run_attack, table
+from bench.cli.common import FINITE, Bars, bars, counts as parse_counts, default_workers, split_pair
+from bench.summary import format_table
 
 
-@click.command()
+MODEL = {"height": int, "width": int, "channels": str, "hidden": int, "colour": bool, "strided": bool, "fit": str,
+         "crop": bool}  # train --model KEY=VALUE: the network's settings (solvers/cnn/model.py, CNNConfig)
+MOVED = {"--height": "height=N", "--width": "width=N", "--channels": "channels=A,B,C", "--hidden": "hidden=N",
+         "--colour": "colour=true", "--strided": "strided=true", "--fit": "fit=pad", "--crop": "crop=true",
+         "--no-crop": "crop=false"}  # the flags --model replaced on 2026-12-06 (older model cards name them)
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+class _Train(click.Command):
+    """`train`, saying where a model flag went when an older command line (a model card's) names one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        for arg in args:
+            flag = arg.split("=", 1)[0]
+            if flag in MOVED:
+                raise click.UsageError(f"{flag} is now a model setting: give --model {MOVED[flag]}", ctx)
+        return super().parse_args(ctx, args)
+
+
+def model_options(pairs: tuple[str, ...]) -> dict[str, object]:
+    """--model KEY=VALUE pairs as TrainConfig's `model`: each key one of MODEL's, its value of that kind
+    (channels stays text: TrainConfig reads it and names what is wrong); a one-line usage error otherwise."""
+    model: dict[str, object] = {}
+    for pair in pairs:
+        key, text = split_pair(pair, "--model")
+        kind, text = MODEL.get(key), text.strip()
+        if kind is None:
+            raise click.BadParameter(f"{key!r} is not a model setting: give one of {', '.join(MODEL)}",
+                                     param_hint="'--model'")
+        if kind is bool:
+            if text.lower() not in TRUE + FALSE:
+                raise click.BadParameter(f"{key}={text!r}: give true or false", param_hint="'--model'")
+            model[key] = text.lower() in TRUE
+        elif kind is int:
+            if not text.isdigit():
+                raise click.BadParameter(f"{key}={text!r}: give a whole number", param_hint="'--model'")
+            model[key] = int(text)
+        else:
+            model[key] = text
+    return model
+
+
+@click.command(cls=_Train)
 @click.option("--preset", default="medium", show_default=True, help="Train on fresh items of this preset...")
 @click.option("--scheme", default=None, help="...or of this scheme (`mixed`: the general CNN's broad mix)...")
 @click.option("--dataset", type=click.Path(path_type=Path), default=None, help="...or on this data set folder.")
@@ -32,23 +76,18 @@ from bench.cli.common import FINITE, Bars, bars, counts as parse_counts, default
 @click.option("--lr", type=FINITE, default=3e-3, show_default=True, help="Peak learning rate (one-cycle).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=default_workers, help="Processes rendering data [default: CPU count].")
-@click.option("--height", type=int, default=None, help="Model input rows [default: 24].")
-@click.option("--width", type=int, default=None, help="Model input columns [default: 72]; the model reads width/4 steps.")
-@click.option("--channels", default=None, help="Conv stages' channels, e.g. 24,48,64,96 [default: 16,32,48,64].")
-@click.option("--hidden", type=int, default=None, help="GRU units per direction [default: 64].")
-@click.option("--colour", is_flag=True, default=None, help="Read RGB instead of grey (3 input channels).")
-@click.option("--strided", is_flag=True, default=None,
-              help="First stage: a stride-2 convolution instead of convolution + pooling (a quarter of its work).")
-@click.option("--fit", type=click.Choice(["stretch", "pad"]), default=None,
-              help="Image to input: stretch to --width x --height, or keep the aspect and pad "
-                   "[default: pad with --dataset unless --height or --width is given, else stretch].")
-@click.option("--crop/--no-crop", default=None,
-              help="Crop each image to its ink's bounding box first [default: as --fit's default].")
+@click.option("--model", "model_pairs", multiple=True, metavar="KEY=VALUE",
+              help="A model setting; repeatable: height (rows, default 24), width (columns, default 72; the model reads "
+                   "width/4 steps), channels (conv stages, e.g. 24,48,64,96; default 16,32,48,64), hidden (GRU units "
+                   "per direction, default 64), colour (read RGB, not grey), strided (a stride-2 first convolution "
+                   "instead of convolution and pooling: a quarter of its work), fit (stretch or pad: the image to the "
+                   "input; default pad with --dataset unless height or width is given, else stretch), crop (to the "
+                   "ink's bounding box first; default as fit's).")
 @click.option("--augment/--no-augment", default=None,
               help="Random affine, polarity and contrast per item [default: on with --dataset, off with --preset].")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
-              help="Start from this checkpoint's weights (fine-tune; same --channels, --colour, --fit and --crop; input "
-                   "size, charset, --strided and --hidden may differ), or from ddddocr's published model: the word "
+              help="Start from this checkpoint's weights (fine-tune; the same model channels, colour, fit and crop; "
+                   "input size, charset, strided and hidden may differ), or from ddddocr's published model: the word "
                    "ddddocr (with --dataset) [default with --dataset: the shipped general CNN, where the model "
                    "options allow].")
 @click.option("--unlabelled", type=click.Path(path_type=Path), default=None,
@@ -64,22 +103,20 @@ from bench.cli.common import FINITE, Bars, bars, counts as parse_counts, default
               help="The share of each batch's items drawn from --mix (the --dataset items per batch stay --batch-size).")
 @click.option("--mix-count", type=int, default=None, help="Read only the first N items of --mix [default: all].")
 @click.option("--resume", is_flag=True, help="Continue from OUT.last after an interruption.")
-def train(preset: str, scheme: str | None, dataset: Path | None, out: Path, count: int | None, val_count: int, seed: int, epochs: float | None,
-          minutes: float | None, batch_size: int, lr: float, device: str, workers: int, height: int | None,
-          width: int | None, channels: str | None, hidden: int | None, colour: bool | None, strided: bool | None,
-          fit: str | None, crop: bool | None, augment: bool | None, init: Path | None, unlabelled: Path | None,
-          freeze: float, from_scratch: bool,
-          mix: Path | None, mix_share: float, mix_count: int | None, resume: bool) -> None:
+def train(preset: str, scheme: str | None, dataset: Path | None, out: Path, count: int | None, val_count: int,
+          seed: int, epochs: float | None, minutes: float | None, batch_size: int, lr: float, device: str, workers: int,
+          model_pairs: tuple[str, ...], augment: bool | None, init: Path | None, unlabelled: Path | None,
+          freeze: float, from_scratch: bool, mix: Path | None, mix_share: float, mix_count: int | None,
+          resume: bool) -> None:
     """Train the CNN solver and save the best checkpoint (config, charset, data hash inside).
 
     \b
     Example: captcha-bench train --preset medium --out results/models/medium.pt --minutes 20
     """
-    from solvers.cnn.card import write_card
-    from solvers.cnn.train import TrainConfig, train as run_training
+    from solvers.cnn.card import write_card  # torch: only `train` loads it
+    from solvers.cnn.train import TrainConfig, train as run_training  # torch, likewise
 
-    model = dict(height=height, width=width, channels=channels, hidden=hidden, colour=colour, strided=strided, fit=fit,
-                 crop=crop)
+    model = model_options(model_pairs)
     config = TrainConfig(out=out, preset=None if dataset else preset, scheme=scheme, dataset=dataset, count=count,
                          val_count=val_count, seed=seed, epochs=epochs, minutes=minutes, batch_size=batch_size,
                          lr=lr, device=device, workers=workers, model=model, augment=augment, init=init,
@@ -127,9 +164,6 @@ def attack(dataset: Path, test: Path, labels: str, minutes: float | None, epochs
     \b
     Example: captcha-bench attack --dataset results/datasets/turingpass/train --test captchas/data/turingpass/humans --labels 250,1000 --minutes 3
     """
-    from bench.attack import CSV, FIGURE, cheapest, run_attack, table
-    from bench.summary import format_table
-
     counts = parse_counts(labels, "--labels", "250,1000,4000")
     if from_scratch and init not in ("general", "scratch"):
         raise click.ClickException(f"--from-scratch and --init {init} contradict each other: give --init scratch,...")

@@ -80,8 +80,8 @@ def warnings(history: Sequence[dict[str, Any]], started: bool = False, generated
         said.append(f"the model did not learn: validation reached {best:.1%} at best (of {len(history)} checks). "
                     + ("It trained on items it rendered: give more --minutes (more items, more steps), or leave "
                        "--minutes out for the full run" if generated else
-                       "It started from pre-trained weights: try more labelled images, more --minutes, or --colour "
-                       "where the text stands out by colour rather than brightness" if started else
+                       "It started from pre-trained weights: try more labelled images, more --minutes, or "
+                       "--model colour=true where the text stands out by colour rather than brightness" if started else
                        "Try more labelled images, more --minutes, or --init a checkpoint trained on similar images"))
     last = history[-1]
     early = [h for h in history if h["step"] <= 0.75 * last["step"]]

@@ -57,14 +57,14 @@ class TrainConfig:
     # on the convolutional features, computed once per image; the rest trains every layer on augmented images
 
     def __post_init__(self) -> None:
-        """Options left out (None) take the model's defaults; channels may come as text, "24,48,64,96"."""
+        """Options left out (None) take the model's defaults; channels may come as text, "24,48,64,96" (--model channels=)."""
         model = {k: v for k, v in self.model.items() if v is not None}
         if isinstance(model.get("channels"), str):
             text = model["channels"]
             try:
                 model["channels"] = tuple(int(c) for c in text.split(","))
             except ValueError:
-                raise CNNError(f"--channels {text!r}: give three or more comma-separated counts, "
+                raise CNNError(f"--model channels={text!r}: give three or more comma-separated counts, "
                                "e.g. 24,48,64,96") from None
         if self.init is not None and str(self.init) == DDDDOCR:  # the word, not a file: ddddocr's published model
             model.setdefault("arch", "ddddocr")
@@ -86,15 +86,15 @@ class TrainConfig:
                 raise CNNError(f"{option} must be a finite number above 0, got {number}")
         m = self.model
         if not 16 <= m.get("height", 24) <= 256 or not 16 <= m.get("width", 72) <= 1024:
-            raise CNNError("--height must be 16-256 and --width 16-1024 pixels")
+            raise CNNError("--model height must be 16-256 and width 16-1024 pixels")
         stages = m.get("channels", (16, 32, 48, 64))
         if len(stages) < 3 or not all(isinstance(c, int) and 1 <= c <= 1024 for c in stages):
-            raise CNNError(f"--channels {','.join(map(str, stages))!r}: give three or more comma-separated counts, "
+            raise CNNError(f"--model channels={','.join(map(str, stages))!r}: give three or more comma-separated counts, "
                            "e.g. 24,48,64,96")
         if not 1 <= m.get("hidden", 64) <= 2048:
-            raise CNNError("--hidden must be 1-2048")
+            raise CNNError("--model hidden must be 1-2048")
         if m.get("fit", "stretch") not in FITS:
-            raise CNNError(f"--fit must be one of {', '.join(FITS)}, got {m['fit']!r}")
+            raise CNNError(f"--model fit must be one of {', '.join(FITS)}, got {m['fit']!r}")
         if self.limit is not None and (self.dataset is None or self.limit < 10):
             raise CNNError(f"limit: train on the first N items of --dataset, N at least 10, got {self.limit}")
         if self.from_scratch and self.init is not None:
@@ -107,7 +107,7 @@ class TrainConfig:
                                "--init, --from-scratch or --mix")
             if m.get("height", HEIGHT) != HEIGHT or any(k in m for k in ("channels", "hidden", "colour", "strided", "crop")):
                 raise CNNError(f"--init ddddocr reads grey images of {HEIGHT} rows with ddddocr's own layers: drop "
-                               "--height, --channels, --hidden, --colour, --strided and --crop")
+                               "--model height, channels, hidden, colour, strided and crop")
         if self.unlabelled is not None and self.dataset is None:
             raise CNNError("--unlabelled learns from a scheme's images beside its labelled --dataset: give --dataset")
         if not (math.isfinite(self.freeze) and 0.0 <= self.freeze <= 1.0):
