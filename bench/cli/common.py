@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from bench.executors import executor
+from bench.executors import DaskExecutor, Executor, executor
 from bench.suite import default_dataset
 from captchas import dataset as ds
 
@@ -131,7 +131,7 @@ def executor_options(command: Any) -> Any:
 
 
 @contextlib.contextmanager
-def executor_from(kind: str, workers: int | None, scheduler: str | None, images_by: str | None) -> Iterator[Any]:
+def executor_from(kind: str, workers: int | None, scheduler: str | None, images_by: str | None) -> Iterator[Executor]:
     """The executor asked for (a LocalCluster has `workers` processes, default the CPU count; local runs
     default to one solver process per solver); a Dask cluster's dashboard address goes to stderr."""
     if kind == "local":
@@ -142,7 +142,8 @@ def executor_from(kind: str, workers: int | None, scheduler: str | None, images_
             made = executor(kind, workers or default_workers(), scheduler, images_by)
             starting("starting Dask", 1, 1)
         where = scheduler or "a LocalCluster on 127.0.0.1"
-        click.echo(f"Dask: {where}, {made.workers} worker(s); dashboard: {getattr(made, 'dashboard', '')}", err=True)
+        dashboard = made.dashboard if isinstance(made, DaskExecutor) else ""
+        click.echo(f"Dask: {where}, {made.workers} worker(s); dashboard: {dashboard}", err=True)
     try:
         yield made
     finally:

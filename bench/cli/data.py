@@ -43,7 +43,7 @@ def generate(preset: str | None, scheme: str, count: int, seed: int, out: Path, 
     with executor_from(executor_kind, workers, scheduler, images_by) as where, progress_bar("Generating") as progress:
         data = gen.make_dataset(made, count, seed, out, workers=workers, force=force, reuse=reuse,
                                 scheme_name=scheme, preset=preset, progress=progress,
-                                mapper=getattr(where, "map_ordered", None))
+                                mapper=where.mapper())
     seconds = time.perf_counter() - start
     shown = preset or ("medium" if scheme == schemes.DEFAULT_SCHEME else None)  # image's default preset
     what = f"{len(data.samples)} images in {out} (scheme {scheme}{f', preset {shown}' if shown else ''}, seed {seed})"
