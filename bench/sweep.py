@@ -204,7 +204,7 @@ def _check_same_sweep(out: Path, sweep: Sweep) -> None:
               for key, option in OPTIONS.items() if before.get(key) != now[key]]
     if differ:
         raise RunError(f"cannot resume {out}: {'; '.join(differ)}: give the sweep's own options, or start a new "
-                              "sweep in another --out")
+                       "sweep in another --out")
 
 
 def _shown(key: str, value: Any) -> str:

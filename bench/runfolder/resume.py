@@ -24,7 +24,7 @@ def check_new_run(out: Path, allowed: tuple[str, ...] = ()) -> None:
         raise RunError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if (out / ds.MANIFEST).is_file():
         raise RunError(f"--out {out} is a data set, not a run folder: give a new folder for the run "
-                              "(the data set goes in --dataset)")
+                       "(the data set goes in --dataset)")
     raise RunError(f"--out {out} holds other files, not a run: choose an empty or new folder")
 
 
@@ -69,7 +69,7 @@ def check_resumable(out: Path, request: dict[str, Any]) -> None:
     differences = resume_conflicts(before, json.loads(json.dumps(request)))
     if differences:
         raise RunError(f"cannot resume {out}: {'; '.join(differences)}: give the run's own settings, or "
-                              "start a new run")
+                       "start a new run")
 
 
 def resume_conflicts(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -127,4 +127,4 @@ def check_collection_resumable(out: Path, document: dict[str, Any],
     for key in keys:
         if before.get(key) != same[key]:
             raise RunError(f"cannot resume {out}: its {key} differ from this command's (another kind of run, "
-                                  "other settings or other data sets): start a new run instead")
+                           "other settings or other data sets): start a new run instead")
