@@ -134,8 +134,8 @@ def test_only_the_command_line_imports_the_command_line() -> None:
 
 @pytest.mark.parametrize("package", ["captchas", "bench"])
 def test_every_function_level_import_of_our_own_says_why(package: str) -> None:
-    """An import inside a function hides the graph; it is allowed where it keeps a heavy library (torch,
-    matplotlib, the study's web server) off a light path, and its line says so in a comment."""
+    """An import inside a function hides the graph; it is allowed where it keeps something heavy (torch,
+    matplotlib, the study's web server, a command's runner) off a light path (--help), and says so."""
     silent = []
     for name, path in modules().items():
         if not name.startswith(package):

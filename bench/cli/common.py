@@ -10,13 +10,14 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bench.executors import DaskExecutor, Executor, executor
-from bench.suite import default_dataset
 from captchas import dataset as ds
+
+if TYPE_CHECKING:  # the executors load with a command that runs, not with --help
+    from bench.executors import Executor
 
 
 class Finite(click.ParamType):
@@ -67,6 +68,8 @@ def counts(text: str, flag: str, example: str) -> list[int]:
 
 def dataset_or_default(dataset: Path | None) -> ds.Dataset:
     """The data set folder given, or the embedded default (generated, or reused once its hashes check)."""
+    from bench.suite import default_dataset  # loaded by the command, not by --help
+
     if dataset is not None:
         return ds.read_dataset(dataset)
     with progress_bar("Default data set") as generating:
@@ -134,6 +137,8 @@ def executor_options(command: Any) -> Any:
 def executor_from(kind: str, workers: int | None, scheduler: str | None, images_by: str | None) -> Iterator[Executor]:
     """The executor asked for (a LocalCluster has `workers` processes, default the CPU count; local runs
     default to one solver process per solver); a Dask cluster's dashboard address goes to stderr."""
+    from bench.executors import DaskExecutor, executor  # loaded by the command, not by --help
+
     if kind == "local":
         made = executor("local", workers or 1, scheduler, images_by)
     else:

@@ -9,11 +9,9 @@ import dataclasses
 import os
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.benchmark import RunResult, case_sensitive
 from bench.run import RunConfig
-from bench.suite import Part
 from bench.summary import format_table, to_table
 from captchas import dataset as ds
 from captchas.lined import LinedSpec
@@ -21,8 +19,15 @@ from captchas.render import Legibility
 from captchas.spec import KNOBS, PRESETS
 
 
+if TYPE_CHECKING:  # the run's modules load with the run, not with --help
+    from bench.benchmark import RunResult
+    from bench.suite import Part
+
+
 def run_text(data: ds.Dataset, config: RunConfig, result: RunResult) -> str:
     """One run: its items and scoring, each solver's summary, and where the results are."""
+    from bench.benchmark import case_sensitive  # loaded by the command, not by --help
+
     items = len(data.samples) if config.limit is None else min(config.limit, len(data.samples))
     how = "sensitive" if case_sensitive(data, config) else "insensitive"
     return (f"{_nothing_to_do(result)}\n{items} items of {data.path} (sha256 {data.hash[:12]}), scored case-{how}\n"
@@ -33,6 +38,7 @@ def run_text(data: ds.Dataset, config: RunConfig, result: RunResult) -> str:
 
 def default_run_text(done: Sequence[tuple[Part, RunResult]], limit: int | None) -> str:
     """The default benchmark's parts: each one's items and solvers' summaries."""
+
     return "".join(f"{_nothing_to_do(result)}\n{part.label}: "
                    f"{min(limit or len(part.dataset.samples), len(part.dataset.samples))} items "
                    f"(sha256 {part.dataset.hash[:12]})\n{to_table(result.summaries)}{_busy(result)}"
@@ -40,11 +46,13 @@ def default_run_text(done: Sequence[tuple[Part, RunResult]], limit: int | None) 
 
 
 def _nothing_to_do(result: RunResult) -> str:
+
     return (f"\nnothing to do: {result.path} already holds every attempt and timing of its solvers (its files are "
             "unchanged); its results:" if result.already_done else "")
 
 
 def _busy(result: RunResult) -> str:
+
     return f"\nwarning: {result.load_warning}" if result.load_warning else ""
 
 

@@ -9,18 +9,10 @@ from typing import Any
 
 import click
 
-from bench.benchmark import run_benchmark, with_dataset_options
 from bench.cli.common import (FINITE, bars, dataset_or_default, default_workers, executor_from, executor_options,
                                    parse_options, progress_bar, split_pair)
 from bench.cli.listing import default_run_text, run_text, solvers_table
-from bench.report import build_report, check_report_out, write_report
-from bench.report.tables import verdict_text
-from bench.run import RunConfig
-from bench.run import SolverSpec
-from bench.runfolder.resume import recorded_request
-from bench.suite import PEOPLE
-from bench.suite import run_default
-from bench.sweep import Sweep, parse_values, plan_sweep, plan_text, run_sweep
+from bench.run import RunConfig, SolverSpec
 from captchas import output, schemes
 from solvers import registry
 
@@ -66,6 +58,9 @@ def run_config(names: tuple[str, ...], pairs: tuple[str, ...], **settings: Any) 
 
 def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: int = 0) -> None:
     """Build the report of these runs into `out` and print its verdict and where it is."""
+    from bench.report import build_report, check_report_out, write_report  # loaded by the command, not by --help
+    from bench.report.tables import verdict_text  # loaded by the command, not by --help
+
     if out not in paths:  # a folder of its own that cannot take the report is refused before the statistics
         check_report_out(out)
     report = build_report(paths, allow_mixed, seed)
@@ -96,6 +91,9 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     \b
     Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7 --out results/runs/hard-7-baselines
     """
+    from bench.benchmark import run_benchmark, with_dataset_options  # loaded by the command, not by --help
+    from bench.suite import run_default  # loaded by the command, not by --help
+
     dataset, config, out = _request(dataset, names, pairs, out, resume, timeout=timeout, batch_size=batch_size,
                                     throughput_items=throughput_items, limit=limit, case_sensitive=case)
     output.check_writable(out, what="run")  # before the default set is made or any image is read
@@ -116,6 +114,9 @@ def _request(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...
              **settings: Any) -> tuple[Path | None, Any, Path]:
     """What `run` is asked: its data set (None: the default benchmark, people included), config and
     folder. --resume takes what the command leaves out from the run it continues."""
+    from bench.runfolder.resume import recorded_request  # loaded by the command, not by --help
+    from bench.suite import PEOPLE  # loaded by the command, not by --help
+
     before = recorded_request(out) if resume and out is not None else None
     if before is not None:
         settings = _recorded_settings(before["config"], settings)
@@ -189,6 +190,8 @@ def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, .
     \b
     Example: captcha-bench sweep --vary 'rotate=(-15,15),(-45,45),(-75,75)' --solver cnn --out results/sweep-rotate
     """
+    from bench.sweep import Sweep, parse_values, plan_sweep, plan_text, run_sweep  # loaded by the command
+
     axes = tuple((key, parse_values(text)) for key, text in (split_pair(v, "--vary") for v in varies))
     config = run_config(names, pairs, timeout=timeout, throughput_items=throughput_items)
     asked = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)

@@ -9,21 +9,13 @@ from pathlib import Path
 
 import click
 
-from bench.benchmark import with_dataset_options
 from bench.cli.common import counts as parse_counts, dataset_or_default, default_workers, parse_options, progress_bar
 from bench.cli.listing import generator_speed_text, latency_text, runner_speed_text, study_speed_text
 from bench.cli.runs import run_config
 from bench.load import cores
-from bench.measure import measure_clock
-from bench.measure import measure_memory
-from bench.measure import measure_report
-from bench.measure import measure_runner
-from bench.measure import measure_scaling
 from bench.replay import replays
 from bench.run import RunConfig, SolverSpec
-from bench.study.load import measure
 from bench.summary import format_table
-from captchas.generation_speed import measure_generation
 from solvers import registry
 
 
@@ -45,6 +37,8 @@ def runner_speed(dataset: Path | None, rounds: int) -> None:
     \b
     Example: captcha-bench speed runner --rounds 5
     """
+    from bench.measure import measure_runner  # loaded by the command, not by --help
+
     data = dataset_or_default(dataset)
     if rounds < 1:
         raise click.ClickException(f"--rounds must be at least 1, got {rounds}")
@@ -63,6 +57,8 @@ def report_speed(items: int, solvers: int) -> None:
     \b
     Example: captcha-bench speed report --items 10000 --solvers 4
     """
+    from bench.measure import measure_report  # loaded by the command, not by --help
+
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch:
         r = measure_report(Path(scratch), items, solvers)
     click.echo(f"report of {r.items:,} items x {r.solvers} solvers ({r.attempts:,} attempts): {r.seconds:.1f} s "
@@ -82,6 +78,8 @@ def study_speed(dataset: Path | None, participants: int, items: int) -> None:
     \b
     Example: captcha-bench speed study --participants 20 --items 20
     """
+    from bench.study.load import measure  # loaded by the command, not by --help
+
     data = dataset_or_default(dataset)
     data = dataclasses.replace(data, samples=data.samples[:items])
     r = measure(data, participants)
@@ -101,6 +99,8 @@ def generator_speed(preset: str, count: int, rounds: int, workers: int) -> None:
     \b
     Example: captcha-bench speed generator --count 300 --rounds 6 --workers 2
     """
+    from captchas.generation_speed import measure_generation  # loaded by the command, not by --help
+
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as scratch, progress_bar("Timing") as progress:
         r = measure_generation(Path(scratch), preset, count, rounds, workers, progress=progress)
     click.echo(generator_speed_text(r))
@@ -118,6 +118,9 @@ def scale_speed(dataset: Path | None, name: str, pairs: tuple[str, ...], items: 
     \b
     Example: captcha-bench speed scale --dataset results/datasets/hard-7 --items 1000
     """
+    from bench.benchmark import with_dataset_options  # loaded by the command, not by --help
+    from bench.measure import measure_scaling  # loaded by the command, not by --help
+
     data = dataset_or_default(dataset)
     if len(data.samples) < items:
         raise click.ClickException(f"--items {items}: {data.path} holds only {len(data.samples)} items")
@@ -148,6 +151,8 @@ def memory_speed(dataset: Path | None, counts: str, name: str, pairs: tuple[str,
     \b
     Example: captcha-bench speed memory --counts 20000,200000 --solver constant
     """
+    from bench.measure import measure_memory  # loaded by the command, not by --help
+
     sizes = parse_counts(counts, "--counts", "20000,200000")
     data = dataset_or_default(dataset)
     options = [arg for pair in pairs for arg in ("-o", pair)] + ["--throughput-items", "0"]
@@ -180,6 +185,8 @@ def latency_speed(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str
     \b
     Example: captcha-bench speed latency --solver cnn --solver ddddocr --items 300
     """
+    from bench.measure import measure_clock  # loaded by the command, not by --help
+
     data = dataset_or_default(dataset)
     chosen = names or tuple(n for n in registry.default_solvers() if not replays(n))
     if any(replays(n) for n in chosen):

@@ -7,9 +7,7 @@ from pathlib import Path
 import click
 
 from bench.cli.common import progress_bar
-from bench.study.store import JOINS_PER_HOUR
-from bench.study.store import Store
-from bench.study.store import StudyError
+from bench.study.store import JOINS_PER_HOUR, Store, StudyError
 from captchas import dataset as ds
 from captchas.output import replacing
 from captchas.recorded import write_csv

@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from bench.attack import CSV, FIGURE, cheapest, run_attack, table
 from bench.cli.common import FINITE, Bars, bars, counts as parse_counts, default_workers, split_pair
 from bench.summary import format_table
 
@@ -164,6 +163,8 @@ def attack(dataset: Path, test: Path, labels: str, minutes: float | None, epochs
     \b
     Example: captcha-bench attack --dataset results/datasets/turingpass/train --test captchas/data/turingpass/humans --labels 250,1000 --minutes 3
     """
+    from bench.attack import CSV, FIGURE, cheapest, run_attack, table  # loaded by the command, not by --help
+
     counts = parse_counts(labels, "--labels", "250,1000,4000")
     if from_scratch and init not in ("general", "scratch"):
         raise click.ClickException(f"--from-scratch and --init {init} contradict each other: give --init scratch,...")
