@@ -1,0 +1,157 @@
+"""A vision-language model as a solver, through any OpenAI-compatible Chat Completions endpoint (OpenAI,
+vLLM, llama.cpp's server, Ollama, LM Studio), with the official `openai` client.
+
+Each image goes as a PNG data URL in one request, with a prompt that may name the data set's characters,
+never the answer. The reply is parsed down to the answer (`parse`). Requests within a batch run
+`concurrency` at a time; a 429 or 5xx is retried with backoff, honouring Retry-After; an item whose
+request still fails raises, so the run records that item's error and goes on. The key is read from the
+environment variable named by `api_key_env` and is never an option, so it never reaches a run's files.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import io
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from captchas.dataset import Challenge
+
+DEFAULT_PROMPT = ("This image is a CAPTCHA. Read the characters it shows{charset}. Reply with those characters "
+                  "only: no quotes, no spaces, no other words.")
+CHARSET_CLAUSE = "; they are drawn from {charset!r}"
+NO_KEY = "unused"  # what the client sends where no key is set: local servers (vLLM, Ollama, llama.cpp) take any
+QUOTED = re.compile(r"[\"'`“”‘’«»]\s*([^\"'`“”‘’«»\n]+?)\s*[\"'`“”‘’«»]")  # "AB3D", `AB3D`, «AB3D»
+BACKOFF = 0.5  # seconds before the first retry where the server names no Retry-After; doubled each time
+LONGEST_WAIT = 60.0  # seconds: the most one Retry-After is honoured for
+
+
+def parse(reply: str, charset: str = "", case_sensitive: bool = True) -> str:
+    """The answer in a model's reply: the last text inside quotes or backticks if there is any, else what
+    follows the last colon ("Answer: AB3D"), else the reply's last word; then only the characters of
+    `charset` (either case of them where the set is scored without case; letters and digits where no
+    charset is given). Empty where nothing is left."""
+    text = re.sub(r"^```\w*\s*|\s*```$", "", reply.strip())
+    quoted = QUOTED.findall(text)
+    if quoted:
+        text = quoted[-1]
+    elif ":" in text:
+        text = text.rsplit(":", 1)[1]
+    words = text.split()
+    text = words[-1] if words else ""
+    if not charset:
+        return "".join(c for c in text if c.isalnum())
+    allowed = set(charset) if case_sensitive else {c.casefold() for c in charset}
+    return "".join(c for c in text if (c if case_sensitive else c.casefold()) in allowed)
+
+
+def png_data_url(image: Any) -> str:
+    """The image as a PNG data URL: its pixels only (no file name, no metadata)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds a Retry-After header asks to wait (a number of seconds, or an HTTP date); None without one."""
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+class VLMSolver:
+    """Asks a vision-language model to read each image."""
+
+    name = "vlm"
+    in_default_run = False  # needs an endpoint, and may cost money
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000/v1", model: str = "", api_key_env: str = "OPENAI_API_KEY",
+                 prompt: str = DEFAULT_PROMPT, max_tokens: int = 16, temperature: float = 0.0, concurrency: int = 8,
+                 timeout: float = 60.0, retries: int = 4, charset: str = "", case_sensitive: bool = True) -> None:
+        import openai  # the client (and httpx, pydantic) load where this solver runs, not where solvers are listed
+
+        if not model:
+            raise ValueError("model is the name the endpoint serves: give -o vlm.model=NAME (e.g. qwen2.5-vl-7b)")
+        for option, value, least in (("max_tokens", max_tokens, 1), ("concurrency", concurrency, 1),
+                                     ("retries", retries, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{option} must be a whole number of at least {least}, got {value!r}")
+        if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
+            raise ValueError(f"timeout must be a number of seconds above 0, got {timeout!r}")
+        if "{" in prompt.replace("{charset}", ""):
+            raise ValueError("prompt may name {charset} and no other {field}: nothing else about an item is given")
+        self.model, self.max_tokens, self.temperature = model, max_tokens, float(temperature)
+        self.concurrency, self.retries = concurrency, retries
+        self.charset, self.case_sensitive, self.base_url = charset, bool(case_sensitive), base_url
+        self.prompt = prompt.replace("{charset}", CHARSET_CLAUSE.format(charset=charset) if charset else "")
+        self.openai = openai
+        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or NO_KEY,
+                                    timeout=float(timeout), max_retries=0)
+        self.usage = {"requests": 0, "tokens_in": 0, "tokens_out": 0}  # this process's, all together
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="vlm")
+        try:
+            self.client.models.list()  # a run against an endpoint that is not there stops before it writes
+        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            cause = e.__cause__ or e
+            raise ValueError(f"cannot reach {base_url} ({type(cause).__name__}: {cause}): start the server, or give "
+                             "-o vlm.base_url=URL") from None
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403):
+                raise ValueError(f"{base_url} refused the key ({e.status_code}): set {api_key_env} to a valid key, or "
+                                 "name another variable with -o vlm.api_key_env=NAME") from None
+            # some compatible servers have no /models: the first request says more
+
+    def solve(self, batch: Sequence[Challenge]) -> list[str]:
+        """One request per image, `concurrency` at a time; the answers in the batch's order."""
+        return list(self._pool.map(lambda c: self.read(c.image), batch))
+
+    def read(self, image: Any) -> str:
+        """One image's answer, retried on a 429, a 5xx, a lost connection or a timeout."""
+        reply = self._ask(png_data_url(image))
+        return parse(reply, self.charset, self.case_sensitive)
+
+    def _ask(self, url: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "text", "text": self.prompt},
+                                                 {"type": "image_url", "image_url": {"url": url}}]}]
+        e: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self._wait(e, attempt))
+            try:
+                done = self.client.chat.completions.create(model=self.model, messages=messages,  # type: ignore[arg-type]
+                                                           max_tokens=self.max_tokens, temperature=self.temperature)
+            except (self.openai.RateLimitError, self.openai.InternalServerError, self.openai.APIConnectionError,
+                    self.openai.APITimeoutError) as failed:
+                e = failed
+                continue
+            self._count(done.usage)
+            return done.choices[0].message.content or "" if done.choices else ""
+        assert e is not None
+        raise e
+
+    def _wait(self, e: Exception | None, attempt: int) -> float:
+        asked = retry_after(getattr(getattr(e, "response", None), "headers", None))
+        return min(asked, LONGEST_WAIT) if asked is not None else BACKOFF * 2 ** (attempt - 1)
+
+    def _count(self, usage: Any) -> None:
+        with self._lock:
+            self.usage["requests"] += 1
+            if usage is not None:
+                self.usage["tokens_in"] += int(getattr(usage, "prompt_tokens", 0) or 0)
+                self.usage["tokens_out"] += int(getattr(usage, "completion_tokens", 0) or 0)
+
+    @staticmethod
+    def threads(**_: Any) -> int:
+        return 1  # its work is waiting on the endpoint; the requests run on their own threads
