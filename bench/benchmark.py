@@ -27,7 +27,7 @@ from bench.summary import Summary
 from captchas import dataset as ds
 from captchas import images
 from captchas import output
-from solvers.base import notes_for
+from solvers.base import is_paid, notes_for
 from solvers.registry import SolverError, accepts, check_options, resolve
 
 
@@ -152,24 +152,26 @@ def _run_all(out: Path, config: RunConfig, runner: Executor, replayers: dict[str
                 wrote(total - count)
                 timing = Timing(spec.name, None, None, 0, config.batch_size, 0)
             else:
-                timing = _ask(out.name, spec, runner, dataset, samples, finished, config, case, written, wrote,
+                timing = _ask(out, spec, runner, dataset, samples, finished, config, case, written, wrote,
                               progress)
                 runner.stop(spec)  # its memory back before the next solver
             files.append_timing(out, timing, now())
 
 
-def _ask(run_id: str, spec: SolverSpec, runner: Executor, dataset: ds.Dataset, samples: Sequence[ds.Sample],
+def _ask(out: Path, spec: SolverSpec, runner: Executor, dataset: ds.Dataset, samples: Sequence[ds.Sample],
          finished: set[str], config: RunConfig, case: bool, written: AttemptsFile, wrote: Callable[[int], None],
          progress: RunProgress | None) -> Timing:
     """A machine solver's attempts, shard by shard in order, then its throughput pass: its Timing."""
     queued: collections.deque[list[ds.Sample]] = collections.deque()  # shards handed out, oldest first
+    paid = is_paid(resolve(spec.name), spec.options)
+    size = 1 if paid else SHARD  # a paid solver's answers are written one by one: a resume never pays twice
 
     def shards() -> Iterator[list[tuple[str, str, str]]]:
         batch: list[ds.Sample] = []
         for sample in itertools.chain(samples, [None]):
             if sample is not None and sample.id not in finished:
                 batch.append(sample)
-            if batch and (sample is None or len(batch) == SHARD):
+            if batch and (sample is None or len(batch) == size):
                 queued.append(batch)
                 yield [(s.id, s.file, s.sha256) for s in batch]
                 batch = []
@@ -177,12 +179,14 @@ def _ask(run_id: str, spec: SolverSpec, runner: Executor, dataset: ds.Dataset, s
     restarts, decoding = 0, 0.0
     for result in runner.attempts(spec, dataset.path, shards(), config.timeout):
         batch = queued.popleft()
+        files.append_details(out, [{"solver": spec.name, "item_id": answer.item_id, "cpu_seconds": answer.cpu_seconds,
+                                    **(answer.details or {})} for answer in result.answers])
         for sample, answer in zip(batch, result.answers, strict=True):
-            written.write(scored(run_id, spec.name, sample, answer.predicted, answer.seconds, answer.error, case))
+            written.write(scored(out.name, spec.name, sample, answer.predicted, answer.seconds, answer.error, case))
         restarts += result.restarts
         decoding += result.decode_seconds
         wrote(len(batch))
-    first = [(s.id, s.file, s.sha256) for s in itertools.islice(samples, config.throughput_items)]
+    first = [] if paid else [(s.id, s.file, s.sha256) for s in itertools.islice(samples, config.throughput_items)]
     cold = runner.cold_start(spec)
     rate, answered = None, 0
     if first:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from bench.host import Encoded, HostError, SolverHost, solver_threads
 from bench.run import ConfigError, ShardDone, SolverSpec, attempt_shard, read_shard, start_error, throughput
 from captchas.generate import Mapper
-from solvers.base import resources_for
+from solvers.base import is_paid, resources_for
 from solvers.registry import SolverError, resolve
 
 Item = tuple[str, str, str]  # id, file, sha256: what a worker needs to read an image, never its answer
@@ -137,7 +137,7 @@ class LocalExecutor:
                     finally:
                         free.put(host)
 
-                yield from _in_order((pool.submit(work, shard) for shard in shards), 2 * self.workers)
+                yield from _in_order((pool.submit(work, shard) for shard in shards), _window(spec, 2 * self.workers))
         finally:
             for host in made:
                 host.close()
@@ -162,6 +162,12 @@ class LocalExecutor:
         for host in self._first.values():
             host.close()
         self._first.clear()
+
+
+def _window(spec: SolverSpec, window: int) -> int:
+    """Shards in flight at once: `window`, or one for a paid solver, whose every answer is written before the
+    next item is asked, so that a kill loses no answer it paid for (solvers/base.py, `paid`)."""
+    return 1 if is_paid(resolve(spec.name), spec.options) else window
 
 
 def _in_order(futures: Iterator[Any], window: int) -> Iterator[Any]:
@@ -269,7 +275,7 @@ class DaskExecutor:
                 where, encoded = self._images(folder, shard)
                 yield self._submit(spec, _shard_task, where, list(shard), encoded, timeout)
 
-        yield from _in_order(submitted(), 2 * self.workers + 2)
+        yield from _in_order(submitted(), _window(spec, 2 * self.workers + 2))
 
     def throughput(self, spec: SolverSpec, folder: Path, items: Sequence[Item], batch_size: int, timeout: float,
                    progress: Progress | None = None) -> Throughput:

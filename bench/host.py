@@ -26,7 +26,7 @@ from PIL import Image
 
 from captchas.images import ImageError, decode_image
 from captchas.dataset import Challenge
-from solvers.base import threads_for
+from solvers.base import is_paid, threads_for
 from solvers.registry import SolverError, load, resolve
 
 Encoded = tuple[str, bytes]  # an item id and its image file's bytes: what a solver process is handed
@@ -40,6 +40,8 @@ class Reply:
     answers: list[str] | None  # one str per challenge, or None on error
     seconds: float  # inside the solver process, the solve() call alone
     error: str = ""
+    cpu_seconds: float = 0.0  # the solver process's CPU time during that call, all its threads together
+    details: list[dict[str, Any]] | None = None  # per challenge, what the solver's `details` hook said of it
 
 
 class HostError(RuntimeError):
@@ -57,6 +59,7 @@ class SolverHost:
         self._images: list[Encoded] = []  # the current shard; solve() then names items by id
         self.cold_start = 0.0  # seconds to import and construct the solver in a fresh process
         self.restarts = 0
+        self.paid = is_paid(resolve(name), options)  # each answer costs money: never asked a warm-up
         self.warm = False  # whether it has been asked once (a warm-up) since it started
         self.decode_seconds = 0.0  # spent decoding images in the solver process, all loads together
         self._process: Any = None
@@ -105,7 +108,7 @@ class SolverHost:
             self.close()
             raise HostError(value)
         self.cold_start = value
-        self.warm = False
+        self.warm = self.paid  # a paid solver is asked no question it is not paid to answer
         if self._images:
             self._send_images()
 
@@ -153,15 +156,16 @@ class SolverHost:
             if not self._conn.poll(timeout):
                 self.restart()
                 return Reply(None, timeout, f"timeout: no answer within {timeout:g} s"), True
-            kind, answers, seconds, error = self._conn.recv()
+            kind, answers, seconds, error, extra = self._conn.recv()
         except (EOFError, OSError):
             code = self._process.poll() if self._process is not None else None
             self.restart()
             return Reply(None, 0.0, f"solver process died (exit code {code})"), True
+        cpu, details = extra.get("cpu_seconds", 0.0), extra.get("details")
         if kind != "ok":
-            return Reply(None, seconds, error), False
-        problem = _check_error(answers, n)
-        return (Reply(None, seconds, problem) if problem else Reply(answers, seconds)), False
+            return Reply(None, seconds, error, cpu), False
+        problem = _check_error(answers, n) or _check_details(details, n)
+        return (Reply(None, seconds, problem, cpu) if problem else Reply(answers, seconds, "", cpu, details)), False
 
     def close(self, kill: bool = False) -> None:
         """Stop the process: ask it to stop and wait a little, or (`kill`) end it at once."""
@@ -216,6 +220,13 @@ def _check_error(answers: Any, n: int) -> str | None:
         if not isinstance(a, str):
             return f"solve() returned a {type(a).__name__} answer, not str"
     return None
+
+
+def _check_details(details: Any, n: int) -> str | None:
+    """Why a `details` hook's value is unusable (not None or one dict per challenge), or None."""
+    if details is None or isinstance(details, list) and len(details) == n and all(isinstance(d, dict) for d in details):
+        return None
+    return f"details() must return one dict per challenge ({n}), got {type(details).__name__}"
 
 
 def _serve(conn: Connection) -> None:
@@ -277,21 +288,25 @@ def _answer(conn: Connection, solver: Any) -> None:
 
 
 def _reply(conn: Connection, solver: Any, challenges: list[Challenge]) -> bool:
-    """Ask the solver and send back what it said and how long it took; False if the parent has gone."""
-    start = time.perf_counter()
+    """Ask the solver and send back what it said, how long it took and the CPU it used (and what its
+    `details` hook says of each challenge); False if the parent has gone."""
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         answers = solver.solve(challenges)
         seconds = time.perf_counter() - start
-        reply: tuple[Any, ...] = ("ok", answers, seconds, "")
+        used = time.process_time() - cpu
+        details = solver.details() if callable(getattr(solver, "details", None)) else None
+        reply: tuple[Any, ...] = ("ok", answers, seconds, "", {"cpu_seconds": used, "details": details})
     except Exception as e:
-        reply = ("error", None, time.perf_counter() - start, f"{type(e).__name__}: {e}")
+        reply = ("error", None, time.perf_counter() - start, f"{type(e).__name__}: {e}",
+                 {"cpu_seconds": time.process_time() - cpu})
     try:
         conn.send(reply)
     except OSError:  # the parent has gone (it gave up waiting): nothing to tell, nobody to tell it to
         return False
     except Exception as e:  # an answer that cannot be pickled
         try:
-            conn.send(("error", None, reply[2], f"solve() returned something unsendable: {type(e).__name__}"))
+            conn.send(("error", None, reply[2], f"solve() returned something unsendable: {type(e).__name__}", {}))
         except OSError:
             return False
     return True

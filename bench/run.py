@@ -27,6 +27,10 @@ from captchas import images
 from captchas.errors import UserError
 
 SHARD = 64  # items per shard: a unit of work, and of memory (about 64 images, decoded, in a solver process)
+# US dollars for one vCPU for an hour, on demand: AWS EC2 m7g.large (2 vCPU), Linux, us-east-1, $0.0816 an hour in
+# June 2026 (factualminds.com, "Amazon EC2 On-Demand Pricing: Instance Families, Regional Multipliers, and the
+# Graviton Crossover (2026)"). What a machine solver's measured CPU seconds cost, unless --price-core-hour says.
+PRICE_CORE_HOUR = 0.0816 / 2
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class RunConfig:
     throughput_items: int = 256  # items in the throughput pass (the first ones); 0 skips it
     limit: int | None = None  # attempt only the first N items of the data set
     case_sensitive: bool | None = None  # score case-sensitively or not; None: as the data set says
+    price_core_hour: float = PRICE_CORE_HOUR  # US dollars per vCPU-hour: what a solver's CPU seconds cost
 
     def __post_init__(self) -> None:
         """Refuse a setting that cannot work, naming the one option at fault and what it takes."""
@@ -56,6 +61,8 @@ class RunConfig:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.throughput_items < 0:
             raise ConfigError(f"--throughput-items must be 0 (no throughput pass) or more, got {self.throughput_items}")
+        if not (isinstance(self.price_core_hour, (int, float)) and 0 <= self.price_core_hour < math.inf):
+            raise ConfigError(f"--price-core-hour is US dollars per vCPU-hour, 0 or more, got {self.price_core_hour}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
 
@@ -72,6 +79,8 @@ class Answered:
     predicted: str
     seconds: float
     error: str = ""
+    cpu_seconds: float = 0.0  # the solver process's CPU time for this item (its threads together)
+    details: dict[str, Any] | None = None  # what the solver's `details` hook said of this item
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,8 @@ def attempt_shard(host: SolverHost, encoded: list[Encoded], timeout: float) -> S
     items = [item for item, _ in encoded]
     for item, reply in zip(items, list(host.solve_each(items, timeout)), strict=True):
         predicted = reply.answers[0] if reply.answers else ""  # no answer: scored wrong, CER 1
-        answers.append(Answered(item, predicted, reply.seconds, reply.error))
+        details = reply.details[0] if reply.details else None
+        answers.append(Answered(item, predicted, reply.seconds, reply.error, reply.cpu_seconds, details))
     return ShardDone(answers, host.cold_start, host.restarts - restarts, host.decode_seconds - decoding)
 
 

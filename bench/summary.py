@@ -12,6 +12,7 @@ import statistics
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 from bench.runfolder.records import SKIPPED, Attempt, Timing
@@ -40,6 +41,8 @@ class Summary:
     restarts: int
     failure: str = ""  # why the solver could not run at all
     notes: str = ""  # the solver's warnings about this data set (e.g. weights trained on another scheme), "; "-joined
+    usd_per_1000: float | None = None  # what 1,000 solves cost, from the attempts' details (`cost`); None: unknown
+    cost_basis: str = ""  # how: "the solver's prices", or "CPU time at $P per vCPU-hour"
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -109,14 +112,30 @@ class Tally:
         )
 
 
+def cost(details: Iterable[dict[str, Any]], price_core_hour: float) -> tuple[float | None, str]:
+    """US dollars per 1,000 solves, and its basis, from each attempt's details (details.jsonl): the mean
+    `usd` the solver priced its attempts at, where it did (a hosted model's tokens); else the mean CPU
+    seconds of an attempt asked alone, at `price_core_hour` per vCPU-hour (batched reading costs less);
+    else (None, "") for a solver with no details (people replayed)."""
+    rows = list(details)
+    priced = [float(r["usd"]) for r in rows if isinstance(r.get("usd"), (int, float))]
+    if priced:
+        return 1000 * statistics.fmean(priced), "the solver's prices"
+    cpu = [float(r["cpu_seconds"]) for r in rows if isinstance(r.get("cpu_seconds"), (int, float))]
+    if cpu:
+        return 1000 * statistics.fmean(cpu) * price_core_hour / 3600, f"CPU time at ${price_core_hour:g} per vCPU-hour"
+    return None, ""
+
+
 def to_table(summaries: Sequence[Summary]) -> str:
     """The terminal table."""
-    header = ["solver", "n", "coverage", "accuracy [95% CI]", "CER", "median ms", "p90 ms", "items/s", "cold s", "errors"]
+    header = ["solver", "n", "coverage", "accuracy [95% CI]", "CER", "median ms", "p90 ms", "items/s", "cold s", "errors",
+              "$ / 1,000"]
     rows = []
     for s in summaries:
         if not s.n:
             why = f"could not run: {s.failure}" if s.failure else "no attempt"
-            rows.append([s.solver, "0", "", why, "", "", "", "", "", ""])
+            rows.append([s.solver, "0", "", why, "", "", "", "", "", "", ""])
             continue
         rows.append([
             s.solver,
@@ -129,9 +148,15 @@ def to_table(summaries: Sequence[Summary]) -> str:
             f"{s.throughput:,.0f}" if s.throughput else "-",
             f"{s.cold_start:.2f}" if s.cold_start is not None else "-",
             str(s.errors) + (f" (+{s.skipped} skipped)" if s.skipped else ""),
+            _usd(s.usd_per_1000),
         ])
     said = [f"warning: {s.solver}: {note}" for s in summaries for note in s.notes.split("; ") if note]
     return "\n".join([format_table(header, rows), *said])
+
+
+def _usd(value: float | None) -> str:
+    """Dollars to three significant figures (a CNN's thousand solves cost a fraction of a cent)."""
+    return "-" if value is None else f"{value:.3g}"
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

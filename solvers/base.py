@@ -29,6 +29,13 @@ them only through the functions below, which give the default when a hook is abs
   in this hook's docstring. (`threads_for`)
 - `in_default_run: bool` (class attribute): False for baselines and solvers that need options
   to work, which a run without `--solver` then leaves out. Default: True. (`in_default_run`)
+- `paid(**options) -> bool` (static), or a `paid: bool` class attribute: each answer costs money (a
+  hosted model, a solving service). The runner then asks each item once: no warm-up, no throughput
+  pass, and a shard of one item, so that every answer is written as it comes and a resumed run
+  asks no answered item again. Default: False. (`is_paid`)
+- `details() -> list[dict]`: what the last solve() call did for each challenge, as JSON-able
+  dicts (a reply's text, its tokens, its price in `usd`); the run keeps them in details.jsonl and
+  sums `usd` into a cost per 1,000 solves. Default: nothing but the CPU time the runner measures.
 - `replay(ids) -> dict[str, list[Recorded]]`: the solver replays recorded human answers rather
   than reading images; the runner asks it for the answers to item ids, in process. A replaying
   solver also has `dataset_sha256` (the data set its answers were recorded on, or None) and
@@ -112,10 +119,17 @@ def in_default_run(cls: Any) -> bool:
     return bool(getattr(cls, "in_default_run", True))
 
 
+def is_paid(cls: Any, options: dict[str, Any]) -> bool:
+    """The class's `paid(**options)` (or `paid` attribute): whether each answer costs money; False when absent."""
+    paid = getattr(cls, "paid", False)
+    return bool(paid(**options) if callable(paid) else paid)
+
+
 def replays(cls: Any) -> bool:
     """Whether the class replays recorded answers (it has `replay(ids)`)."""
     return callable(getattr(cls, "replay", None))
 
 
-__all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "notes_for", "replays",
+__all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "is_paid", "notes_for",
+           "replays",
            "resources_for", "threads_for"]

@@ -17,12 +17,14 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from captchas.dataset import Challenge
 
+DEFAULT_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; Ollama's is http://127.0.0.1:11434/v1
 DEFAULT_PROMPT = ("This image is a CAPTCHA. Read the characters it shows{charset}. Reply with those characters "
                   "only: no quotes, no spaces, no other words.")
 CHARSET_CLAUSE = "; they are drawn from {charset!r}"
@@ -74,11 +76,22 @@ class VLMSolver:
     """Asks a vision-language model to read each image."""
 
     name = "vlm"
-    in_default_run = False  # needs an endpoint, and may cost money
+    in_default_run = False  # needs an endpoint
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000/v1", model: str = "", api_key_env: str = "OPENAI_API_KEY",
+    @staticmethod
+    def paid(base_url: str = DEFAULT_URL, paid: bool | None = None, **_: Any) -> bool:
+        """Whether each request costs money, so that the run asks each item once (solvers/base.py): as
+        `paid` says, else yes for any host but this machine's (a local server costs only time)."""
+        if paid is not None:
+            return bool(paid)
+        host = urllib.parse.urlparse(base_url).hostname or ""
+        return not (host == "localhost" or host == "::1" or host.startswith("127."))
+
+    def __init__(self, base_url: str = DEFAULT_URL, model: str = "", api_key_env: str = "OPENAI_API_KEY",
                  prompt: str = DEFAULT_PROMPT, max_tokens: int = 16, temperature: float = 0.0, concurrency: int = 8,
-                 timeout: float = 60.0, retries: int = 4, charset: str = "", case_sensitive: bool = True) -> None:
+                 timeout: float = 60.0, retries: int = 4, price_in: float | None = None, price_out: float | None = None,
+                 paid: bool | None = None, charset: str = "", case_sensitive: bool = True) -> None:
+        # `paid` is the runner's to read (VLMSolver.paid); an option here so that -o vlm.paid= is taken
         import openai  # the client (and httpx, pydantic) load where this solver runs, not where solvers are listed
 
         if not model:
@@ -89,6 +102,9 @@ class VLMSolver:
                 raise ValueError(f"{option} must be a whole number of at least {least}, got {value!r}")
         if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
             raise ValueError(f"timeout must be a number of seconds above 0, got {timeout!r}")
+        for option, price in (("price_in", price_in), ("price_out", price_out)):
+            if price is not None and not (isinstance(price, (int, float)) and 0 <= price < float("inf")):
+                raise ValueError(f"{option} is US dollars per million tokens, 0 or more, got {price!r}")
         if "{" in prompt.replace("{charset}", ""):
             raise ValueError("prompt may name {charset} and no other {field}: nothing else about an item is given")
         self.model, self.max_tokens, self.temperature = model, max_tokens, float(temperature)
@@ -98,7 +114,9 @@ class VLMSolver:
         self.openai = openai
         self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or NO_KEY,
                                     timeout=float(timeout), max_retries=0)
+        self.prices = (price_in, price_out) if price_in is not None or price_out is not None else None
         self.usage = {"requests": 0, "tokens_in": 0, "tokens_out": 0}  # this process's, all together
+        self._last: list[dict[str, Any]] = []  # the last solve() call's details, per challenge
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="vlm")
         try:
@@ -115,14 +133,25 @@ class VLMSolver:
 
     def solve(self, batch: Sequence[Challenge]) -> list[str]:
         """One request per image, `concurrency` at a time; the answers in the batch's order."""
-        return list(self._pool.map(lambda c: self.read(c.image), batch))
+        read = list(self._pool.map(lambda c: self.read(c.image), batch))
+        self._last = [details for _, details in read]
+        return [answer for answer, _ in read]
 
-    def read(self, image: Any) -> str:
-        """One image's answer, retried on a 429, a 5xx, a lost connection or a timeout."""
-        reply = self._ask(png_data_url(image))
-        return parse(reply, self.charset, self.case_sensitive)
+    def details(self) -> list[dict[str, Any]]:
+        """Per challenge of the last solve() call: the reply's text, its tokens, the requests it took and,
+        with prices given, what it cost in US dollars (the run keeps these in details.jsonl)."""
+        return self._last
 
-    def _ask(self, url: str) -> str:
+    def read(self, image: Any) -> tuple[str, dict[str, Any]]:
+        """One image's answer and its details, retried on a 429, a 5xx, a lost connection or a timeout."""
+        reply, usage, requests = self._ask(png_data_url(image))
+        details: dict[str, Any] = {"reply": reply, **usage, "requests": requests}
+        if self.prices:
+            price_in, price_out = (p or 0.0 for p in self.prices)
+            details["usd"] = (usage["tokens_in"] * price_in + usage["tokens_out"] * price_out) / 1e6
+        return parse(reply, self.charset, self.case_sensitive), details
+
+    def _ask(self, url: str) -> tuple[str, dict[str, int], int]:
         messages = [{"role": "user", "content": [{"type": "text", "text": self.prompt},
                                                  {"type": "image_url", "image_url": {"url": url}}]}]
         e: Exception | None = None
@@ -136,8 +165,8 @@ class VLMSolver:
                     self.openai.APITimeoutError) as failed:
                 e = failed
                 continue
-            self._count(done.usage)
-            return done.choices[0].message.content or "" if done.choices else ""
+            usage = self._count(done.usage)
+            return (done.choices[0].message.content or "" if done.choices else ""), usage, attempt + 1
         assert e is not None
         raise e
 
@@ -145,12 +174,15 @@ class VLMSolver:
         asked = retry_after(getattr(getattr(e, "response", None), "headers", None))
         return min(asked, LONGEST_WAIT) if asked is not None else BACKOFF * 2 ** (attempt - 1)
 
-    def _count(self, usage: Any) -> None:
+    def _count(self, usage: Any) -> dict[str, int]:
+        """One answered request's tokens, added to the process's `usage`."""
+        tokens = {"tokens_in": int(getattr(usage, "prompt_tokens", 0) or 0),
+                  "tokens_out": int(getattr(usage, "completion_tokens", 0) or 0)}
         with self._lock:
             self.usage["requests"] += 1
-            if usage is not None:
-                self.usage["tokens_in"] += int(getattr(usage, "prompt_tokens", 0) or 0)
-                self.usage["tokens_out"] += int(getattr(usage, "completion_tokens", 0) or 0)
+            self.usage["tokens_in"] += tokens["tokens_in"]
+            self.usage["tokens_out"] += tokens["tokens_out"]
+        return tokens
 
     @staticmethod
     def threads(**_: Any) -> int:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from bench.benchmark import run_benchmark, with_dataset_options
 from bench.cli import cli
 from bench.run import RunConfig, SolverSpec
-from bench.runfolder.files import read_attempts
+from bench.runfolder.files import DETAILS, read_attempts, read_details
 from captchas import dataset as ds
 from captchas.dataset import Challenge
 from captchas.images import load_image
@@ -141,3 +141,57 @@ def test_the_key_is_sent_to_the_endpoint_and_written_nowhere(tiny_dataset: ds.Da
     written = [p for p in out.rglob("*") if p.is_file()]
     assert written and not [p.name for p in written if secret.encode() in p.read_bytes()]
     assert secret not in result.output
+
+
+def test_each_attempt_keeps_its_reply_tokens_and_price_and_a_local_server_gets_a_throughput_pass(
+        tiny_dataset: ds.Dataset, tmp_path: Path) -> None:
+    stub = Stub(reply=lambda body: 'It says "ABCD".')
+    with serving(stub):
+        options = {"base_url": stub.url, "model": "stub-vl", "price_in": 2.0, "price_out": 8.0}
+        run_benchmark(tiny_dataset, RunConfig((SolverSpec("vlm", options),), throughput_items=4, batch_size=2),
+                      tmp_path / "run")
+    details = read_details(tmp_path / "run" / DETAILS)["vlm"]
+    assert set(details) == {s.id for s in tiny_dataset.samples}
+    for row in details.values():
+        assert row["reply"] == 'It says "ABCD".' and row["tokens_in"] == 100 and row["tokens_out"] == 15
+        assert row["requests"] == 1 and row["usd"] == pytest.approx((100 * 2.0 + 15 * 8.0) / 1e6)
+        assert row["cpu_seconds"] >= 0
+    assert not VLMSolver.paid(base_url=stub.url)  # loopback: only time, so the throughput pass runs
+    assert len(stub.requests) == 1 + len(tiny_dataset.samples) + 4  # a warm-up, each item, the throughput pass
+
+
+def test_a_paid_run_killed_and_resumed_asks_each_item_once(tiny_dataset: ds.Dataset, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+
+    def interrupt(label: str, done: int, total: int) -> None:
+        if label == "vlm" and done == 3:
+            raise KeyboardInterrupt
+
+    with serving() as stub:
+        config = RunConfig((SolverSpec("vlm", {"base_url": stub.url, "model": "stub-vl", "paid": True}),))
+        with pytest.raises(KeyboardInterrupt):
+            run_benchmark(tiny_dataset, config, out, progress=interrupt)
+        assert len(read_attempts(out / "attempts.csv")) == 3
+        run_benchmark(tiny_dataset, config, out, resume=True)
+    asked = [image_of(r["body"]).tobytes() for r in stub.requests]
+    assert len(asked) == len(tiny_dataset.samples) == len(set(asked))  # no warm-up, no throughput pass, no repeat
+    assert len(read_attempts(out / "attempts.csv")) == len(tiny_dataset.samples)
+    assert VLMSolver.paid(base_url="https://api.openai.com/v1") and not VLMSolver.paid(base_url="http://localhost:8000/v1")
+
+
+def test_the_summary_prices_1000_solves_by_the_solvers_prices_or_by_cpu_time(tiny_dataset: ds.Dataset,
+                                                                              tmp_path: Path) -> None:
+    with serving() as stub:
+        priced = SolverSpec("vlm", {"base_url": stub.url, "model": "stub-vl", "price_in": 2.0, "price_out": 8.0})
+        result = run_benchmark(tiny_dataset, RunConfig((priced, SolverSpec("constant")), throughput_items=0,
+                                                       price_core_hour=3600.0), tmp_path / "run")
+    vlm, constant = result.summaries
+    assert vlm.usd_per_1000 == pytest.approx(1000 * (100 * 2.0 + 4 * 8.0) / 1e6) and vlm.cost_basis == "the solver's prices"
+    cpu = read_details(tmp_path / "run" / DETAILS)["constant"]
+    mean_cpu = sum(r["cpu_seconds"] for r in cpu.values()) / len(cpu)
+    assert constant.usd_per_1000 == pytest.approx(1000 * mean_cpu * 3600.0 / 3600)  # a dollar a CPU-second
+    assert constant.cost_basis == "CPU time at $3600 per vCPU-hour"
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())["solvers_summary"]
+    assert [s["usd_per_1000"] for s in written] == [vlm.usd_per_1000, constant.usd_per_1000]
+    with pytest.raises(ValueError, match="--price-core-hour is US dollars per vCPU-hour, 0 or more, got -1"):
+        RunConfig((priced,), price_core_hour=-1)

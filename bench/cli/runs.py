@@ -12,7 +12,7 @@ import click
 from bench.cli.common import (FINITE, bars, dataset_or_default, default_workers, executor_from, executor_options,
                                    parse_options, progress_bar, split_pair)
 from bench.cli.listing import default_run_text, run_text, solvers_table
-from bench.run import RunConfig, SolverSpec
+from bench.run import PRICE_CORE_HOUR, RunConfig, SolverSpec
 from captchas import output, schemes
 from solvers import registry
 
@@ -28,6 +28,9 @@ def solver_options(command: Any) -> Any:
                      help="Seconds per item before a solver is restarted."),
         click.option("--throughput-items", type=int, default=256, show_default=True,
                      help="Items in each throughput pass; 0 skips it."),
+        click.option("--price-core-hour", type=FINITE, default=PRICE_CORE_HOUR, show_default=True, metavar="USD",
+                     help="What one vCPU costs for an hour: a machine solver's cost per 1,000 solves is its CPU time "
+                          "at this price (the default: AWS EC2 on demand, June 2026, as the README says)."),
         click.option("--solver-workers", type=click.IntRange(1), default=None,
                      help="Processes asking each solver at once [default: 1, so that latency is measured alone; "
                           "with --executor dask, the LocalCluster's workers, default the CPU count]."),
@@ -80,8 +83,9 @@ def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: i
 @click.option("--case-sensitive/--case-insensitive", "case", default=None,
               help="Score with or without case [default: as the data set says].")
 def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
-        timeout: float, batch_size: int, throughput_items: int, limit: int | None, case: bool | None,
-        solver_workers: int | None, executor_kind: str, scheduler: str | None, images_by: str | None) -> None:
+        timeout: float, batch_size: int, throughput_items: int, price_core_hour: float, limit: int | None,
+        case: bool | None, solver_workers: int | None, executor_kind: str, scheduler: str | None,
+        images_by: str | None) -> None:
     """Run solvers on a data set; write attempts.csv, summary.csv and summary.json.
 
     Without --dataset, the default benchmark: every machine solver and the recorded people on the
@@ -95,7 +99,8 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
     from bench.suite import run_default  # loaded by the command, not by --help
 
     dataset, config, out = _request(dataset, names, pairs, out, resume, timeout=timeout, batch_size=batch_size,
-                                    throughput_items=throughput_items, limit=limit, case_sensitive=case)
+                                    throughput_items=throughput_items, limit=limit, case_sensitive=case,
+                                    price_core_hour=price_core_hour)
     output.check_writable(out, what="run")  # before the default set is made or any image is read
     data = dataset_or_default(dataset)  # the generated default set when none is given
     with executor_from(executor_kind, solver_workers, scheduler, images_by) as where, bars() as asking:
@@ -180,8 +185,8 @@ def report(runs: tuple[Path, ...], out: Path | None, allow_mixed: bool, seed: in
               help="Processes generating data [default: CPU count; with --executor dask, the cluster's workers].")
 def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, ...], names: tuple[str, ...],
           pairs: tuple[str, ...], count: int, seed: int, out: Path, resume: bool, studies: Path,
-          throughput_items: int, timeout: float, workers: int, solver_workers: int | None, executor_kind: str,
-          scheduler: str | None, images_by: str | None) -> None:
+          throughput_items: int, price_core_hour: float, timeout: float, workers: int, solver_workers: int | None,
+          executor_kind: str, scheduler: str | None, images_by: str | None) -> None:
     """Sweep difficulty knobs: where does each machine fall below the people?
 
     One data set per knob value (other knobs at the preset), every solver on each, one report with
@@ -193,7 +198,7 @@ def sweep(preset: str, scheme: str, varies: tuple[str, ...], knobs: tuple[str, .
     from bench.sweep import Sweep, parse_values, plan_sweep, plan_text, run_sweep  # loaded by the command
 
     axes = tuple((key, parse_values(text)) for key, text in (split_pair(v, "--vary") for v in varies))
-    config = run_config(names, pairs, timeout=timeout, throughput_items=throughput_items)
+    config = run_config(names, pairs, timeout=timeout, throughput_items=throughput_items, price_core_hour=price_core_hour)
     asked = Sweep(axes, preset, scheme, parse_options(knobs), count, seed)
     with progress_bar("Checking points") as checking:
         plan = plan_sweep(asked, out, resume, checking)  # every point drawn before anything is written

@@ -1,6 +1,7 @@
 """The files of a run folder, written and read here alone: run.json (the request and its provenance),
 attempts.csv (one row per attempt, appended and flushed shard by shard, so an interrupted run keeps what
-it finished), timing.jsonl (one line per solver session), summary.csv and summary.json, and a
+it finished), timing.jsonl (one line per solver session), details.jsonl (each machine attempt's CPU time and the solver's own
+details: a reply's text, its tokens, its price), summary.csv and summary.json, and a
 collection's collection.json (the default benchmark's and a sweep's parts). RunError, one line, for a
 file that cannot be used."""
 
@@ -16,13 +17,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.runfolder.records import COLUMNS, Attempt, Timing, attempt_from_row, attempt_row, timing_line
-from bench.summary import Summary, Tally
+from bench.run import PRICE_CORE_HOUR
+from bench.summary import Summary, Tally, cost
 from captchas import dataset as ds
 from captchas.errors import UserError
 from captchas.output import write_atomic
 from captchas.scoring import cer, is_correct
 
 RUN, ATTEMPTS, TIMING = "run.json", "attempts.csv", "timing.jsonl"
+DETAILS = "details.jsonl"  # per machine attempt: its CPU seconds and what the solver's `details` hook said
 SUMMARY_CSV, SUMMARY_JSON = "summary.csv", "summary.json"
 COLLECTION = "collection.json"  # a collection of runs: the default benchmark, a sweep
 
@@ -64,6 +67,28 @@ class AttemptsFile:
 def appending(out: Path) -> Iterator[AttemptsFile]:
     with (out / ATTEMPTS).open("a", newline="", encoding="utf-8") as f:
         yield AttemptsFile(f)
+
+
+def append_details(out: Path, rows: list[dict[str, Any]]) -> None:
+    """Each attempt's details ({"solver", "item_id", "cpu_seconds", ...}), written before its attempts row, so
+    that a shard cut short by a kill leaves details without attempts (redone, and read last-wins), never
+    attempts without details."""
+    with (out / DETAILS).open("a", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, default=str) + "\n" for row in rows)
+
+
+def read_details(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """details.jsonl as solver -> item -> its details (the last line of an item wins; a line cut short by a
+    kill is skipped)."""
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                found.setdefault(str(row["solver"]), {})[str(row["item_id"])] = row
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return found
 
 
 def append_timing(out: Path, timing: Timing, time: str) -> None:
@@ -179,7 +204,14 @@ def summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] |
         if attempt.solver in tallies:
             tallies[attempt.solver].add(attempt)
     timings = read_timings(out / TIMING)
-    return [tallies[name].summary(name, timings.get(name), total, (notes or {}).get(name, ())) for name in tallies]
+    details = read_details(out / DETAILS)
+    price = float(request.get("config", {}).get("price_core_hour", PRICE_CORE_HOUR))
+    made = []
+    for name, tally in tallies.items():
+        usd, basis = cost(details.get(name, {}).values(), price)
+        made.append(dataclasses.replace(tally.summary(name, timings.get(name), total, (notes or {}).get(name, ())),
+                                        usd_per_1000=usd, cost_basis=basis))
+    return made
 
 
 def write_summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None

@@ -13,6 +13,8 @@ from bench.runfolder.files import (COLLECTION, RUN, SUMMARY_JSON, TIMING, RunErr
                                    read_timings, repair_cut_row)
 from captchas import dataset as ds
 
+PRICES = ("price_core_hour",)  # settings a resume may change: they price what was measured, they ask nothing
+
 
 def check_new_run(out: Path, allowed: tuple[str, ...] = ()) -> None:
     """Refuse an --out that is a file or a folder holding anything (but `allowed` names), naming what it holds."""
@@ -86,7 +88,7 @@ def resume_conflicts(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
         found += [f"solver {name}'s options were {old[name]}, now {new[name]}" for name in old if old[name] != new[name]]
     config = before.get("config", {})
     found += [f"it ran with {_setting(key, config.get(key))}, this command asks {_setting(key, value)}"
-              for key, value in now["config"].items() if config.get(key) != value]
+              for key, value in now["config"].items() if config.get(key) != value and key not in PRICES]
     return found
 
 
