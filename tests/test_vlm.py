@@ -195,3 +195,20 @@ def test_the_summary_prices_1000_solves_by_the_solvers_prices_or_by_cpu_time(tin
     assert [s["usd_per_1000"] for s in written] == [vlm.usd_per_1000, constant.usd_per_1000]
     with pytest.raises(ValueError, match="--price-core-hour is US dollars per vCPU-hour, 0 or more, got -1"):
         RunConfig((priced,), price_core_hour=-1)
+
+
+def test_the_report_shows_each_machines_cost_and_draws_accuracy_against_it(tiny_dataset: ds.Dataset,
+                                                                           tmp_path: Path) -> None:
+    from bench.report import build_report, write_report
+
+    with serving() as stub:
+        priced = SolverSpec("vlm", {"base_url": stub.url, "model": "stub-vl", "price_in": 2.0, "price_out": 8.0})
+        run_benchmark(tiny_dataset, RunConfig((priced, SolverSpec("constant")), throughput_items=0), tmp_path / "run")
+    report = build_report([tmp_path / "run"])
+    costs = {row.name: row.summary for row in report.groups[0].rows(report.groups[0].case_sensitive)}
+    assert costs["vlm"].usd_per_1000 == pytest.approx(1000 * (100 * 2.0 + 4 * 8.0) / 1e6)
+    assert costs["constant"].cost_basis.startswith("CPU time at $0.0408 per vCPU-hour")
+    write_report(report, tmp_path / "run")
+    page = (tmp_path / "run" / "report.md").read_text()
+    assert "$ / 1,000 solves" in page and "0.232 (the solver's prices)" in page
+    assert (tmp_path / "run" / "figures" / "accuracy-cost.png").is_file() and "2captcha.com/order-captchas" in page

@@ -20,9 +20,10 @@ from bench import stats
 from bench.provenance import git_state, versions
 from bench.report.compare import adjust, first_answers, plans, rescore
 from bench.report.model import Group, PeopleReference, Report, Row
+from bench.runfolder.files import solver_costs
 from bench.runfolder.read import Run, read_runs
 from bench.runfolder.records import Attempt, Timing
-from bench.summary import glyph_readings, summarize
+from bench.summary import Summary, glyph_readings, summarize
 from captchas import dataset as ds
 from captchas import recorded
 from captchas.scoring import is_correct
@@ -82,10 +83,14 @@ def _group(runs: list[Run]) -> tuple[Group, stats.Wanted, Callable[..., Group]]:
     timings: dict[str, Timing] = {}
     scored_as: dict[str, bool] = {}  # the case rule each solver's run scored its attempts by
     people: list[str] = []
+    costs: dict[str, tuple[float | None, str]] = {}  # a machine's cost per 1,000 solves, from its run's details
     names = Counter(s for r in runs for s in r.solvers)
     for r in runs:
+        priced = solver_costs(r.path, r.request)
         for solver in r.solvers:
             name = solver if names[solver] == 1 else f"{solver} ({r.run_id})"  # the same solver in two runs
+            if solver in priced:
+                costs[name] = priced[solver]
             attempts[name] = [a for a in r.attempts if a.solver == solver]
             scored_as[name] = bool(r.request.get("case_sensitive"))
             if solver in r.timings:
@@ -119,7 +124,12 @@ def _group(runs: list[Run]) -> tuple[Group, stats.Wanted, Callable[..., Group]]:
 
     def finish(low: Any, high: Any) -> Group:
         spreads = dict(zip((label for label, _, _ in rows_of[rule]), spread_of(low, high)))
-        tables = {case: [Row(label, summarize(label, chosen, timings.get(name)), spreads[label], name in people)
+        def summary(label: str, name: str, chosen: list[Attempt]) -> Summary:
+            made = summarize(label, chosen, timings.get(name))
+            usd, basis = costs.get(name, (None, ""))
+            return dataclasses.replace(made, usd_per_1000=usd, cost_basis=basis)
+
+        tables = {case: [Row(label, summary(label, name, chosen), spreads[label], name in people)
                          for label, name, chosen in rows_of[case]] for case in rows_of}
         return dataclasses.replace(bare, tables=tables)
 

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from bench.report.compare import first_answers
-from bench.report.model import REFERENCES, Group, Report, Row
+from bench.report.model import HUMAN_PRICE, REFERENCES, Group, Report, Row
 from bench.report.tables import sweep_knobs
 
 PEOPLE = "black"
@@ -28,8 +28,10 @@ MANY = 6  # more data sets than this share one panel
 
 def draw(report: Report) -> dict[str, bytes]:
     """Every figure of the report by file stem, in the order the report shows them."""
-    figures = {"accuracy-time": accuracy_time(report), "times": time_distributions(report),
-               "accuracy": accuracy_by_set(report)}
+    figures = {"accuracy-time": accuracy_time(report)}
+    if any(row.summary.usd_per_1000 is not None for g in report.groups for row in g.rows(g.case_sensitive)):
+        figures["accuracy-cost"] = accuracy_cost(report)
+    figures |= {"times": time_distributions(report), "accuracy": accuracy_by_set(report)}
     few = len(report.groups) <= MANY
     for k, group in enumerate(report.groups, 1):
         if group.attempts and (few or group.people):
@@ -70,6 +72,51 @@ def accuracy_time(report: Report) -> bytes:
         ax.set_ylim(-0.02, 1.02)
         ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
         ax.set_xlabel("median seconds per item (log)")
+        ax.set_ylabel("accuracy (95 % interval)")
+        ax.set_title(group.label if group is not None else f"{len(report.groups)} data sets", fontsize=10)
+        ax.grid(True, which="major", alpha=0.3)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=7,
+               ncols=2 if len(groups) > 1 else 1)
+    return png(fig)
+
+
+def accuracy_cost(report: Report) -> bytes:
+    """Accuracy against cost per 1,000 solves (log), per data set: machines at their measured cost, people's
+    first answers at a solving service's published price range (HUMAN_PRICE), drawn as such."""
+    groups = report.groups if len(report.groups) <= MANY else [None]
+    fig, axes = _panels(len(groups), width=5.2, height=3.8)
+    colours = _colours(report)
+    handles: dict[str, Any] = {}
+    low_price, high_price = HUMAN_PRICE.usd_per_1000
+    for ax, group in zip(axes, groups):
+        shown = report.groups if group is None else [group]
+        cheapest = low_price
+        for g in shown:
+            for row in g.rows(g.case_sensitive):
+                s = row.summary
+                if not s.n or (row.person and "all answers" in row.name):
+                    continue
+                yerr = _bars([s.accuracy], [s.accuracy_low], [s.accuracy_high])
+                if row.person:
+                    middle = (low_price * high_price) ** 0.5
+                    handles[f"{row.name}, at a service's published price"] = ax.errorbar(
+                        middle, s.accuracy, xerr=[[middle - low_price], [high_price - middle]], yerr=yerr, fmt="D",
+                        color=PEOPLE, ecolor=REFERENCE, ms=7, capsize=3)
+                elif s.usd_per_1000:
+                    cheapest = min(cheapest, s.usd_per_1000)
+                    handles[row.name] = ax.errorbar(s.usd_per_1000, s.accuracy, yerr=yerr, fmt="o",
+                                                    color=colours[row.name], ms=7, capsize=3)
+                else:
+                    continue
+                ax.annotate(row.name.split(" (")[0], (s.usd_per_1000 or low_price, s.accuracy), xytext=(6, -12),
+                            textcoords="offset points", fontsize=7)
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xlim(cheapest / 3, high_price * 3)
+        ax.set_ylim(-0.02, 1.02)
+        ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+        ax.xaxis.set_major_formatter(lambda v, _: f"${v:g}")
+        ax.set_xlabel("US dollars per 1,000 solves (log)")
         ax.set_ylabel("accuracy (95 % interval)")
         ax.set_title(group.label if group is not None else f"{len(report.groups)} data sets", fontsize=10)
         ax.grid(True, which="major", alpha=0.3)

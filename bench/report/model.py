@@ -36,6 +36,20 @@ REFERENCES = (
 )
 
 
+
+@dataclass(frozen=True)
+class PublishedPrice:
+    """What a human CAPTCHA-solving service says it charges: a cited range, drawn beside the people's
+    measured accuracy, never measured here."""
+
+    cite: str
+    usd_per_1000: tuple[float, float]
+
+
+HUMAN_PRICE = PublishedPrice("2Captcha, \"Human-Powered Image and CAPTCHA Recognition\" (2captcha.com/order-captchas): "
+                             "from $0.50 to $1 for 1,000 CAPTCHAs solved, by the load at the time; read 2026-12-06",
+                             (0.50, 1.00))
+
 @dataclass(frozen=True)
 class PeopleReference:
     """The people's first tries on the embedded TuringPass split (case-insensitive, as its app judged):

@@ -13,7 +13,7 @@ from html import escape
 
 from bench import stats
 from bench.load import warning
-from bench.report.model import REFERENCES, Group, Reference, Report
+from bench.report.model import HUMAN_PRICE, REFERENCES, Group, Reference, Report
 from bench.report.tables import (CROSSING_HEADER, VERDICT_HEADER, all_answers, confusion_rows, crossings, glyph_rows,
                           other_rule, pct, seconds, shared_confusions, verdict_rows)
 from bench.runfolder.read import Run
@@ -23,6 +23,9 @@ CAPTIONS = {
     "accuracy-time": "Accuracy against median solve time, per data set (log time axis; bars: 95 % intervals). "
                      "People in black (filled: first answers, open: all answers), machines in colour. Grey: "
                      "published human figures, other items and other people, never compared.",
+    "accuracy-cost": "Accuracy against what 1,000 solves cost, per data set (log axis): a machine's own prices, "
+                     "or its CPU time at the run's price per vCPU-hour. People: their measured accuracy at a human "
+                     "solving service's published price (grey bar), not a cost measured here.",
     "times": "How long each solver took per item: the share of items solved within a time (log axis).",
     "accuracy": "Accuracy of every solver on every data set, with Wilson 95 % intervals.",
     "glyphs": "per glyph, how often it was read right: the people's hardest glyphs, people (first answers) "
@@ -69,7 +72,9 @@ def blocks(report: Report) -> list[Block]:
             found += [("h3", "Most frequent confusions (answer glyph \u2192 read as, count)"), ("table", (solvers, rows))]
             found += [("p", line) for line in _shared(group)]
     found += [("h2", "Published human figures (other items, other people)"),
-              ("list", [f"{r.cite}: {r.what}{_ref_numbers(r)}." for r in REFERENCES]),
+              ("list", [f"{r.cite}: {r.what}{_ref_numbers(r)}." for r in REFERENCES]
+               + [f"{HUMAN_PRICE.cite}: the price a human solving service charges (the people's point in the "
+                  "cost figure), published, not measured here."]),
               ("h2", "Methods"), ("p", _methods(report)), ("h2", "Provenance")]
     for group in report.groups:
         for run in group.runs:
@@ -179,7 +184,7 @@ def _solver_table(group: Group) -> tuple[list[str], list[list[str]]]:
     rule = "case-sensitive" if group.case_sensitive else "case-insensitive"
     other = "case-insensitive" if group.case_sensitive else "case-sensitive"
     header = ["solver", "n", "items", f"accuracy [95% CI], {rule}", f"accuracy, {other}", "CER",
-              "median time [95% CI]", "IQR", "items/s", "cold start", "errors / skips"]
+              "median time [95% CI]", "IQR", "items/s", "cold start", "errors / skips", "$ / 1,000 solves"]
     rows = []
     for row, alt in zip(group.rows(group.case_sensitive), group.rows(not group.case_sensitive)):
         s, m = row.summary, row.spread
@@ -191,6 +196,7 @@ def _solver_table(group: Group) -> tuple[list[str], list[list[str]]]:
             f"{s.throughput:,.0f}" if s.throughput else "-",
             f"{s.cold_start:.2f} s" if s.cold_start is not None else "-",
             f"{s.errors} / {s.skipped}" + (f" (could not run: {s.failure})" if s.failure else ""),
+            f"{s.usd_per_1000:.3g} ({s.cost_basis})" if s.usd_per_1000 is not None else "-",
         ])
     return header, rows
 

@@ -204,14 +204,17 @@ def summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] |
         if attempt.solver in tallies:
             tallies[attempt.solver].add(attempt)
     timings = read_timings(out / TIMING)
-    details = read_details(out / DETAILS)
+    costs = solver_costs(out, request)
+    return [dataclasses.replace(tally.summary(name, timings.get(name), total, (notes or {}).get(name, ())),
+                                usd_per_1000=costs[name][0], cost_basis=costs[name][1]) if name in costs
+            else tally.summary(name, timings.get(name), total, (notes or {}).get(name, ())) for name, tally in tallies.items()]
+
+
+def solver_costs(out: Path, request: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
+    """Each solver's cost per 1,000 solves and its basis (bench.summary.cost), from details.jsonl at the price
+    per vCPU-hour the run's request names."""
     price = float(request.get("config", {}).get("price_core_hour", PRICE_CORE_HOUR))
-    made = []
-    for name, tally in tallies.items():
-        usd, basis = cost(details.get(name, {}).values(), price)
-        made.append(dataclasses.replace(tally.summary(name, timings.get(name), total, (notes or {}).get(name, ())),
-                                        usd_per_1000=usd, cost_basis=basis))
-    return made
+    return {name: cost(rows.values(), price) for name, rows in read_details(out / DETAILS).items()}
 
 
 def write_summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None
