@@ -69,15 +69,8 @@ def accuracy_time(report: Report) -> bytes:
         ax.minorticks_off()  # unlabelled minor ticks cost most of this figure's drawing time
         ax.set_xlim(fastest / 3, 60.0)
         handles.update(_references(ax))
-        ax.set_ylim(-0.02, 1.02)
-        ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
-        ax.set_xlabel("median seconds per item (log)")
-        ax.set_ylabel("accuracy (95 % interval)")
-        ax.set_title(group.label if group is not None else f"{len(report.groups)} data sets", fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=7,
-               ncols=2 if len(groups) > 1 else 1)
-    return png(fig)
+        _accuracy_panel(ax, "median seconds per item (log)", group, report)
+    return _with_legend(fig, handles, len(groups))
 
 
 def accuracy_cost(report: Report) -> bytes:
@@ -113,15 +106,25 @@ def accuracy_cost(report: Report) -> bytes:
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xlim(cheapest / 3, high_price * 3)
-        ax.set_ylim(-0.02, 1.02)
-        ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
         ax.xaxis.set_major_formatter(lambda v, _: f"${v:g}")
-        ax.set_xlabel("US dollars per 1,000 solves (log)")
-        ax.set_ylabel("accuracy (95 % interval)")
-        ax.set_title(group.label if group is not None else f"{len(report.groups)} data sets", fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
+        _accuracy_panel(ax, "US dollars per 1,000 solves (log)", group, report)
+    return _with_legend(fig, handles, len(groups))
+
+
+def _accuracy_panel(ax: Axes, xlabel: str, group: Group | None, report: Report) -> None:
+    """An accuracy-against-something panel's axes: accuracy 0-100 %, the labels, its data set's title."""
+    ax.set_ylim(-0.02, 1.02)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (95 % interval)")
+    ax.set_title(group.label if group is not None else f"{len(report.groups)} data sets", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _with_legend(fig: Figure, handles: dict[str, Any], panels: int) -> bytes:
+    """The figure with its legend below the panels, as PNG."""
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=7,
-               ncols=2 if len(groups) > 1 else 1)
+               ncols=2 if panels > 1 else 1)
     return png(fig)
 
 
