@@ -36,7 +36,7 @@ def test_every_shipped_solver_and_scheme_is_installed_and_resolves_to_what_setup
     from captchas import schemes
 
     solvers, made = _declared("captcha_bench.solvers"), _declared("captcha_bench.schemes")
-    assert set(solvers) == {"cnn", "ocr", "ddddocr", "constant", "human", "vlm", "2captcha"}
+    assert set(solvers) == {"cnn", "ocr", "ddddocr", "constant", "human", "vlm", "2captcha", "anticaptcha"}
     assert set(made) == {"image", "lined", "mixed"}
     for name, target in solvers.items():
         assert registry.available()[name].value == target, name

@@ -21,7 +21,7 @@ from bench.runfolder.files import DETAILS, read_attempts, read_details
 from captchas import dataset as ds
 from captchas.images import load_image
 from solvers.twocaptcha import numeric_rule
-from tests.twocaptcha_stub import PRICE, serving
+from tests.services_stub import PRICE, Service, serving, serving_anticaptcha
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the stub's certificate")
 KEY = "2c-test-key-0123456789abcdef"
@@ -87,3 +87,34 @@ def test_a_missing_key_or_an_absent_service_stops_the_run_in_one_line(tiny_datas
 
 def test_the_numeric_rule_follows_the_sets_characters() -> None:
     assert (numeric_rule("0123456789"), numeric_rule("ABCxyz"), numeric_rule("AB12"), numeric_rule("")) == (1, 2, 0, 0)
+
+
+def test_anticaptcha_sends_each_item_once_and_keeps_the_price_and_the_services_time(
+        tiny_dataset: ds.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTICAPTCHA_API_KEY", KEY)
+    with serving_anticaptcha(tmp_path, Service(key=KEY)) as (service, cert):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        options = {"api_url": f"https://{service.server}/"}
+        config = with_dataset_options(RunConfig((SolverSpec("anticaptcha", options),), limit=3), tiny_dataset)
+        result = run_benchmark(tiny_dataset, config, tmp_path / "run")
+    assert len(service.submitted) == 3 and {a.predicted for a in read_attempts(tmp_path / "run" / "attempts.csv")} == {"ABCD"}
+    images = {load_image(tiny_dataset, s).tobytes() for s in tiny_dataset.samples}
+    for task in service.submitted:
+        assert task["type"] == "ImageToTextTask" and task["case"] is False and task["numeric"] == 0
+        assert Image.open(io.BytesIO(base64.b64decode(task["body"]))).tobytes() in images
+    details = read_details(tmp_path / "run" / DETAILS)["anticaptcha"]
+    assert {(d["usd"], d["service_solve_seconds"]) for d in details.values()} == {(float(PRICE), 7)}
+    assert result.summaries[0].usd_per_1000 == pytest.approx(1000 * float(PRICE))
+
+
+def test_anticaptcha_refuses_a_key_the_service_does_not_know_in_one_line(tiny_dataset: ds.Dataset, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTICAPTCHA_API_KEY", "not-the-key")
+    with serving_anticaptcha(tmp_path, Service(key=KEY)) as (service, cert):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        result = CliRunner().invoke(cli, ["run", "--dataset", str(tiny_dataset.path), "--solver", "anticaptcha", "-o",
+                                          f"anticaptcha.api_url=https://{service.server}/", "--out", str(tmp_path / "run")])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert result.exit_code == 1 and len(errors) == 1 and "refused or could not be reached" in errors[0]
+    assert "ERROR_KEY_DOES_NOT_EXIST" in errors[0] and "not-the-key" not in result.output
+    assert not (tmp_path / "run").exists() and not service.submitted
