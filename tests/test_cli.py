@@ -382,3 +382,17 @@ def test_runner_speed_reports_the_loop_rate(small_set: Path, tmp_path: Path, mon
     assert result.exit_code == 0, result.output
     assert "target: loop >= 5,000 items/s" in result.stdout and "6 attempts" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_the_progress_bar_says_the_rate_since_it_began() -> None:
+    from bench.cli.common import Bars
+
+    now = [100.0]
+    bars = Bars(clock=lambda: now[0])
+    bars("vlm", 10, 100)  # a resumed run: ten were done before
+    assert bars.rate(10) == ""
+    now[0] += 8.0
+    assert bars.rate(14) == "2.0 s each"  # a paid service: seconds per item
+    now[0] += 2.0
+    assert bars.rate(40) == "3.0/s"
+    bars.close()

@@ -8,6 +8,7 @@ import functools
 import math
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,19 +79,32 @@ def dataset_or_default(dataset: Path | None) -> ds.Dataset:
 
 class Bars:
     """The one progress helper: called with (label, done, total), it draws a click progress bar on
-    stderr; a new label closes the last bar (so does `close()`, and leaving `bars()`)."""
+    stderr, with the items done, the rate since the bar began and the time left (click's ETA); a new
+    label closes the last bar (so does `close()`, and leaving `bars()`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Any = time.monotonic) -> None:
         self._label: str | None = None
         self._bar: Any = None
+        self._clock = clock
+        self._began = (0.0, 0)  # when the bar began, and what was done then (a resumed run starts part-way)
 
     def __call__(self, label: str, done: int, total: int) -> None:
         if label != self._label:
             self.close()
             self._label = label
-            self._bar = click.progressbar(length=total, label=f"{label:>10}", file=sys.stderr, show_pos=True)
+            self._bar = click.progressbar(length=total, label=f"{label:>10}", file=sys.stderr, show_pos=True,
+                                          show_eta=True, item_show_func=lambda rate: rate)
             self._bar.__enter__()
-        self._bar.update(done - self._bar.pos)
+            self._began = (self._clock(), done)
+        self._bar.update(done - self._bar.pos, self.rate(done))
+
+    def rate(self, done: int) -> str:
+        """Items per second since the bar began, as the bar shows it ("" before any second has passed)."""
+        seconds = self._clock() - self._began[0]
+        if seconds <= 0 or done <= self._began[1]:
+            return ""
+        per_second = (done - self._began[1]) / seconds
+        return f"{per_second:,.1f}/s" if per_second >= 1 else f"{1 / per_second:,.1f} s each"
 
     def close(self) -> None:
         if self._bar is not None:
