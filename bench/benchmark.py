@@ -209,6 +209,7 @@ def with_dataset_options(config: RunConfig, dataset: ds.Dataset) -> RunConfig:
     such options and were not given them."""
     known: dict[str, Any] = {k: dataset.info[k] for k in ("charset", "preset") if dataset.info.get(k)}
     known["case_sensitive"] = case_sensitive(dataset, config)  # a reader may fold case where it is not scored
+    known["length"] = answer_lengths(dataset)  # the set's, never an item's
     answers = (dataset.info.get("human_answers") or {}).get("file")
     if answers:
         known["answers"] = str((dataset.path / answers).resolve())
@@ -217,6 +218,15 @@ def with_dataset_options(config: RunConfig, dataset: ds.Dataset) -> RunConfig:
         extra = {k: v for k, v in known.items() if k not in s.options and accepts(s.name, k)}
         specs.append(dataclasses.replace(s, options={**extra, **s.options}) if extra else s)
     return dataclasses.replace(config, solvers=tuple(specs))
+
+
+def answer_lengths(dataset: ds.Dataset) -> str:
+    """The set's answer lengths as a prompt may name them ("5" or "5-6"): its generator's `length` knob, else
+    the shortest and longest of its answers (a property of the set, as its charset is, never of an item)."""
+    knob = (dataset.info.get("knobs") or {}).get("length")
+    low, high = (int(knob[0]), int(knob[-1])) if isinstance(knob, (list, tuple)) and knob else (
+        min((len(s.answer) for s in dataset.samples), default=0), max((len(s.answer) for s in dataset.samples), default=0))
+    return f"{low}" if low == high else f"{low}-{high}"
 
 
 def solver_notes(dataset: ds.Dataset, config: RunConfig, sizes: Counter[tuple[int, int]]) -> dict[str, list[str]]:

@@ -25,9 +25,10 @@ from typing import Any
 from captchas.dataset import Challenge
 
 DEFAULT_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; Ollama's is http://127.0.0.1:11434/v1
-DEFAULT_PROMPT = ("This image is a CAPTCHA. Read the characters it shows{charset}. Reply with those characters "
+DEFAULT_PROMPT = ("This image is a CAPTCHA. Read the characters it shows{length}{charset}. Reply with those characters "
                   "only: no quotes, no spaces, no other words.")
 CHARSET_CLAUSE = "; they are drawn from {charset!r}"
+LENGTH_CLAUSE = " ({length} of them)"
 NO_KEY = "unused"  # what the client sends where no key is set: local servers (vLLM, Ollama, llama.cpp) take any
 QUOTED = re.compile(r"[\"'`“”‘’«»]\s*([^\"'`“”‘’«»\n]+?)\s*[\"'`“”‘’«»]")  # "AB3D", `AB3D`, «AB3D»
 BACKOFF = 0.5  # seconds before the first retry where the server names no Retry-After; doubled each time
@@ -90,7 +91,7 @@ class VLMSolver:
     def __init__(self, base_url: str = DEFAULT_URL, model: str = "", api_key_env: str = "OPENAI_API_KEY",
                  prompt: str = DEFAULT_PROMPT, max_tokens: int = 16, temperature: float = 0.0, concurrency: int = 8,
                  timeout: float = 60.0, retries: int = 4, price_in: float | None = None, price_out: float | None = None,
-                 paid: bool | None = None, charset: str = "", case_sensitive: bool = True) -> None:
+                 paid: bool | None = None, charset: str = "", case_sensitive: bool = True, length: str = "") -> None:
         # `paid` is the runner's to read (VLMSolver.paid); an option here so that -o vlm.paid= is taken
         import openai  # the client (and httpx, pydantic) load where this solver runs, not where solvers are listed
 
@@ -105,12 +106,14 @@ class VLMSolver:
         for option, price in (("price_in", price_in), ("price_out", price_out)):
             if price is not None and not (isinstance(price, (int, float)) and 0 <= price < float("inf")):
                 raise ValueError(f"{option} is US dollars per million tokens, 0 or more, got {price!r}")
-        if "{" in prompt.replace("{charset}", ""):
-            raise ValueError("prompt may name {charset} and no other {field}: nothing else about an item is given")
+        if "{" in prompt.replace("{charset}", "").replace("{length}", ""):
+            raise ValueError("prompt may name {charset} and {length} (the set's) and no other {field}: nothing of an "
+                             "item is given")
         self.model, self.max_tokens, self.temperature = model, max_tokens, float(temperature)
         self.concurrency, self.retries = concurrency, retries
         self.charset, self.case_sensitive, self.base_url = charset, bool(case_sensitive), base_url
-        self.prompt = prompt.replace("{charset}", CHARSET_CLAUSE.format(charset=charset) if charset else "")
+        self.prompt = (prompt.replace("{charset}", CHARSET_CLAUSE.format(charset=charset) if charset else "")
+                       .replace("{length}", LENGTH_CLAUSE.format(length=length) if length else ""))
         self.openai = openai
         self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or NO_KEY,
                                     timeout=float(timeout), max_retries=0)

@@ -68,7 +68,8 @@ def test_a_request_carries_the_prompt_and_the_image_and_nothing_else_of_the_item
         text, image = body["messages"][0]["content"]
         assert image["image_url"]["url"] in images  # a PNG data URL of one of the set's images
         said = json.dumps({**body, "messages": [text]})  # everything but the image's bytes
-        assert tiny_dataset.info["charset"] in text["text"]  # the prompt may name the set's characters...
+        assert tiny_dataset.info["charset"] in text["text"] and "(3 of them)" in text["text"]  # the set's characters
+        # and answer length, as the prompt may name them...
         for s in tiny_dataset.samples:  # ...never an answer or a file name
             assert s.answer not in said.replace(tiny_dataset.info["charset"], "") and s.file not in said
     attempts = read_attempts(tmp_path / "run" / "attempts.csv")
