@@ -11,15 +11,10 @@ item once. The client reaches only api.anti-captcha.com; `api_url` sends its req
 
 from __future__ import annotations
 
-import base64
-import io
-import os
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from captchas.dataset import Challenge
+from solvers.remote import Remote, png_base64, service_key, whole_numbers
 from solvers.twocaptcha import numeric_rule
 
 OFFICIAL = "https://api.anti-captcha.com/"
@@ -37,7 +32,7 @@ def _redirect(to: str) -> Any:
     return Redirect()
 
 
-class AntiCaptchaSolver:
+class AntiCaptchaSolver(Remote):
     """Sends each image to Anti-Captcha's workers and waits for their answer."""
 
     name = "anticaptcha"
@@ -48,20 +43,14 @@ class AntiCaptchaSolver:
                  concurrency: int = 8, charset: str = "", case_sensitive: bool = True) -> None:
         from anticaptchaofficial import antinetworking  # requests loads where this solver runs
 
-        key = os.environ.get(api_key_env)
-        if not key:
-            raise ValueError(f"set {api_key_env} to your Anti-Captcha key (or name another variable with "
-                             "-o anticaptcha.api_key_env=NAME): the key is never an option")
-        for option, value in (("timeout", timeout), ("concurrency", concurrency)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{option} must be a whole number of at least 1, got {value!r}")
+        key = service_key(api_key_env, "Anti-Captcha", "anticaptcha")
+        whole_numbers(timeout=timeout, concurrency=concurrency)
         url = api_url if api_url.endswith("/") else api_url + "/"
         if url != OFFICIAL:
             antinetworking.session.mount(OFFICIAL, _redirect(url))
         self.client_class, self.key, self.timeout, self.url = antinetworking.antiNetworking, key, timeout, url
+        super().__init__(concurrency, "anticaptcha")
         self.task = {"type": "ImageToTextTask", "case": bool(case_sensitive), "numeric": numeric_rule(charset)}
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="anticaptcha")
-        self._last: list[dict[str, Any]] = []
         client = self._client()
         try:  # a service that is not there, or a key it refuses, stops the run before it writes
             said = client.make_request("getBalance", {"clientKey": key}) or {}
@@ -78,21 +67,10 @@ class AntiCaptchaSolver:
         client.set_key(self.key)
         return client
 
-    def solve(self, batch: Sequence[Challenge]) -> list[str]:
-        read = list(self._pool.map(lambda c: self.read(c.image), batch))
-        self._last = [details for _, details in read]
-        return [answer for answer, _ in read]
-
-    def details(self) -> list[dict[str, Any]]:
-        """Per challenge of the last solve() call: the service's task id, its times and the price it charged."""
-        return self._last
-
     def read(self, image: Any) -> tuple[str, dict[str, Any]]:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
         client = self._client()
         start = time.perf_counter()
-        task = {**self.task, "body": base64.b64encode(buffer.getvalue()).decode("ascii")}
+        task = {**self.task, "body": png_base64(image)}
         if client.create_task({"clientKey": self.key, "task": task, "softId": 0}) != 1:
             raise RuntimeError(f"Anti-Captcha took no task: {client.err_string or client.error_code}")
         result = client.wait_for_result(self.timeout)

@@ -9,16 +9,11 @@ variable `api_key_env` names, never an option. Every answer is paid for: the run
 
 from __future__ import annotations
 
-import base64
-import io
-import os
 import string
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from captchas.dataset import Challenge
+from solvers.remote import Remote, png_base64, service_key, whole_numbers
 
 
 def numeric_rule(charset: str) -> int:
@@ -30,7 +25,7 @@ def numeric_rule(charset: str) -> int:
     return 0
 
 
-class TwoCaptchaSolver:
+class TwoCaptchaSolver(Remote):
     """Sends each image to 2Captcha's workers and waits for their answer."""
 
     name = "2captcha"
@@ -42,39 +37,22 @@ class TwoCaptchaSolver:
         from twocaptcha import TwoCaptcha  # requests loads where this solver runs, not where solvers are listed
         from twocaptcha.api import ApiException, NetworkException
 
-        key = os.environ.get(api_key_env)
-        if not key:
-            raise ValueError(f"set {api_key_env} to your 2Captcha key (or name another variable with "
-                             "-o 2captcha.api_key_env=NAME): the key is never an option")
-        for option, value in (("polling", polling), ("concurrency", concurrency)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{option} must be a whole number of at least 1, got {value!r}")
+        key = service_key(api_key_env, "2Captcha", "2captcha")
+        whole_numbers(polling=polling, concurrency=concurrency)
         self.client = TwoCaptcha(key, server=server, pollingInterval=polling, defaultTimeout=float(timeout),
                                  extendedResponse=True)
+        super().__init__(concurrency, "2captcha")
         self.key, self.server, self.errors = key, server, (ApiException, NetworkException)
         self.rules = {"caseSensitive": int(bool(case_sensitive)), "numeric": numeric_rule(charset)}
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="2captcha")
-        self._last: list[dict[str, Any]] = []
         try:
             self.balance = self.client.balance()  # a service that is not there, or a key it refuses, stops the run first
         except (ApiException, NetworkException, ValueError) as e:
             raise ValueError(f"2Captcha at {server} refused or could not be reached ({type(e).__name__}: "
                              f"{' '.join(str(e).split())[:200]}): check {api_key_env} and -o 2captcha.server") from None
 
-    def solve(self, batch: Sequence[Challenge]) -> list[str]:
-        read = list(self._pool.map(lambda c: self.read(c.image), batch))
-        self._last = [details for _, details in read]
-        return [answer for answer, _ in read]
-
-    def details(self) -> list[dict[str, Any]]:
-        """Per challenge of the last solve() call: the service's id, its time and the price it charged."""
-        return self._last
-
     def read(self, image: Any) -> tuple[str, dict[str, Any]]:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
         start = time.perf_counter()
-        done = self.client.normal(base64.b64encode(buffer.getvalue()).decode("ascii"), **self.rules)
+        done = self.client.normal(png_base64(image), **self.rules)
         answer, ident = str(done.get("code") or ""), str(done["captchaId"])
         seconds = time.perf_counter() - start
         details: dict[str, Any] = {"service_id": ident, "reply": answer, "service_seconds": seconds}

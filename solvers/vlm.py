@@ -10,19 +10,15 @@ environment variable named by `api_key_env` and is never an option, so it never 
 
 from __future__ import annotations
 
-import base64
 import email.utils
-import io
 import os
 import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from captchas.dataset import Challenge
+from solvers.remote import Remote, png_base64
 
 DEFAULT_URL = "http://127.0.0.1:8000/v1"  # vLLM's default; Ollama's is http://127.0.0.1:11434/v1
 DEFAULT_PROMPT = ("This image is a CAPTCHA. Read the characters it shows{length}{charset}. Reply with those characters "
@@ -56,9 +52,7 @@ def parse(reply: str, charset: str = "", case_sensitive: bool = True) -> str:
 
 def png_data_url(image: Any) -> str:
     """The image as a PNG data URL: its pixels only (no file name, no metadata)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/png;base64," + png_base64(image)
 
 
 def retry_after(headers: Any) -> float | None:
@@ -73,7 +67,7 @@ def retry_after(headers: Any) -> float | None:
         return max(0.0, when.timestamp() - time.time()) if when else None
 
 
-class VLMSolver:
+class VLMSolver(Remote):
     """Asks a vision-language model to read each image."""
 
     name = "vlm"
@@ -118,10 +112,9 @@ class VLMSolver:
         self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or NO_KEY,
                                     timeout=float(timeout), max_retries=0)
         self.prices = (price_in, price_out) if price_in is not None or price_out is not None else None
+        super().__init__(concurrency, "vlm")
         self.usage = {"requests": 0, "tokens_in": 0, "tokens_out": 0}  # this process's, all together
-        self._last: list[dict[str, Any]] = []  # the last solve() call's details, per challenge
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="vlm")
         try:
             self.client.models.list()  # a run against an endpoint that is not there stops before it writes
         except (openai.APIConnectionError, openai.APITimeoutError) as e:
@@ -133,17 +126,6 @@ class VLMSolver:
                 raise ValueError(f"{base_url} refused the key ({e.status_code}): set {api_key_env} to a valid key, or "
                                  "name another variable with -o vlm.api_key_env=NAME") from None
             # some compatible servers have no /models: the first request says more
-
-    def solve(self, batch: Sequence[Challenge]) -> list[str]:
-        """One request per image, `concurrency` at a time; the answers in the batch's order."""
-        read = list(self._pool.map(lambda c: self.read(c.image), batch))
-        self._last = [details for _, details in read]
-        return [answer for answer, _ in read]
-
-    def details(self) -> list[dict[str, Any]]:
-        """Per challenge of the last solve() call: the reply's text, its tokens, the requests it took and,
-        with prices given, what it cost in US dollars (the run keeps these in details.jsonl)."""
-        return self._last
 
     def read(self, image: Any) -> tuple[str, dict[str, Any]]:
         """One image's answer and its details, retried on a 429, a 5xx, a lost connection or a timeout."""
