@@ -179,10 +179,11 @@ def _ask(out: Path, spec: SolverSpec, runner: Executor, dataset: ds.Dataset, sam
     restarts, decoding = 0, 0.0
     for result in runner.attempts(spec, dataset.path, shards(), config.timeout):
         batch = queued.popleft()
-        files.append_details(out, [{"solver": spec.name, "item_id": answer.item_id, "cpu_seconds": answer.cpu_seconds,
-                                    **(answer.details or {})} for answer in result.answers])
         for sample, answer in zip(batch, result.answers, strict=True):
             written.write(scored(out.name, spec.name, sample, answer.predicted, answer.seconds, answer.error, case))
+        written.flush()  # the shard's attempts first: details follow them, so that none are written twice
+        files.append_details(out, [{"solver": spec.name, "item_id": answer.item_id, "cpu_seconds": answer.cpu_seconds,
+                                    **(answer.details or {})} for answer in result.answers])
         restarts += result.restarts
         decoding += result.decode_seconds
         wrote(len(batch))

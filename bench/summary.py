@@ -112,19 +112,31 @@ class Tally:
         )
 
 
-def cost(details: Iterable[dict[str, Any]], price_core_hour: float) -> tuple[float | None, str]:
-    """US dollars per 1,000 solves, and its basis, from each attempt's details (details.jsonl): the mean
-    `usd` the solver priced its attempts at, where it did (a hosted model's tokens); else the mean CPU
-    seconds of an attempt asked alone, at `price_core_hour` per vCPU-hour (batched reading costs less);
-    else (None, "") for a solver with no details (people replayed)."""
-    rows = list(details)
-    priced = [float(r["usd"]) for r in rows if isinstance(r.get("usd"), (int, float))]
-    if priced:
-        return 1000 * statistics.fmean(priced), "the solver's prices"
-    cpu = [float(r["cpu_seconds"]) for r in rows if isinstance(r.get("cpu_seconds"), (int, float))]
-    if cpu:
-        return 1000 * statistics.fmean(cpu) * price_core_hour / 3600, f"CPU time at ${price_core_hour:g} per vCPU-hour"
-    return None, ""
+class Cost:
+    """What 1,000 solves cost, added up one attempt's details (details.jsonl) at a time: the mean `usd` the
+    solver priced its attempts at, where it did (a hosted model's tokens, a service's charge); else the mean
+    CPU seconds of an attempt asked alone, at a price per vCPU-hour (batched reading costs less); else
+    nothing, for a solver with no details (people replayed)."""
+
+    def __init__(self) -> None:
+        self.usd = self.cpu = 0.0
+        self.priced = self.timed = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        if isinstance(row.get("usd"), (int, float)):
+            self.usd += float(row["usd"])
+            self.priced += 1
+        if isinstance(row.get("cpu_seconds"), (int, float)):
+            self.cpu += float(row["cpu_seconds"])
+            self.timed += 1
+
+    def per_1000(self, price_core_hour: float) -> tuple[float | None, str]:
+        """US dollars per 1,000 solves, and its basis."""
+        if self.priced:
+            return 1000 * self.usd / self.priced, "the solver's prices"
+        if self.timed:
+            return 1000 * self.cpu / self.timed * price_core_hour / 3600, f"CPU time at ${price_core_hour:g} per vCPU-hour"
+        return None, ""
 
 
 def to_table(summaries: Sequence[Summary]) -> str:

@@ -104,7 +104,7 @@ class VLMSolver(Remote):
             raise ValueError("prompt may name {charset} and {length} (the set's) and no other {field}: nothing of an "
                              "item is given")
         self.model, self.max_tokens, self.temperature = model, max_tokens, float(temperature)
-        self.concurrency, self.retries = concurrency, retries
+        self.retries = retries
         self.charset, self.case_sensitive, self.base_url = charset, bool(case_sensitive), base_url
         self.prompt = (prompt.replace("{charset}", CHARSET_CLAUSE.format(charset=charset) if charset else "")
                        .replace("{length}", LENGTH_CLAUSE.format(length=length) if length else ""))

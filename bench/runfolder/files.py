@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from bench.runfolder.records import COLUMNS, Attempt, Timing, attempt_from_row, attempt_row, timing_line
 from bench.run import PRICE_CORE_HOUR
-from bench.summary import Summary, Tally, cost
+from bench.summary import Cost, Summary, Tally
 from captchas import dataset as ds
 from captchas.errors import UserError
 from captchas.output import write_atomic
@@ -70,24 +70,31 @@ def appending(out: Path) -> Iterator[AttemptsFile]:
 
 
 def append_details(out: Path, rows: list[dict[str, Any]]) -> None:
-    """Each attempt's details ({"solver", "item_id", "cpu_seconds", ...}), written before its attempts row, so
-    that a shard cut short by a kill leaves details without attempts (redone, and read last-wins), never
-    attempts without details."""
+    """Each attempt's details ({"solver", "item_id", "cpu_seconds", ...}), written once its shard's attempts
+    rows are flushed: a shard a kill cuts short is redone whole, so no item's details are written twice
+    (a kill between the two leaves that shard's items without details, which a cost's mean leaves out)."""
     with (out / DETAILS).open("a", encoding="utf-8") as f:
         f.writelines(json.dumps(row, default=str) + "\n" for row in rows)
 
 
-def read_details(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
-    """details.jsonl as solver -> item -> its details (the last line of an item wins; a line cut short by a
-    kill is skipped)."""
-    found: dict[str, dict[str, dict[str, Any]]] = {}
+def iter_details(path: Path) -> Iterator[dict[str, Any]]:
+    """details.jsonl's rows, one line at a time (a line cut short by a kill is skipped)."""
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                found.setdefault(str(row["solver"]), {})[str(row["item_id"])] = row
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and "solver" in row and "item_id" in row:
+                    yield row
+
+
+def read_details(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """details.jsonl as solver -> item -> its details."""
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in iter_details(path):
+        found.setdefault(str(row["solver"]), {})[str(row["item_id"])] = row
     return found
 
 
@@ -195,10 +202,12 @@ def read_timings(path: Path) -> dict[str, Timing]:
     return timings
 
 
-def summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None) -> list[Summary]:
-    """Each solver's Summary of attempts.csv (and its latest timing), reading the attempts one row at a
-    time. `total`: the run's items, for each solver's coverage."""
-    request = json.loads((out / RUN).read_text())
+def summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None,
+              request: dict[str, Any] | None = None) -> list[Summary]:
+    """Each solver's Summary of attempts.csv (and its latest timing, and its cost), reading the attempts and
+    their details one row at a time. `total`: the run's items, for each solver's coverage; `request`: run.json,
+    where the caller has read it."""
+    request = request or read_request(out)
     tallies = {spec["name"]: Tally() for spec in request["solvers"]}
     for attempt in iter_attempts(out / ATTEMPTS):
         if attempt.solver in tallies:
@@ -206,22 +215,25 @@ def summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] |
     timings = read_timings(out / TIMING)
     costs = solver_costs(out, request)
     return [dataclasses.replace(tally.summary(name, timings.get(name), total, (notes or {}).get(name, ())),
-                                usd_per_1000=costs[name][0], cost_basis=costs[name][1]) if name in costs
-            else tally.summary(name, timings.get(name), total, (notes or {}).get(name, ())) for name, tally in tallies.items()]
+                                usd_per_1000=costs.get(name, (None, ""))[0], cost_basis=costs.get(name, (None, ""))[1])
+            for name, tally in tallies.items()]
 
 
 def solver_costs(out: Path, request: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
-    """Each solver's cost per 1,000 solves and its basis (bench.summary.cost), from details.jsonl at the price
-    per vCPU-hour the run's request names."""
+    """Each solver's cost per 1,000 solves and its basis (bench.summary.Cost), from details.jsonl read one line
+    at a time, at the price per vCPU-hour the run's request names."""
     price = float(request.get("config", {}).get("price_core_hour", PRICE_CORE_HOUR))
-    return {name: cost(rows.values(), price) for name, rows in read_details(out / DETAILS).items()}
+    tallies: dict[str, Cost] = {}
+    for row in iter_details(out / DETAILS):
+        tallies.setdefault(str(row["solver"]), Cost()).add(row)
+    return {name: tally.per_1000(price) for name, tally in tallies.items()}
 
 
 def write_summaries(out: Path, total: int | None = None, notes: dict[str, list[str]] | None = None
                     ) -> list[Summary]:
     """Summarise attempts.csv into summary.csv and summary.json (`summaries`)."""
-    made = summaries(out, total, notes)
-    request = json.loads((out / RUN).read_text())
+    request = read_request(out)
+    made = summaries(out, total, notes, request)
     fields = [f.name for f in dataclasses.fields(Summary)]
     with (out / SUMMARY_CSV).open("w", newline="", encoding="utf-8") as f:
         writer = ds.CsvWriter(f)
