@@ -131,5 +131,4 @@ def replays(cls: Any) -> bool:
 
 
 __all__ = ["Challenge", "Replaying", "Solver", "can_run", "declared_files", "in_default_run", "is_paid", "notes_for",
-           "replays",
-           "resources_for", "threads_for"]
+           "replays", "resources_for", "threads_for"]
