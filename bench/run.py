@@ -52,6 +52,7 @@ class RunConfig:
     limit: int | None = None  # attempt only the first N items of the data set
     case_sensitive: bool | None = None  # score case-sensitively or not; None: as the data set says
     price_core_hour: float = PRICE_CORE_HOUR  # US dollars per vCPU-hour: what a solver's CPU seconds cost
+    margin: float | None = None  # accuracy points within which machine and people count as equivalent, stated before
 
     def __post_init__(self) -> None:
         """Refuse a setting that cannot work, naming the one option at fault and what it takes."""
@@ -63,6 +64,8 @@ class RunConfig:
             raise ConfigError(f"--throughput-items must be 0 (no throughput pass) or more, got {self.throughput_items}")
         if not (isinstance(self.price_core_hour, (int, float)) and 0 <= self.price_core_hour < math.inf):
             raise ConfigError(f"--price-core-hour is US dollars per vCPU-hour, 0 or more, got {self.price_core_hour}")
+        if self.margin is not None and not (isinstance(self.margin, (int, float)) and 0 < self.margin < 100):
+            raise ConfigError(f"--margin is accuracy points above 0 and below 100, got {self.margin}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
 

@@ -28,7 +28,10 @@ RULE = ("A side beats the other on accuracy only where the Holm-adjusted exact M
         "and the 95 % interval of the paired difference (Newcombe) lies wholly on its side of zero; on "
         "time only where the Holm-adjusted Wilcoxon signed-rank p is below 0.05 and the bootstrap 95 % "
         "interval of the ratio of median times lies wholly on its side of 1. \"AI beats humans\" needs "
-        "both. Otherwise: no evidence either way.")
+        "both. Otherwise: no evidence either way. Where the runs stated a margin of M points before they ran "
+        "(run --margin M), accuracy with neither side ahead is \"equivalent\" where the paired 90 % interval "
+        "lies wholly within plus or minus M (two one-sided tests at 0.05, TOST), and \"AI not worse\" where "
+        "only its lower bound (the one-sided 95 % bound) lies above -M.")
 
 
 @dataclass(frozen=True)
@@ -256,13 +259,16 @@ def side(p_adjusted: float, low: float, high: float, null: float) -> str:
     return NEITHER
 
 
-def overall(accuracy: str, time: str) -> str:
-    """The verdict over both measures, in words."""
+def overall(accuracy: str, time: str, margin: float | None = None) -> str:
+    """The verdict over both measures, in words. `accuracy` may also be "equivalent" or "not worse" (what a
+    stated `margin`, a proportion, allows: bench.paired.margin_outcome)."""
     if accuracy == time == MACHINE:
         return "AI beats humans"
     if accuracy == time == HUMANS:
         return "humans beat AI"
-    accurate = {MACHINE: "AI more accurate", HUMANS: "humans more accurate", NEITHER: "accuracy: no evidence either way"}
+    within = f"{100 * margin:g} points" if margin is not None else "the margin"
+    accurate = {MACHINE: "AI more accurate", HUMANS: "humans more accurate", NEITHER: "accuracy: no evidence either way",
+                "equivalent": f"accuracy equivalent within {within}", "not worse": f"AI not worse by {within} or more"}
     faster = {MACHINE: "AI faster", HUMANS: "humans faster", NEITHER: "time: no evidence either way"}
     return f"{accurate[accuracy]}; {faster[time]}"
 

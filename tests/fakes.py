@@ -158,7 +158,7 @@ class ThreadsSolver:
 
 
 def write_run(folder: Any, dataset_sha256: str, attempts: Sequence[Any], *, people: Sequence[str] = ("human",),
-              case_sensitive: bool = False, finished: bool = True) -> Any:
+              case_sensitive: bool = False, finished: bool = True, config: dict[str, Any] | None = None) -> Any:
     """A run folder as `captcha-bench run` writes it (run.json, attempts.csv, summary.json), from attempts
     a test constructs: the report reads only these files, so the verdict rule can be tested on any data."""
     import csv
@@ -171,7 +171,7 @@ def write_run(folder: Any, dataset_sha256: str, attempts: Sequence[Any], *, peop
     folder.mkdir(parents=True)
     solvers = list(dict.fromkeys(a.solver for a in attempts))
     request = {"dataset": str(folder / "set"), "dataset_sha256": dataset_sha256, "case_sensitive": case_sensitive,
-               "solvers": [{"name": s, "options": {}} for s in solvers], "config": {}}
+               "solvers": [{"name": s, "options": {}} for s in solvers], "config": config or {}}
     provenance = {"dataset": {"kind": "generated", "preset": "medium", "seed": 1, "count": 100,
                               "case_sensitive": case_sensitive}, "recorded_solvers": list(people)}
     (folder / RUN).write_text(json.dumps({**request, "provenance": provenance}))

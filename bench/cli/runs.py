@@ -82,9 +82,12 @@ def echo_report(paths: list[Path], out: Path, allow_mixed: bool = False, seed: i
 @click.option("--limit", type=int, default=None, help="Attempt only the first N items (of each data set).")
 @click.option("--case-sensitive/--case-insensitive", "case", default=None,
               help="Score with or without case [default: as the data set says].")
+@click.option("--margin", type=FINITE, default=None, metavar="POINTS",
+              help="Accuracy points within which machine and people count as equivalent, stated before the run and "
+                   "recorded with it: the report then also tests equivalence (TOST) and non-inferiority.")
 def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], out: Path | None, resume: bool,
         timeout: float, batch_size: int, throughput_items: int, price_core_hour: float, limit: int | None,
-        case: bool | None, solver_workers: int | None, executor_kind: str, scheduler: str | None,
+        case: bool | None, margin: float | None, solver_workers: int | None, executor_kind: str, scheduler: str | None,
         images_by: str | None) -> None:
     """Run solvers on a data set; write attempts.csv, summary.csv and summary.json.
 
@@ -100,7 +103,7 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 
     dataset, config, out = _request(dataset, names, pairs, out, resume, timeout=timeout, batch_size=batch_size,
                                     throughput_items=throughput_items, limit=limit, case_sensitive=case,
-                                    price_core_hour=price_core_hour)
+                                    price_core_hour=price_core_hour, margin=margin)
     output.check_writable(out, what="run")  # before the default set is made or any image is read
     data = dataset_or_default(dataset)  # the generated default set when none is given
     with executor_from(executor_kind, solver_workers, scheduler, images_by) as where, bars() as asking:

@@ -20,7 +20,7 @@ from bench import stats
 from bench.provenance import git_state, versions
 from bench.report.compare import adjust, first_answers, plans, rescore
 from bench.report.model import Group, PeopleReference, Report, Row
-from bench.runfolder.files import solver_costs
+from bench.runfolder.files import RunError, solver_costs
 from bench.runfolder.read import Run, read_runs
 from bench.runfolder.records import Attempt, Timing
 from bench.summary import Summary, glyph_readings, summarize
@@ -65,7 +65,7 @@ def _build(paths: list[Path], allow_mixed: bool, seed: int) -> Report:
         planned.append((wanted, finish))
         for person in group.people:
             planned += plans(group.label, {m: group.attempts[m] for m in group.machines}, group.attempts[person],
-                             group.case_sensitive)
+                             group.case_sensitive, stated_margin(rs), seed)
     done = [finish(*intervals) for (_, finish), intervals in
             zip(planned, stats.bootstrap_together([wanted for wanted, _ in planned], seed))]
     built = [done[k] for k in grouped]
@@ -74,6 +74,17 @@ def _build(paths: list[Path], allow_mixed: bool, seed: int) -> Report:
     return Report(built, adjust(comparisons), _turingpass_reference() if swept else None,
                   datetime.now(timezone.utc).isoformat(timespec="seconds"), _provenance(seed),
                   [str(r.path) for r in runs if not r.finished])
+
+
+def stated_margin(runs: list[Run]) -> float | None:
+    """The equivalence margin (a proportion) that the runs of one data set stated before they ran; None where
+    none did. Runs that stated different margins cannot be judged by one: RunError."""
+    stated = {float(m) for r in runs if (m := (r.request.get("config") or {}).get("margin")) is not None}
+    if len(stated) > 1:
+        named = ", ".join(f"{m:g}" for m in sorted(stated))
+        raise RunError(f"the runs on {runs[0].label} stated different margins ({named} points): report them apart, "
+                       "or run them again with one --margin")
+    return stated.pop() / 100 if stated else None
 
 
 def _group(runs: list[Run]) -> tuple[Group, stats.Wanted, Callable[..., Group]]:

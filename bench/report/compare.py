@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from bench import stats
+from bench import paired, stats
+from bench.report import clusters
 from bench.runfolder.records import Attempt
 from captchas.scoring import cer, is_correct
 
@@ -42,6 +43,13 @@ class AccuracyTest:
     low_all: float  # item bootstrap 95 % interval
     high_all: float
     p_holm: float = math.nan  # p after Holm's correction over every test of the report
+    low90: float = math.nan  # the paired 90 % interval: what a margin's two one-sided tests read
+    high90: float = math.nan
+    margin: float | None = None  # the margin the runs stated before they ran, a proportion; None: none stated
+    gap: float = math.nan  # the smallest difference these items resolve at 80 % power (Connor 1987)
+    units: str = "items"  # what the intervals resample: "items", or "participants" where a study recorded who
+    clusters: int = 0  # participants whose first answers were paired, where units is "participants"
+    design_effect: float = 1.0  # how much the participants inflate the variance over independent items
 
     @property
     def machine_accuracy(self) -> float:
@@ -58,6 +66,15 @@ class AccuracyTest:
     @property
     def ahead(self) -> str:
         return stats.side(self.p_holm, self.low, self.high, 0.0)
+
+    @property
+    def outcome(self) -> str:
+        """Who is ahead under the rule; where neither is, what the stated margin allows (equivalent, or the
+        machine not worse), else NEITHER."""
+        ahead = self.ahead
+        if ahead != stats.NEITHER:
+            return ahead
+        return paired.margin_outcome(self.low90, self.high90, self.margin) or stats.NEITHER
 
 
 @dataclass(frozen=True)
@@ -96,11 +113,11 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        return stats.overall(self.accuracy.ahead, self.time.ahead)
+        return stats.overall(self.accuracy.outcome, self.time.ahead, self.accuracy.margin)
 
     @property
     def verdict_other(self) -> str:
-        return stats.overall(self.other.ahead, self.time.ahead)
+        return stats.overall(self.other.outcome, self.time.ahead, self.other.margin)
 
 
 def right(a: Attempt, case_sensitive: bool) -> bool:
@@ -167,15 +184,17 @@ Finish = Callable[[NDArray[np.float64], NDArray[np.float64]], Comparison]
 
 
 def plans(group: str, machines: dict[str, Sequence[Attempt]], human: Sequence[Attempt],
-          case_sensitive: bool) -> list[tuple[stats.Wanted, Finish]]:
+          case_sensitive: bool, margin: float | None = None, seed: int = stats.SEED) -> list[tuple[stats.Wanted, Finish]]:
     """Each machine's attempts against people's answers, on the items both attempted, in two steps so
     that a report can run every bootstrap over the same items as one: per machine, the bootstrap it
     needs and how to finish the Comparison (p_holm not yet set) from that bootstrap's intervals.
 
     Newcombe's interval, McNemar and Wilcoxon come from the first answers; the all-answers intervals
-    and the ratios' intervals from one bootstrap of the items both attempted."""
+    and the ratios' intervals from one bootstrap of the items both attempted. Where a study's participants
+    each gave several first answers, the first answers' intervals and tests resample participants instead
+    (`bench.report.clusters`). `margin`: the equivalence margin the runs stated (a proportion), or None."""
     people = _People(human, (case_sensitive, not case_sensitive))
-    return [_plan(group, name, attempts, people, case_sensitive) for name, attempts in machines.items()]
+    return [_plan(group, name, attempts, people, case_sensitive, margin, seed) for name, attempts in machines.items()]
 
 
 class _People:
@@ -194,8 +213,8 @@ class _People:
         self.times = {i: [a.seconds for a in said if _timed(a)] for i, said in self.by_item.items()}
 
 
-def _plan(group: str, name: str, machine: Sequence[Attempt], people: _People, case_sensitive: bool
-          ) -> tuple[stats.Wanted, Finish]:
+def _plan(group: str, name: str, machine: Sequence[Attempt], people: _People, case_sensitive: bool,
+          margin: float | None, seed: int) -> tuple[stats.Wanted, Finish]:
     mine: dict[str, Attempt] = {}
     for a in machine:
         mine.setdefault(a.item_id, a)
@@ -206,9 +225,9 @@ def _plan(group: str, name: str, machine: Sequence[Attempt], people: _People, ca
     m_right = {rule: np.array([ok[rule][i] for i in items], dtype=float) for rule in rules}
     h_right = {rule: np.array([people.right[rule][i] for i in items], dtype=float) for rule in rules}
     answers = np.array([len(people.by_item[i]) for i in items], dtype=float)
-    paired = [i in first and _timed(first[i]) and _timed(mine[i]) for i in items]  # first answers, both timed
-    first_people = stats.Pooled([[first[i].seconds] if both else [] for i, both in zip(items, paired)])
-    first_machine = stats.Pooled([[mine[i].seconds] if both else [] for i, both in zip(items, paired)])
+    timed = [i in first and _timed(first[i]) and _timed(mine[i]) for i in items]  # first answers, both timed
+    first_people = stats.Pooled([[first[i].seconds] if both else [] for i, both in zip(items, timed)])
+    first_machine = stats.Pooled([[mine[i].seconds] if both else [] for i, both in zip(items, timed)])
     every = [people.times[i] if _timed(mine[i]) else [] for i in items]
     all_people = stats.Pooled(every)
     all_machine = stats.Pooled([[mine[i].seconds] if times else [] for i, times in zip(items, every)])
@@ -223,12 +242,21 @@ def _plan(group: str, name: str, machine: Sequence[Attempt], people: _People, ca
         with np.errstate(divide="ignore", invalid="ignore"):
             estimate = statistic(np.ones((1, len(items))))[:, 0]
         tests = [_accuracy(first, ok[rule], people.ok[rule], len(items), int(answers.sum()), int(h_right[rule].sum()),
-                           (float(estimate[k]), float(low[k]), float(high[k])), rule) for k, rule in enumerate(rules)]
-        their = [first[i].seconds for i, both in zip(items, paired) if both]
-        its = [mine[i].seconds for i, both in zip(items, paired) if both]
+                           (float(estimate[k]), float(low[k]), float(high[k])), rule, margin)
+                 for k, rule in enumerate(rules)]
+        their = [first[i].seconds for i, both in zip(items, timed) if both]
+        its = [mine[i].seconds for i, both in zip(items, timed) if both]
         time = TimeTest(len(their), first_machine.median, first_people.median, float(estimate[2]), float(low[2]),
                         float(high[2]), stats.wilcoxon_signed_rank(their, its), all_people.values.size,
                         all_people.median, float(estimate[3]), float(low[3]), float(high[3]))
+        owner = clusters.owners(first, items)
+        if owner is not None:  # a study's participants: the first answers' intervals and tests resample them
+            tests = [dataclasses.replace(t, **clusters.accuracy(owner, ok[rule], {i: people.ok[rule][id(first[i])]
+                                                                                  for i in owner}, seed))
+                     for t, rule in zip(tests, rules)]
+            time = dataclasses.replace(time, **clusters.time(
+                owner, {i: first[i].seconds for i, both in zip(items, timed) if both},
+                {i: mine[i].seconds for i, both in zip(items, timed) if both}, seed))
         return Comparison(group, name, people.name, tests[0], tests[1], time)
 
     return stats.Wanted(tuple(items), statistic), finish
@@ -245,17 +273,20 @@ def adjust(comparisons: Sequence[Comparison]) -> list[Comparison]:
 
 
 def _accuracy(first: dict[str, Attempt], machine_ok: dict[str, bool], people_ok: dict[int, bool], items: int,
-              answers: int, right_all: int, all_answers: tuple[float, float, float], case_sensitive: bool
-              ) -> AccuracyTest:
+              answers: int, right_all: int, all_answers: tuple[float, float, float], case_sensitive: bool,
+              margin: float | None) -> AccuracyTest:
     """`machine_ok`: the machine right, by item; `people_ok`: each human answer right, by id(answer)."""
-    paired = [(machine_ok[i], people_ok[id(h)]) for i, h in first.items() if i in machine_ok]
-    m_only = sum(m and not h for m, h in paired)
-    h_only = sum(h and not m for m, h in paired)
-    both = sum(m and h for m, h in paired)
-    diff, low, high = stats.newcombe_paired(both, m_only, h_only, len(paired) - both - m_only - h_only)
-    return AccuracyTest(case_sensitive, len(paired), both + m_only, both + h_only, m_only, h_only, diff, low, high,
-                        stats.mcnemar_exact(m_only, h_only) if paired else math.nan, answers, items, right_all,
-                        *all_answers)
+    pairs = [(machine_ok[i], people_ok[id(h)]) for i, h in first.items() if i in machine_ok]
+    m_only = sum(m and not h for m, h in pairs)
+    h_only = sum(h and not m for m, h in pairs)
+    both = sum(m and h for m, h in pairs)
+    neither = len(pairs) - both - m_only - h_only
+    diff, low, high = stats.newcombe_paired(both, m_only, h_only, neither)
+    _, low90, high90 = stats.newcombe_paired(both, m_only, h_only, neither, level=1 - 2 * stats.ALPHA)
+    gap = paired.smallest_gap(len(pairs), (m_only + h_only) / len(pairs)) if pairs else math.nan
+    return AccuracyTest(case_sensitive, len(pairs), both + m_only, both + h_only, m_only, h_only, diff, low, high,
+                        stats.mcnemar_exact(m_only, h_only) if pairs else math.nan, answers, items, right_all,
+                        *all_answers, low90=low90, high90=high90, margin=margin, gap=gap)
 
 
 def _timed(a: Attempt) -> bool:

@@ -15,7 +15,7 @@ from bench import stats
 from bench.load import warning
 from bench.report.model import HUMAN_PRICE, REFERENCES, Group, Reference, Report
 from bench.report.tables import (CROSSING_HEADER, VERDICT_HEADER, all_answers, confusion_rows, crossings, glyph_rows,
-                          other_rule, pct, seconds, shared_confusions, verdict_rows)
+                          other_rule, pct, power_line, seconds, shared_confusions, verdict_rows)
 from bench.runfolder.read import Run
 
 TITLE = "Do machines beat people at these CAPTCHAs?"
@@ -44,7 +44,14 @@ METHODS = ("Accuracy: Wilson 95 % intervals (statsmodels). Machine against peopl
            "of median times with a paired bootstrap interval and the Wilcoxon signed-rank test (scipy). All "
            "answers: the same differences with intervals from a bootstrap that resamples items, an item's "
            "answers staying together (no test). Holm's correction over every test of this report (both case "
-           "rules and time). Bootstraps: {resamples:,} percentile resamples, seed {seed}.")
+           "rules and time). Power: the smallest difference of accuracies the paired items resolve at 80 % power "
+           "(Connor, Biometrics 1987), from their share of discordant items. Equivalence, where the runs stated a "
+           "margin before they ran: the paired 90 % interval (Newcombe) inside plus or minus the margin (two "
+           "one-sided tests, TOST), and its lower bound above minus the margin for \"not worse\". Where a study "
+           "recorded who answered and one person gave several first answers, the first answers' intervals and "
+           "tests resample participants, not items (Durkalski's clustered McNemar test; a participant bootstrap "
+           "for both intervals; Wilcoxon over each participant's mean log ratio of times); each verdict line says "
+           "which units it resampled. Bootstraps: {resamples:,} percentile resamples, seed {seed}.")
 
 
 Block = tuple[str, Any]  # (kind, content): the report as a sequence that both documents render alike
@@ -151,6 +158,7 @@ def _details(report: Report) -> list[str]:
     for c in report.comparisons:
         lines.append(f"{c.machine} on {c.group}, {other_rule(c)}")
         lines.append(f"{c.machine} on {c.group}, {all_answers(c)}")
+        lines.append(f"{c.machine} on {c.group}: {power_line(c)}")
     return lines
 
 

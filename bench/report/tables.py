@@ -41,6 +41,23 @@ def other_rule(c: Comparison) -> str:
             f"[{points(o.low)}, {points(o.high)}] points, p (Holm) {pvalue(o.p_holm)}: {c.verdict_other}")
 
 
+def power_line(c: Comparison) -> str:
+    """What the comparison could resolve, its units and, where the runs stated one, its margin, in one line."""
+    a = c.accuracy
+    discordant = (a.machine_only + a.human_only) / a.items if a.items else math.nan
+    resolves = (f"resolves a gap of {100 * a.gap:.1f} points at 80 % power" if not math.isnan(a.gap)
+                else "resolves no gap at 80 % power")
+    line = f"{a.items:,} paired items {resolves} ({pct(discordant)} of them discordant"
+    if a.units == "participants":
+        line += (f"; answers from {a.clusters:,} participants, so intervals and tests resample participants, "
+                 f"design effect {a.design_effect:.2f}")
+    line += ")"
+    if a.margin is not None:
+        line += (f"; margin stated before the run: {100 * a.margin:g} points, 90 % interval "
+                 f"[{points(a.low90)}, {points(a.high90)}]")
+    return line
+
+
 def all_answers(c: Comparison) -> str:
     """The second analysis, all human answers (items resampled), in one line."""
     a, t = c.accuracy, c.time
@@ -62,6 +79,7 @@ def verdict_text(report: Report) -> str:
         rows = [r[1:2] + r[3:] for r in verdict_rows(report) if r[0] == group.label]
         lines.append(format_table(VERDICT_HEADER[1:2] + VERDICT_HEADER[3:], rows))
         lines += [f"  {c.machine}, {other_rule(c)}" for c in mine]
+        lines += [f"  {c.machine}: {power_line(c)}" for c in mine]
     if report.comparisons:
         lines.append("Rule: " + stats.RULE)
     crossed = crossings(report)
