@@ -18,6 +18,7 @@ from typing import Any
 from bench import load
 from bench.executors import Executor, LocalExecutor
 from bench.provenance import now, provenance
+from bench.runfolder.attest import attest_run
 from bench.replay import Replayer, replays
 from bench.run import SHARD, ConfigError, RunConfig, SolverSpec
 from bench.runfolder import files, resume as resuming
@@ -105,6 +106,7 @@ def run_benchmark(
     session = load.between(before, load.snapshot())  # what else ran meanwhile, into the run's provenance
     files.add_session(out, session)
     written = files.write_summaries(out, total, solver_notes(dataset, config, sizes))
+    attest_run(out)  # the last file: what the run folder holds, in sha256s
     return RunResult(out, out.name, written, load.warning(session))
 
 

@@ -57,9 +57,15 @@ def versions(distributions: tuple[str, ...]) -> dict[str, str]:
 
 
 def _solver_files(name: str, options: dict[str, Any]) -> dict[str, str]:
-    """sha256 of the files the solver says these options make it load (its `files(**options)` hook:
-    weights, recorded answers, shipped weights chosen by preset), so a result says which. Only those:
-    an option that is a word (an answer, a prompt) is never taken for a file, whatever file shares its name."""
+    """sha256 of the files the solver says these options make it load (`solver_files`), by option."""
+    return {key: sha for key, (_, sha) in solver_files(name, options).items()}
+
+
+def solver_files(name: str, options: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """The files the solver says these options make it load (its `files(**options)` hook: weights, recorded
+    answers, shipped weights chosen by preset), by option: (path, sha256), so a result says which. Only
+    those: an option that is a word (an answer, a prompt) is never taken for a file, whatever file shares
+    its name."""
     try:
         paths = declared_files(resolve(name), options)
     except SolverError:
@@ -68,7 +74,7 @@ def _solver_files(name: str, options: dict[str, Any]) -> dict[str, str]:
     for key, path in paths.items():
         try:
             if Path(path).is_file():
-                hashed[key] = ds.sha256_bytes(Path(path).read_bytes())
+                hashed[key] = (str(Path(path).resolve()), ds.sha256_bytes(Path(path).read_bytes()))
         except OSError:
             continue  # a name no file system takes: the solver itself says what is wrong
     return hashed

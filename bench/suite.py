@@ -19,6 +19,7 @@ from bench.benchmark import RunProgress, RunResult, run_benchmark, with_dataset_
 from bench.executors import Executor
 from bench.replay import replays
 from bench.run import RunConfig, SolverSpec
+from bench.runfolder.attest import attest_collection
 from bench.runfolder.files import COLLECTION, RUN, write_collection
 from bench.runfolder.resume import check_collection_resumable, check_new_run
 from captchas import dataset as ds
@@ -97,6 +98,7 @@ def run_collection(parts: Sequence[Part], config: RunConfig, out: Path, request:
             results.append(run_benchmark(part.dataset, part_config, out / part.folder,
                                          resume=resume and (out / part.folder / RUN).is_file(),
                                          progress=_labelled(progress, part.folder), executor=executor))
+        attest_collection(out)
     except BaseException:
         if not resume and not any((out / p.folder).exists() for p in parts):  # refused before any run began
             (out / COLLECTION).unlink(missing_ok=True)

@@ -49,7 +49,7 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
 
 
 ROOT = Path(__file__).resolve().parents[1]
-INPUTS = ("dataset", "db", "src", "runs", "labels")  # parameters that name something that must exist already
+INPUTS = ("dataset", "db", "src", "runs", "labels", "run", "run_a", "run_b", "source")  # parameters that name something that must exist already
 
 
 def _examples() -> list[list[str]]:

@@ -264,7 +264,7 @@ def test_a_report_keeps_what_it_did_not_write(tmp_path: Path) -> None:
     (out / "figures" / "accuracy.png").write_bytes(b"edited by hand")
     before = _tree(out)
     code, output = report_cli(str(tmp_path / "run"), "--out", str(out))
-    assert code == 1 and "holds figures/accuracy.png, which no report of captcha-bench wrote (or which was edited " \
+    assert code == 1 and "holds figures/accuracy.png, which captcha-bench did not write there (or which was edited " \
                          "since)" in output
     assert _tree(out) == before
 
@@ -275,7 +275,7 @@ def test_a_report_does_not_replace_a_users_own_page(tmp_path: Path) -> None:
     out.mkdir()
     (out / "report.html").write_text("<p>my own page</p>")
     code, output = report_cli(str(tmp_path / "run"), "--out", str(out))
-    assert code == 1 and "holds report.html, which no report of captcha-bench wrote" in output
+    assert code == 1 and "holds report.html, which captcha-bench did not write there" in output
     assert _tree(out) == {"report.html": b"<p>my own page</p>"}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from bench.cli import data, runs, speed, study, train
+from bench.cli import data, runs, science, speed, study, train
 from bench.cli.common import parse_options
 from captchas.errors import UserError
 
@@ -41,7 +41,8 @@ def cli() -> None:
 
 
 for command in (data.generate, runs.run, runs.report, runs.sweep, train.train, train.attack, speed.speed, runs.solvers_,
-                data.presets, data.verify, data.import_, study.record, study.humans):
+                data.presets, data.verify, data.import_, study.record, study.humans, science.compare, science.verify_run,
+                science.leaderboard, science.items, science.plan):
     cli.add_command(command)
 
 __all__ = ["cli", "parse_options"]

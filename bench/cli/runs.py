@@ -97,6 +97,9 @@ def run(dataset: Path | None, names: tuple[str, ...], pairs: tuple[str, ...], ou
 
     \b
     Example: captcha-bench run --dataset results/datasets/hard-7 --solver ddddocr --solver ocr -o ocr.psm=7 --out results/runs/hard-7-baselines
+
+    \b
+    Example: captcha-bench run --dataset captchas/data/turingpass/humans --solver cnn --solver human --limit 100 --margin 5 --out results/runs/tp-100
     """
     from bench.benchmark import run_benchmark, with_dataset_options  # loaded by the command, not by --help
     from bench.suite import run_default  # loaded by the command, not by --help

@@ -19,6 +19,7 @@ from typing import Any
 from bench import stats
 from bench.provenance import git_state, versions
 from bench.report.compare import adjust, first_answers, plans, rescore
+from bench.report.items import audit
 from bench.report.model import Group, PeopleReference, Report, Row
 from bench.runfolder.files import RunError, solver_costs
 from bench.runfolder.read import Run, read_runs
@@ -73,7 +74,7 @@ def _build(paths: list[Path], allow_mixed: bool, seed: int) -> Report:
     swept = any(g.point for g in built)  # only a sweep draws the TuringPass people as a reference band
     return Report(built, adjust(comparisons), _turingpass_reference() if swept else None,
                   datetime.now(timezone.utc).isoformat(timespec="seconds"), _provenance(seed),
-                  [str(r.path) for r in runs if not r.finished])
+                  [str(r.path) for r in runs if not r.finished], tuple(audit(g) for g in built))
 
 
 def stated_margin(runs: list[Run]) -> float | None:

@@ -149,6 +149,9 @@ class Versus:
     p: float  # exact McNemar, two-sided
     first_median: float  # seconds per item, over the items both attempted without an error
     second_median: float
+    time_p: float = math.nan  # Wilcoxon signed-rank on the paired times, two-sided
+    p_holm: float = math.nan  # after Holm's correction over the family the caller names
+    time_p_holm: float = math.nan
 
 
 def versus(first: Sequence[Attempt], second: Sequence[Attempt], case_sensitive: bool) -> Versus:
@@ -166,8 +169,10 @@ def versus(first: Sequence[Attempt], second: Sequence[Attempt], case_sensitive: 
         times = [side[i].seconds for i in shared if _timed(side[i])]
         return float(np.median(times)) if times else math.nan
 
+    timed = [i for i in shared if _timed(a[i]) and _timed(b[i])]
     return Versus(len(ok), both + first_only, both + second_only, first_only, second_only, diff, low, high,
-                  stats.mcnemar_exact(first_only, second_only) if ok else math.nan, median(a), median(b))
+                  stats.mcnemar_exact(first_only, second_only) if ok else math.nan, median(a), median(b),
+                  stats.wilcoxon_signed_rank([a[i].seconds for i in timed], [b[i].seconds for i in timed]))
 
 
 def first_answers(human: Iterable[Attempt]) -> dict[str, Attempt]:

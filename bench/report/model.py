@@ -105,6 +105,7 @@ class Report:
     created: str
     provenance: dict[str, Any]
     unfinished: list[str]  # runs that did not finish
+    audits: tuple[Any, ...] = ()  # per group, its bench.report.items.Audit (None where it has no people)
 
     @property
     def has_people(self) -> bool:

@@ -13,6 +13,7 @@ from html import escape
 
 from bench import stats
 from bench.load import warning
+from bench.report.items import MACHINE_ONLY, NOBODY, PEOPLE_ONLY, SHOWN, WHO, Audit, Item
 from bench.report.model import HUMAN_PRICE, REFERENCES, Group, Reference, Report
 from bench.report.tables import (CROSSING_HEADER, VERDICT_HEADER, all_answers, confusion_rows, crossings, glyph_rows,
                           other_rule, pct, power_line, seconds, shared_confusions, verdict_rows)
@@ -69,8 +70,9 @@ def blocks(report: Report) -> list[Block]:
     if crossed:
         found += [("h3", _crossing_title(report)), ("table", (CROSSING_HEADER, crossed))]
     found += [("p", f"Clocks. {CLOCKS}"), ("h2", "Figures"), ("figures", None)]
-    for group in report.groups:
+    for k, group in enumerate(report.groups, 1):
         found += [("h2", group.label), ("meta", _group_line(group)), ("table", _solver_table(group))]
+        found += _audit_blocks(k, report.audits[k - 1] if len(report.audits) >= k else None)
         header, rows = glyph_rows(group)
         if rows:
             found += [("h3", "Hardest glyphs (read right, occurrences)"), ("table", (header, rows))]
@@ -92,8 +94,65 @@ def blocks(report: Report) -> list[Block]:
     return found
 
 
-def html(report: Report, images: dict[str, str]) -> str:
-    """The HTML page; `images` maps figure stems to their src (data: URIs)."""
+def item_images(report: Report) -> dict[str, tuple[int, str]]:
+    """The item images the report shows: name -> (group number, item id)."""
+    found = {}
+    for k, a in enumerate(report.audits, 1):
+        if a is not None:
+            for who in WHO:
+                for i in _shown(a, who):
+                    found[_item_name(k, i.item_id)] = (k, i.item_id)
+    return found
+
+
+def _item_name(k: int, item_id: str) -> str:
+    return f"item-{k}-{item_id}"
+
+
+def _shown(a: Audit, who: str) -> list[Item]:
+    """The items of a list the report shows: the first SHOWN (the nobody list has a row per machine)."""
+    if who != NOBODY:
+        return a.items[who][:SHOWN]
+    return [i for i in a.items[who] if i.machine == a.group.machines[0]][:SHOWN]
+
+
+def _audit_blocks(k: int, a: Audit | None) -> list[Block]:
+    """Where people still win on this data set, item by item, and the label audit."""
+    if a is None:
+        return []
+    titles = {PEOPLE_ONLY: f"People read it, {a.strongest} did not", MACHINE_ONLY: f"{a.strongest} read it, people did not",
+              NOBODY: "Nobody read it: every machine and every person missed (a label to check)"}
+    found: list[Block] = [("h3", f"Where people still win, item by item (against {a.strongest}, the most accurate "
+                                 "machine here)")]
+    for who in WHO:
+        total = len({i.item_id for i in a.items[who]})
+        shown = _shown(a, who)
+        found.append(("p", f"{titles[who]}: {total:,} item(s){f', the first {len(shown)} shown' if total > len(shown) else ''}. "
+                           f"All of them: captcha-bench items RUN --who {who}."))
+        if shown:
+            cells = []
+            for i in shown:
+                answers = ("; ".join(f"{x.machine}: {x.machine_answer!r}" for x in a.items[NOBODY]
+                                     if x.item_id == i.item_id) if who == NOBODY
+                           else f"{i.machine}: {i.machine_answer!r}")
+                cells.append((_item_name(k, i.item_id), f"{i.item_id}: truth {i.expected!r}; people first "
+                              f"{i.people_first!r} (all: {', '.join(map(repr, i.people_all))}); {answers}"))
+            found.append(("gallery", cells))
+    rows = [[name, pct(raw), pct(kept), f"{n:,}"] for name, (raw, kept, n) in a.solvable.items()]
+    found += [("p", "Accuracy over every item, and over the solvable items only (those that any machine or person "
+                    "read; the nobody items may carry wrong labels):"),
+              ("table", (["solver", "accuracy", "solvable-only accuracy", "solvable items"], rows))]
+    return found
+
+
+def html(report: Report, images: dict[str, str], items: dict[str, str] | None = None) -> str:
+    """The HTML page; `images` maps figure stems to their src (data: URIs), `items` item images' names to theirs."""
+    shown = items or {}
+
+    def gallery(cells: list[tuple[str, str]]) -> str:
+        rows = "".join(f"<tr><td>{_img(shown.get(name), text)}</td><td>{escape(text)}</td></tr>" for name, text in cells)
+        return f"<table class=items><tbody>{rows}</tbody></table>"
+
     def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         head = "".join(f"<th>{escape(h)}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
@@ -112,14 +171,24 @@ def html(report: Report, images: dict[str, str]) -> str:
         "table": lambda c: table(*c),
         "figures": lambda _: "\n".join(figure(stem, src) for stem, src in images.items()),
         "details": lambda c: f"<details><summary>{escape(c[0])}</summary><pre>{escape(c[1])}</pre></details>",
+        "gallery": gallery,
     }
     body = "\n".join(rendered[kind](content) for kind, content in blocks(report))
     return (f"<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>{escape(TITLE)}</title>"
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
-def markdown(report: Report, images: dict[str, str]) -> str:
-    """The Markdown twin; `images` maps figure stems to relative paths of their PNG files."""
+def _img(src: str | None, text: str) -> str:
+    return f'<img src="{src}" alt="{escape(text)}">' if src else "(image not found: the data set is not where the run read it)"
+
+
+def markdown(report: Report, images: dict[str, str], items: dict[str, str] | None = None) -> str:
+    """The Markdown twin; `images` maps figure stems to relative paths of their PNG files, `items` item images'."""
+    shown = items or {}
+
+    def gallery(cells: list[tuple[str, str]]) -> str:
+        return "\n".join(f"- {f'![{name}]({shown[name]}) ' if name in shown else ''}{text}" for name, text in cells)
+
     def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         def cell(c: str) -> str:
             return c.replace("|", "\\|")
@@ -133,6 +202,7 @@ def markdown(report: Report, images: dict[str, str]) -> str:
         "figures": lambda _: "\n\n".join(f"![{_caption(stem, report)}]({path})\n\n*{_caption(stem, report)}*"
                                          for stem, path in images.items()),
         "details": lambda c: "",  # run.json sits beside the report; the HTML page folds it in
+        "gallery": gallery,
     }
     return "\n\n".join(text for kind, content in blocks(report) if (text := rendered[kind](content))) + "\n"
 

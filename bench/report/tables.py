@@ -45,8 +45,8 @@ def power_line(c: Comparison) -> str:
     """What the comparison could resolve, its units and, where the runs stated one, its margin, in one line."""
     a = c.accuracy
     discordant = (a.machine_only + a.human_only) / a.items if a.items else math.nan
-    resolves = (f"resolves a gap of {100 * a.gap:.1f} points at 80 % power" if not math.isnan(a.gap)
-                else "resolves no gap at 80 % power")
+    resolves = (f"resolve a gap of {100 * a.gap:.1f} points at 80 % power" if not math.isnan(a.gap)
+                else "resolve no gap at 80 % power")
     line = f"{a.items:,} paired items {resolves} ({pct(discordant)} of them discordant"
     if a.units == "participants":
         line += (f"; answers from {a.clusters:,} participants, so intervals and tests resample participants, "

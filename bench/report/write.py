@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bench.report.build import collector_paused
 from bench.report.model import FIGURES, HTML, MARKDOWN, Report
-from bench.report.pages import html, markdown
+from bench.report.items import image_files, thumbnail
+from bench.report.pages import html, item_images, markdown
 from bench.runfolder.files import COLLECTION, RUN, RunError
 from captchas.dataset import sha256_bytes
 from captchas.output import check_writable, write_atomic
@@ -26,13 +27,16 @@ def write_report(report: Report, out: Path) -> list[Path]:
     check_report_out(out)
     with collector_paused():
         drawn = figures.draw(report)
+    files: dict[int, dict[str, Path]] = {}  # per group, its items' images, where its data set still is
+    thumbs = {name: png for name, (k, item) in item_images(report).items()
+              if (path := files.setdefault(k, image_files(report.groups[k - 1])).get(item)) and (png := thumbnail(path))}
     mine = _written_before(out)
-    for name in drawn:  # before anything is written: a figure of the user's own in the way stops the report
+    for name in [*drawn, *thumbs]:  # before anything is written: a figure of the user's own in the way stops the report
         _check_replaceable(out, f"{FIGURES}/{name}.png", mine)
     (out / FIGURES).mkdir(parents=True, exist_ok=True)
     record: dict[str, str] = {}
     written = []
-    for name, png in drawn.items():
+    for name, png in [*drawn.items(), *thumbs.items()]:
         written.append(_replace(out, f"{FIGURES}/{name}.png", png, record))
     for stale, digest in mine.items():  # this report's figures replace the last one's, and only those
         path = out / stale
@@ -40,7 +44,9 @@ def write_report(report: Report, out: Path) -> list[Path]:
             path.unlink()
     embedded = {name: "data:image/png;base64," + base64.b64encode(png).decode("ascii") for name, png in drawn.items()}
     linked = {name: f"{FIGURES}/{name}.png" for name in drawn}
-    for name, text in ((HTML, html(report, embedded)), (MARKDOWN, markdown(report, linked))):
+    items = ({name: "data:image/png;base64," + base64.b64encode(png).decode("ascii") for name, png in thumbs.items()},
+             {name: f"{FIGURES}/{name}.png" for name in thumbs})
+    for name, text in ((HTML, html(report, embedded, items[0])), (MARKDOWN, markdown(report, linked, items[1]))):
         written.append(_replace(out, name, text.encode("utf-8"), record))
     write_atomic(out / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return written
@@ -71,10 +77,26 @@ def check_report_out(out: Path) -> None:
     check_writable(out)
 
 
-def _written_before(out: Path) -> dict[str, str]:
+def write_owned(out: Path, files: dict[str, bytes], record_name: str) -> list[Path]:
+    """Write `files` (name -> bytes) into `out`, each replacing only a file that an earlier call with the same
+    `record_name` wrote there and nobody changed since; RunError, before anything is written, otherwise."""
+    if out.is_symlink() or out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is {'a symbolic link' if out.is_symlink() else 'a file'}: give a folder")
+    mine = _written_before(out, record_name)
+    for name in files:
+        _check_replaceable(out, name, mine)
+    check_writable(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {k: v for k, v in mine.items() if k not in files}
+    written = [_replace(out, name, data, record) for name, data in files.items()]
+    write_atomic(out / record_name, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return written
+
+
+def _written_before(out: Path, record_name: str = RECORD) -> dict[str, str]:
     """What the last report recorded writing in `out`: path inside it -> sha256 (empty: none, or unreadable)."""
     try:
-        record = json.loads((out / RECORD).read_text(encoding="utf-8"))
+        record = json.loads((out / record_name).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
     return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else {}
@@ -85,7 +107,7 @@ def _check_replaceable(out: Path, name: str, mine: dict[str, str]) -> None:
     if not path.exists() and not path.is_symlink():
         return
     if path.is_symlink() or not path.is_file() or not _unchanged(path, mine.get(name)):
-        raise RunError(f"--out {out} holds {name}, which no report of captcha-bench wrote (or which was edited since): "
+        raise RunError(f"--out {out} holds {name}, which captcha-bench did not write there (or which was edited since): "
                        "move it, or give another --out")
 
 
