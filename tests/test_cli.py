@@ -324,7 +324,7 @@ def test_run_prints_the_table_and_writes_the_csvs(tmp_path: Path, small_set: Pat
     assert "accuracy [95% CI]" in result.stdout and "constant" in result.stdout
     assert f"results in {out}/" in result.stdout
     assert {p.name for p in out.iterdir()} == {"run.json", "attempts.csv", "details.jsonl", "timing.jsonl", "summary.csv",
-                                             "summary.json"}
+                                             "summary.json", "attestation.json"}
     rows = (out / "attempts.csv").read_text().splitlines()
     assert len(rows) == 13 and ",constant," in rows[1] and ",ZZZ," in rows[1]
 
