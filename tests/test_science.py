@@ -122,6 +122,10 @@ def test_compare_pairs_two_runs_writes_its_files_and_gates_a_regression(tmp_path
     result = invoke("compare", a, b, "--fail-on-regression", "5")
     assert result.exit_code == 1 and "regression: cnn" in result.output
     assert "B less accurate" in result.output  # cnn lost 25 points; ocr is the same on both
+    slow = write_run(tmp_path / "slow", "f" * 64, [attempt("cnn", i, f"A{i:04d}", "X", 0.5) for i in range(400)],
+                     people=())
+    assert "B slower" in invoke("compare", a, slow, "--out", tmp_path / "s1").output
+    assert "B faster" in invoke("compare", slow, a, "--out", tmp_path / "s2").output
     rows = list(csv.DictReader(io.StringIO((b / "compare.csv").read_text())))
     assert [(r["solver_a"], r["solver_b"]) for r in rows] == [("cnn", "cnn"), ("ocr", "ocr")]
     assert float(rows[0]["difference_b_minus_a"]) < -0.2 and float(rows[1]["difference_b_minus_a"]) == 0
@@ -238,3 +242,16 @@ def test_plan_prints_the_items_a_gap_needs(tmp_path: Path) -> None:
     refused(invoke("plan", "--gap", "3", "--discordance", "1.5"), "--discordance is a share of items")
     refused(invoke("plan", "--gap", "3", "--discordance", "0.2", "--power", "1"), "--power is a probability")
     refused(invoke("plan", "--gap", "0", "--discordance", "0.2"), "give a gap above 0")
+
+
+def test_a_margin_is_stated_before_the_run_and_cannot_change_on_resume(tmp_path: Path, tiny_dataset: ds.Dataset) -> None:
+    out = tmp_path / "run"
+    first = invoke("run", "--dataset", tiny_dataset.path, "--solver", "constant", "--margin", "5", "--out", out,
+                   "--throughput-items", "0")
+    assert first.exit_code == 0, first.output
+    assert json.loads((out / "run.json").read_text())["config"]["margin"] == 5.0
+    refused(invoke("run", "--out", out, "--resume", "--margin", "3"), "it ran with --margin 5, this command asks --margin 3")
+    for bad in ("0", "100", "-2"):
+        refused(invoke("run", "--dataset", tiny_dataset.path, "--solver", "constant", "--margin", bad,
+                       "--out", tmp_path / f"bad{bad}"), "--margin is accuracy points above 0 and below 100")
+        assert not (tmp_path / f"bad{bad}").exists()

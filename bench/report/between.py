@@ -39,7 +39,7 @@ class Pairing:
         words = {stats.MACHINE: "B more accurate", stats.HUMANS: "B less accurate",
                  stats.NEITHER: "accuracy: no evidence either way"}[accurate]
         if not math.isnan(r.time_p_holm) and r.time_p_holm < stats.ALPHA:
-            words += "; B faster" if r.first_median < r.second_median else "; B slower"
+            words += "; B faster" if r.second_median < r.first_median else "; B slower"
         else:
             words += "; time: no evidence either way"
         return words
