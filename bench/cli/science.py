@@ -4,14 +4,17 @@ by item) and plan (how many paired items a gap needs)."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 
 from bench.cli.common import FINITE
 from bench.summary import format_table
+from captchas import dataset as ds
 
 
 def _pairs(texts: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -54,11 +57,10 @@ def compare(run_a: Path, run_b: Path, pairs: tuple[str, ...], out: Path | None, 
     rule = "case-sensitive" if between.case_sensitive else "case-insensitive"
     title = (f"{run_b} (B) against {run_a} (A), data set {between.first.dataset_sha256[:12]}, scored {rule}; "
              "differences are B - A")
-    csv_lines = [",".join(found[0])] + [",".join(_csv_cell(v) for v in r.values()) for r in found]
     markdown = "\n".join([f"# {title}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER),
                           *("| " + " | ".join(row) + " |" for row in rows(between)), ""])
     folder = out or run_b
-    write_owned(folder, {"compare.csv": ("\n".join(csv_lines) + "\n").encode(),
+    write_owned(folder, {"compare.csv": _csv(list(found[0]), found).encode("utf-8"),
                          "compare.json": (json.dumps({"title": title, "pairs": found}, indent=2) + "\n").encode(),
                          "compare.md": markdown.encode()}, ".compare-files.json")
     click.echo(title + "\n" + table)
@@ -73,9 +75,15 @@ def compare(run_a: Path, run_b: Path, pairs: tuple[str, ...], out: Path | None, 
         click.echo(f"no regression of more than {regression:g} points under the rule")
 
 
-def _csv_cell(value: object) -> str:
-    text = "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
-    return f'"{text}"' if any(c in text for c in ',"\n') and not text.startswith('"') else text
+def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV text, the project's way (captchas.dataset.CsvWriter): no value is an empty cell."""
+    buffer = io.StringIO()
+    writer = ds.CsvWriter(buffer)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow("" if row[k] is None else f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]
+                        for k in columns)
+    return buffer.getvalue()
 
 
 @click.command("verify-run")
@@ -118,7 +126,7 @@ def leaderboard(runs: tuple[Path, ...], out: Path, seed: int) -> None:
     if out.suffix == ".json":
         data = json.dumps({"columns": COLUMNS, "rows": rows}, indent=2) + "\n"
     else:
-        data = "\n".join([",".join(COLUMNS), *(",".join(_csv_cell(r[k]) for k in COLUMNS) for r in rows)]) + "\n"
+        data = _csv(COLUMNS, rows)
     write_owned(out.parent, {out.name: data.encode("utf-8")}, ".leaderboard-files.json")
     click.echo(format_table(["data set", "solver", "accuracy", "median", "versus people"],
                             [[r["data_set"], r["solver"], f"{100 * r['accuracy']:.1f} %" if r["accuracy"] is not None else "-",
@@ -140,7 +148,7 @@ def items(run: Path, who: str, machine: str | None) -> None:
     Example: captcha-bench items results/runs/tp-100 --who people-only
     """
     from bench.report import build_report  # loaded by the command, not by --help
-    from bench.report.items import COLUMNS, audit, csv_text, image_files, listed  # loaded by the command
+    from bench.report.items import COLUMNS, audit, csv_text, items_of, listed  # loaded by the command
 
     report = build_report([run], allow_mixed=True)
     audits = [(g, a) for g in report.groups if (a := audit(g)) is not None]
@@ -153,7 +161,8 @@ def items(run: Path, who: str, machine: str | None) -> None:
     click.echo(",".join(COLUMNS))
     for group, a in audits:
         if machine is None or machine in group.machines:
-            files = {i: p.name for i, p in image_files(group).items()}
+            found = items_of(group)
+            files = {i: sample.file for i, sample in found[1].items()} if found else {}
             click.echo(csv_text(group.label, listed(a, who, machine), files), nl=False)
 
 

@@ -12,12 +12,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from bench.report.compare import first_answers, right
 from bench.report.model import Group
 from bench.runfolder.records import Attempt
 from captchas import dataset as ds
+from captchas.images import load_image
 
 PEOPLE_ONLY, MACHINE_ONLY, NOBODY = "people-only", "machine-only", "nobody"
 WHO = (PEOPLE_ONLY, MACHINE_ONLY, NOBODY)
@@ -116,24 +115,24 @@ def csv_text(group_label: str, items: list[Item], files: dict[str, str]) -> str:
     return buffer.getvalue()
 
 
-def image_files(group: Group) -> dict[str, Path]:
-    """Each item's image where the data set is still where its run found it: id -> path (empty otherwise)."""
-    folder = Path(str(group.runs[0].request.get("dataset", "")))
+def items_of(group: Group) -> tuple[ds.Dataset, dict[str, ds.Sample]] | None:
+    """The group's data set and its items by id, where it is still where its run read it and still the same
+    data set (its manifest's sha256); None otherwise."""
     try:
-        with (folder / ds.MANIFEST).open(newline="", encoding="utf-8") as f:
-            return {row["id"]: folder / row["file"] for row in csv.DictReader(f)
-                    if "/" not in row["file"] and "\\" not in row["file"]}
-    except (OSError, KeyError, UnicodeDecodeError, csv.Error):
-        return {}
-
-
-def thumbnail(path: Path, height: int = 48) -> bytes | None:
-    """The image as a small PNG for the report, or None where it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            image.thumbnail((height * 6, height))
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="PNG")
-            return out.getvalue()
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        data = ds.read_dataset(Path(str(group.runs[0].request.get("dataset", ""))))
+    except ds.DatasetError:
         return None
+    return (data, {s.id: s for s in data.samples}) if data.hash == group.sha256 else None
+
+
+def thumbnail(data: ds.Dataset, sample: ds.Sample, height: int = 48) -> bytes | None:
+    """An item's image, checked against its sha256 (`captchas.images.load_image`), as a small PNG; None where
+    it cannot be read."""
+    try:
+        image = load_image(data, sample)
+    except ds.DatasetError:
+        return None
+    image.thumbnail((height * 6, height))
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="PNG")
+    return out.getvalue()

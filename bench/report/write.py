@@ -9,10 +9,10 @@ from pathlib import Path
 
 from bench.report.build import collector_paused
 from bench.report.model import FIGURES, HTML, MARKDOWN, Report
-from bench.report.items import image_files, thumbnail
+from bench.report.items import items_of, thumbnail
 from bench.report.pages import html, item_images, markdown
 from bench.runfolder.files import COLLECTION, RUN, RunError
-from captchas.dataset import sha256_bytes
+from captchas.dataset import Dataset, Sample, sha256_bytes
 from captchas.output import check_writable, write_atomic
 
 def write_report(report: Report, out: Path) -> list[Path]:
@@ -27,9 +27,14 @@ def write_report(report: Report, out: Path) -> list[Path]:
     check_report_out(out)
     with collector_paused():
         drawn = figures.draw(report)
-    files: dict[int, dict[str, Path]] = {}  # per group, its items' images, where its data set still is
-    thumbs = {name: png for name, (k, item) in item_images(report).items()
-              if (path := files.setdefault(k, image_files(report.groups[k - 1])).get(item)) and (png := thumbnail(path))}
+    sets: dict[int, tuple[Dataset, dict[str, Sample]] | None] = {}  # per group, its data set where it still is
+    thumbs = {}
+    for name, (k, item) in item_images(report).items():
+        if k not in sets:
+            sets[k] = items_of(report.groups[k - 1])
+        found = sets[k]
+        if found and item in found[1] and (png := thumbnail(found[0], found[1][item])):
+            thumbs[name] = png
     mine = _written_before(out)
     for name in [*drawn, *thumbs]:  # before anything is written: a figure of the user's own in the way stops the report
         _check_replaceable(out, f"{FIGURES}/{name}.png", mine)
