@@ -148,10 +148,10 @@ def items(run: Path, who: str, machine: str | None) -> None:
     Example: captcha-bench items results/runs/tp-100 --who people-only
     """
     from bench.report import build_report  # loaded by the command, not by --help
-    from bench.report.items import COLUMNS, audit, csv_text, items_of, listed  # loaded by the command
+    from bench.report.items import COLUMNS, csv_text, items_of, listed  # loaded by the command
 
     report = build_report([run], allow_mixed=True)
-    audits = [(g, a) for g in report.groups if (a := audit(g)) is not None]
+    audits = [(g, a) for g, a in zip(report.groups, report.audits) if a is not None]  # built with the report
     if not audits:
         raise click.ClickException(f"{run} has no people beside its machines: items compares them item by item; "
                                    "run the recorded people too (--solver human)")

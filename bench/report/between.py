@@ -89,11 +89,13 @@ def compare_runs(first: Path, second: Path, pairs: Sequence[tuple[str, str]] = (
     for x, y in pairs:
         mine = rescore([t for t in a.attempts if t.solver == x], rule, with_cer=False)
         theirs = rescore([t for t in b.attempts if t.solver == y], rule, with_cer=False)
-        result = versus(theirs, mine, rule)  # B first: its difference is B - A
+        result = versus(mine, theirs, rule)
         if not result.items:
             raise RunError(f"{x} in {first} and {y} in {second} attempted no item in common: compare runs "
                            "over the same items")
-        found.append(Pairing(x, y, _as_b_minus_a(result)))
+        # B - A: Newcombe's interval is symmetric, so swapping the sides negates it
+        found.append(Pairing(x, y, dataclasses.replace(result, difference=-result.difference, low=-result.high,
+                                                       high=-result.low)))
     return Between(a, b, rule, _adjusted(found))
 
 
@@ -102,12 +104,6 @@ def _one_run(path: Path) -> Run:
         parts = ", ".join(str(path / str(p["path"])) for p in read_collection(path)["parts"])
         raise RunError(f"{path} is a collection of runs: compare one of its parts ({parts})")
     return read_run(path)
-
-
-def _as_b_minus_a(r: Versus) -> Versus:
-    """`versus(B, A)` keeps B's figures first; for the table, A comes first and the difference stays B - A."""
-    return dataclasses.replace(r, first_right=r.second_right, second_right=r.first_right, first_only=r.second_only,
-                               second_only=r.first_only, first_median=r.second_median, second_median=r.first_median)
 
 
 def _adjusted(pairings: list[Pairing]) -> list[Pairing]:

@@ -6,7 +6,6 @@ label audit: an answer that nobody gives may be a wrong label, so accuracy is al
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from dataclasses import dataclass
@@ -89,26 +88,21 @@ def audit(group: Group, machine: str | None = None) -> Audit | None:
     return Audit(group, strongest, lists, solvable)
 
 
-def listed(audit: Audit, who: str, machine: str | None = None) -> list[Item]:
+def listed(made: Audit, who: str, machine: str | None = None) -> list[Item]:
     """An audit's list for `items --who`: people-only and machine-only for every machine unless one is named."""
-    if who == NOBODY or machine == audit.strongest:
-        return audit.items[who]
+    if who == NOBODY:
+        return made.items[who]
     found = []
-    for m in ([machine] if machine else audit.group.machines):
-        found += (audit.items[who] if m == audit.strongest else _other(audit.group, m).items[who])
+    for m in [machine] if machine else made.group.machines:
+        mine = made if m == made.strongest else audit(made.group, m)
+        found += mine.items[who] if mine else []
     return found
-
-
-def _other(group: Group, machine: str) -> Audit:
-    made = audit(group, machine)
-    assert made is not None  # the group has people and this machine
-    return made
 
 
 def csv_text(group_label: str, items: list[Item], files: dict[str, str]) -> str:
     """The items as CSV (COLUMNS); `files`: item id -> its image's file name in the data set."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = ds.CsvWriter(buffer)
     for i in items:
         writer.writerow([i.who, group_label, i.item_id, files.get(i.item_id, ""), i.expected, i.people_first,
                          " | ".join(i.people_all), i.machine, i.machine_answer])
